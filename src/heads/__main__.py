@@ -1,0 +1,5 @@
+"""`python -m heads`."""
+
+from heads.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `heads` command line: argument parsing, rendering, exit codes."""

@@ -1,0 +1,18 @@
+"""`heads boot ...`: /boot trust (sign, verify) and boot entries (list, default, kexec)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+__all__ = ["register"]
+
+_PARTS = ("boot_trust", "boot_entries")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("boot", help="sign and verify /boot, list and boot its entries")
+    boot_sub = parser.add_subparsers(dest="boot_command", metavar="SUBCOMMAND", required=True)
+    for name in _PARTS:
+        module = importlib.import_module(f"heads.cli.{name}")
+        module.register_boot(boot_sub)

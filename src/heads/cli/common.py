@@ -1,0 +1,86 @@
+"""Pieces every command group shares: TCTI option, JSON output, secrets from file descriptors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Final
+
+from heads.core.secret import Secret
+from heads.errors import UsageError
+
+__all__ = [
+    "DEFAULT_TCTI",
+    "add_json_option",
+    "add_tcti_option",
+    "print_json",
+    "read_secret_fd",
+    "read_secret_stdin",
+    "tcti_from",
+]
+
+DEFAULT_TCTI: Final = "device:/dev/tpmrm0"
+_MAX_SECRET_BYTES: Final = 4096
+
+
+def add_tcti_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tcti",
+        metavar="TCTI",
+        help=f"TPM to use (default: $HEADS_TCTI or {DEFAULT_TCTI}); "
+        "e.g. swtpm:host=127.0.0.1,port=2321",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output (stable)")
+
+
+def tcti_from(args: argparse.Namespace) -> str:
+    """--tcti, else $HEADS_TCTI, else the kernel's resource manager."""
+    value = getattr(args, "tcti", None) or os.environ.get("HEADS_TCTI") or DEFAULT_TCTI
+    return str(value)
+
+
+def print_json(obj: object) -> None:
+    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def _read_all(fd: int, what: str) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {what} from file descriptor {fd}: {exc.strerror}"
+            ) from None
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > _MAX_SECRET_BYTES:
+            raise UsageError(f"{what} is longer than {_MAX_SECRET_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_secret_fd(fd: int, what: str = "passphrase") -> Secret:
+    """Read a passphrase from an open file descriptor; one trailing newline is dropped."""
+    data = _read_all(fd, what)
+    if data.endswith(b"\n"):
+        data = data[:-1]
+    if not data:
+        raise UsageError(f"empty {what} on file descriptor {fd}")
+    return Secret(data)
+
+
+def read_secret_stdin(what: str = "secret") -> Secret:
+    """Read raw secret bytes from stdin (kept exactly as given)."""
+    data = _read_all(sys.stdin.fileno(), what)
+    if not data:
+        raise UsageError(f"no {what} on standard input")
+    return Secret(data)

@@ -1,0 +1,81 @@
+"""Entry point: builds the parser from the command groups, runs one, maps errors to exit codes.
+
+This is the only place that prints an error or chooses an exit status (STYLE §2.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from heads import __version__
+from heads.errors import ExitCode, HeadsError
+
+__all__ = ["main"]
+
+# Each group module defines register(subparsers); its parsers set `func` (args -> exit code).
+_GROUPS: Final = ("tpm", "pcr", "boot", "totp", "hotp", "build", "qemu")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="heads",
+        description="Tamper-evident boot: TPM measurements, owner attestation, signed /boot.",
+    )
+    parser.add_argument("--version", action="version", version=f"heads {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND")
+    for name in _GROUPS:
+        try:
+            module = importlib.import_module(f"heads.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"heads.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def _render(err: HeadsError) -> None:
+    print(f"error: {err.message}", file=sys.stderr)
+    for line in err.details:
+        print(f"  {line}", file=sys.stderr)
+    if err.hint:
+        print(f"hint: {err.hint}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return func(args)
+    except HeadsError as err:
+        if args.debug:
+            traceback.print_exc()
+        _render(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        return ExitCode.ERROR
+    except Exception:
+        traceback.print_exc()
+        print("error: internal error in heads (this is a bug; please report it)", file=sys.stderr)
+        return ExitCode.BUG

@@ -1,0 +1,80 @@
+"""Shared fixtures: real swtpm, tool checks that fail under CI and skip elsewhere."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Generator, Iterator
+from pathlib import Path
+
+import pytest
+
+from heads.testing.swtpm import Swtpm, manufacture, swtpm_missing_reason
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def require(reason: str | None) -> None:
+    """A missing component fails under CI=true and skips (with the reason) elsewhere."""
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"required component missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def require_tools(*tools: str) -> None:
+    for tool in tools:
+        if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
+            require(f"{tool} is not installed")
+
+
+def shared_testdata() -> Path:
+    """../shared/testdata beside the checkout (read-only in CI)."""
+    path = SHARED / "testdata"
+    if not path.is_dir():
+        require(f"shared test data not found at {path}")
+    return path
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return any(
+        getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+        for when in ("setup", "call")
+    )
+
+
+@pytest.fixture(scope="session")
+def manufactured_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One manufactured swtpm state (sha1+sha256 banks, EK), copied for each test (0.6 s once)."""
+    require(swtpm_missing_reason())
+    state = tmp_path_factory.mktemp("swtpm-template")
+    manufacture(state)
+    return state
+
+
+@pytest.fixture
+def swtpm(
+    manufactured_state: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Swtpm]:
+    """A fresh, manufactured swtpm on a free loopback port; its log is printed if the test fails."""
+    state = tmp_path / "swtpm-state"
+    shutil.copytree(manufactured_state, state)
+    tpm = Swtpm(state)
+    tpm.start()
+    try:
+        yield tpm
+    finally:
+        tpm.stop()
+        if _failed(request):
+            print(f"--- swtpm log ({tpm.log_path}) ---\n{tpm.log_text()}")
