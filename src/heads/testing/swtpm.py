@@ -50,17 +50,21 @@ def manufacture(state_dir: Path, banks: str = "sha1,sha256") -> None:
     )
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def _free_port_pair() -> tuple[int, int]:
+    """Two free consecutive ports: the swtpm TCTI finds the control channel at port + 1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port, port + 1
+    raise RuntimeError("no two consecutive free loopback ports")
 
 
 class Swtpm:
@@ -94,7 +98,7 @@ class Swtpm:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _ in range(5):
-            self.port, self.ctrl_port = _free_ports(2)
+            self.port, self.ctrl_port = _free_port_pair()
             self._proc = subprocess.Popen(
                 [
                     "swtpm",

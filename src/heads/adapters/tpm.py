@@ -1,0 +1,941 @@
+"""TPM 2.0 adapter over the tpm2-pytss ESAPI.
+
+One ``Tpm`` protocol and one backend, ``EsapiTpm``.  Each method is one TPM operation (the
+docstrings name the TPM commands it runs).  The adapter reports facts and translates TSS return
+codes into the ``TpmError`` family; deciding what a failure *means* to the owner (e.g. "the TOTP
+secret was not released because firmware changed") is the flows' job, except that a refused
+unseal already names the PCRs that moved, using the public seal record kept beside the object.
+
+Secrets (sealed data, passphrases, owner auth) are ``Secret`` values.  They cross the wire inside
+sessions salted with the storage primary key and encrypting the sensitive parameter
+(TPM 2.0 Part 1 §21 "Session-based encryption"), so a bus sniffer on a real machine sees
+ciphertext.  They are never logged or put into exception text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from heads.core.digest import HashAlg
+from heads.core.pcr import PCR_COUNT, PcrSelection
+from heads.core.sealing import SealRecord, changed_pcrs, seal_policy_digest
+from heads.core.secret import Secret
+from heads.errors import (
+    AuthError,
+    FormatError,
+    HeadsError,
+    LockoutError,
+    TpmError,
+    TpmFailureModeError,
+    TpmNotFoundError,
+    TpmUnreachableError,
+    UnsealError,
+    UsageError,
+)
+
+# ESYS prints a WARNING/ERROR line on stderr for every TPM error, expected ones included (a
+# refused unseal is a normal outcome here).  Silence it unless the user asked for TSS logs.
+os.environ.setdefault("TSS2_LOG", "all+NONE")
+
+from tpm2_pytss import ESAPI, TSS2_Exception
+from tpm2_pytss.constants import (
+    ESYS_TR,
+    TPM2_ALG,
+    TPM2_CAP,
+    TPM2_NT,
+    TPM2_PT,
+    TPM2_SE,
+    TPM2_SU,
+    TPMA_NV,
+    TPMA_OBJECT,
+    TPMA_PERMANENT,
+    TPMA_SESSION,
+)
+from tpm2_pytss.types import (
+    TPM2B_NV_PUBLIC,
+    TPM2B_PUBLIC,
+    TPM2B_SENSITIVE_CREATE,
+    TPML_DIGEST_VALUES,
+    TPML_PCR_SELECTION,
+    TPMS_NV_PUBLIC,
+    TPMS_SENSITIVE_CREATE,
+    TPMT_HA,
+    TPMT_PUBLIC,
+    TPMT_SYM_DEF,
+    TPMU_SYM_KEY_BITS,
+    TPMU_SYM_MODE,
+)
+
+__all__ = [
+    "DISK_KEY_HANDLE",
+    "PRIMARY_HANDLE",
+    "TOTP_HANDLE",
+    "EsapiTpm",
+    "LockoutState",
+    "Tpm",
+    "TpmInfo",
+    "open_tpm",
+    "seal_record_index",
+]
+
+_log = logging.getLogger(__name__)
+
+PRIMARY_HANDLE: Final = 0x81000000
+TOTP_HANDLE: Final = 0x81004D47
+DISK_KEY_HANDLE: Final = 0x81000003
+_EK_HANDLES: Final = (0x81010001, 0x81010002, 0x81010016)
+_HEADS_HANDLES: Final = {
+    PRIMARY_HANDLE: "storage primary key",
+    TOTP_HANDLE: "TOTP/HOTP secret",
+    DISK_KEY_HANDLE: "disk unlock key",
+}
+_PERSISTENT_FIRST: Final = 0x81000000
+_NV_FIRST: Final = 0x01000000
+_SEAL_RECORD_BASE: Final = 0x01800000  # owner range (TCG handle registry)
+_MAX_SECRET_BYTES: Final = 128  # MAX_SYM_DATA of a keyedhash object
+_PCRS_PER_READ: Final = 8  # TPM2_PCR_Read returns at most 8 digests
+
+# TPM 2.0 Part 2 §6.6 response codes (format-1 codes with the parameter/session bits masked).
+_RC_FMT1: Final = 0x080
+_RC_INITIALIZE: Final = 0x100
+_RC_FAILURE: Final = 0x101
+_RC_HANDLE: Final = 0x08B
+_RC_AUTH_FAIL: Final = 0x08E
+_RC_POLICY_FAIL: Final = 0x09D
+_RC_BAD_AUTH: Final = 0x0A2
+_RC_NV_UNINITIALIZED: Final = 0x14A
+_RC_NV_DEFINED: Final = 0x14C
+_RC_LOCKOUT: Final = 0x921
+_RC_NV_RATE: Final = 0x920
+_TSS_LAYER_MASK: Final = 0xFFFF0000
+# TPM 2.0 Part 2 §6.13 properties tpm2-pytss does not name.
+_PT_VENDOR_STRING_1: Final = 0x106
+_PT_VENDOR_STRING_2: Final = 0x107
+_PT_VENDOR_STRING_3: Final = 0x108
+_PT_VENDOR_STRING_4: Final = 0x109
+_PT_FIRMWARE_VERSION_1: Final = 0x10B
+_PT_FIRMWARE_VERSION_2: Final = 0x10C
+_TCTI_LAYER: Final = 0x000A0000
+
+
+def _base_rc(rc: int) -> int:
+    """Strip the handle/session/parameter number from a TPM response code."""
+    if rc & _TSS_LAYER_MASK:
+        return rc
+    if rc & _RC_FMT1:
+        return rc & 0xBF
+    return rc
+
+
+def seal_record_index(handle: int) -> int:
+    """The NV index holding the public seal record of the sealed object at ``handle``."""
+    return _SEAL_RECORD_BASE | (handle & 0xFFFF)
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutState:
+    """The TPM's dictionary-attack state (TPM 2.0 Part 1 §19.8)."""
+
+    failed_tries: int
+    max_tries: int
+    recovery_interval_s: int
+    lockout_recovery_s: int
+    in_lockout: bool
+
+    @property
+    def tries_left(self) -> int:
+        return max(0, self.max_tries - self.failed_tries)
+
+    @property
+    def wait_s(self) -> int:
+        """Upper bound on the wait before one more try is allowed (0 when not locked out)."""
+        if not self.in_lockout:
+            return 0
+        if self.recovery_interval_s == 0:
+            return 0
+        return (self.failed_tries - self.max_tries + 1) * self.recovery_interval_s
+
+
+@dataclass(frozen=True, slots=True)
+class TpmInfo:
+    """What `heads tpm status` shows."""
+
+    manufacturer: str
+    vendor: str
+    firmware_version: str
+    spec_revision: str
+    banks: tuple[HashAlg, ...]
+    endorsement_key: bool
+    lockout: LockoutState
+    objects: Mapping[int, str] = field(default_factory=dict)
+
+
+class Tpm(Protocol):
+    """The TPM operations heads uses."""
+
+    def banks(self) -> tuple[HashAlg, ...]: ...
+    def read_pcrs(self, alg: HashAlg, indices: Iterable[int]) -> dict[int, bytes]: ...
+    def extend_digests(self, pcr: int, digests: Mapping[HashAlg, bytes]) -> None: ...
+    def get_random(self, size: int) -> bytes: ...
+    def seal(
+        self,
+        handle: int,
+        secret: Secret,
+        selection: PcrSelection,
+        *,
+        pcr_values: Mapping[int, bytes] | None = None,
+        auth: Secret | None = None,
+        owner_auth: Secret | None = None,
+    ) -> SealRecord: ...
+    def unseal(
+        self, handle: int, auth: Secret | None = None, selection: PcrSelection | None = None
+    ) -> Secret: ...
+    def seal_record(self, handle: int) -> SealRecord | None: ...
+    def object_exists(self, handle: int) -> bool: ...
+    def evict(self, handle: int, owner_auth: Secret | None = None) -> None: ...
+    def nv_exists(self, index: int) -> bool: ...
+    def nv_counter_create(self, owner_auth: Secret | None = None) -> int: ...
+    def nv_counter_read(self, index: int) -> int: ...
+    def nv_counter_increment(self, index: int) -> int: ...
+    def policy_pcr_digest_trial(
+        self, selection: PcrSelection, pcr_values: Mapping[int, bytes] | None = None
+    ) -> bytes: ...
+    def lockout_state(self) -> LockoutState: ...
+    def info(self) -> TpmInfo: ...
+    def reset(self, owner_auth: Secret | None = None) -> None: ...
+
+
+def _tcti_error(tcti: str, exc: TSS2_Exception) -> TpmError:
+    kind, _, conf = tcti.partition(":")
+    if kind == "device":
+        path = conf or "/dev/tpmrm0"
+        if not Path(path).exists():
+            return TpmNotFoundError(
+                f"no TPM: {path} does not exist",
+                rc=exc.rc,
+                hint="this machine has no TPM 2.0 (or its driver is not loaded); "
+                "for a software TPM pass --tcti swtpm:host=127.0.0.1,port=N",
+            )
+        return TpmUnreachableError(
+            f"cannot open the TPM at {path}: {exc}",
+            rc=exc.rc,
+            hint="is another program holding /dev/tpm0? use /dev/tpmrm0; are you root?",
+        )
+    if _base_rc(exc.rc) in (0xA0015, 0xA000B, 0xA0003):  # not supported / bad value / bad ref
+        return TpmUnreachableError(
+            f"bad TCTI {tcti!r}: {exc}",
+            rc=exc.rc,
+            hint="use device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321",
+        )
+    return TpmUnreachableError(
+        f"cannot reach the TPM at {tcti!r}: {exc}",
+        rc=exc.rc,
+        hint="is swtpm running and listening there?",
+    )
+
+
+class EsapiTpm:
+    """The TPM through tpm2-pytss's ESAPI.  Use :func:`open_tpm` to get one."""
+
+    def __init__(self, esapi: ESAPI, tcti: str) -> None:
+        self._e = esapi
+        self._tcti = tcti
+        self._banks: tuple[HashAlg, ...] | None = None
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._e.close()
+
+    def _fail(self, what: str, exc: TSS2_Exception) -> TpmError:
+        """Translate a TSS error for the operation ``what`` into our error tree."""
+        rc = _base_rc(exc.rc)
+        if rc == _RC_FAILURE:
+            return TpmFailureModeError(
+                f"{what}: the TPM is in failure mode",
+                rc=exc.rc,
+                hint="power-cycle the machine; if it persists the TPM needs a firmware reset",
+            )
+        if rc == _RC_LOCKOUT:
+            return self._lockout_error(what, exc.rc)
+        if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER:
+            return TpmUnreachableError(
+                f"{what}: lost the connection to the TPM ({exc})",
+                rc=exc.rc,
+                hint="is swtpm still running?",
+            )
+        return TpmError(f"{what}: {exc} (rc 0x{exc.rc:x})", rc=exc.rc)
+
+    def _lockout_error(self, what: str, rc: int) -> LockoutError:
+        try:
+            state = self.lockout_state()
+            wait = state.wait_s
+        except TpmError:
+            wait = 0
+        when = f"wait up to {wait} s" if wait else "wait for the lockout to expire"
+        return LockoutError(
+            f"{what}: the TPM is in dictionary-attack lockout",
+            recovery_s=wait or None,
+            rc=rc,
+            hint=f"{when}, or reset the TPM (heads tpm reset) if you own it",
+        )
+
+    def startup(self) -> None:
+        """TPM command: TPM2_Startup(CLEAR); an already started TPM is fine."""
+        try:
+            self._e.startup(TPM2_SU.CLEAR)
+        except TSS2_Exception as exc:
+            if _base_rc(exc.rc) == _RC_FAILURE and self._tcti.startswith("swtpm"):
+                raise TpmFailureModeError(
+                    f"start the TPM: the swtpm at {self._tcti!r} answers only TPM_RC_FAILURE",
+                    rc=exc.rc,
+                    hint="swtpm was started without being initialised: start it with "
+                    "--flags not-need-init,startup-clear (and manufacture its state with "
+                    "swtpm_setup --tpm2 first)",
+                ) from None
+            if _base_rc(exc.rc) != _RC_INITIALIZE:
+                raise self._fail("start the TPM", exc) from None
+
+    @contextlib.contextmanager
+    def _flushing(self, handle: ESYS_TR) -> Iterator[ESYS_TR]:
+        try:
+            yield handle
+        finally:
+            with contextlib.suppress(TSS2_Exception):
+                self._e.flush_context(handle)
+
+    def _persistent_handles(self) -> set[int]:
+        handles: set[int] = set()
+        prop = _PERSISTENT_FIRST
+        while True:
+            more, data = self._e.get_capability(TPM2_CAP.HANDLES, prop, 64)
+            batch = [int(h) for h in data.data.handles]
+            handles.update(batch)
+            if not more or not batch:
+                return handles
+            prop = max(batch) + 1
+
+    def _nv_indices(self) -> set[int]:
+        indices: set[int] = set()
+        prop = _NV_FIRST
+        while True:
+            more, data = self._e.get_capability(TPM2_CAP.HANDLES, prop, 64)
+            batch = [int(h) for h in data.data.handles if (int(h) >> 24) == 1]
+            indices.update(batch)
+            if not more or not batch:
+                return indices
+            prop = max(batch) + 1
+
+    def _salted_session(self, kind: TPM2_SE, attrs: int) -> ESYS_TR:
+        """A session salted with the primary key and AES-128-CFB parameter encryption.
+
+        Falls back to an unsalted session when no primary key exists yet (then encryption
+        still hides parameters from a passive observer of this session only).
+        """
+        key = ESYS_TR.NONE
+        if PRIMARY_HANDLE in self._persistent_handles():
+            key = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        session = self._e.start_auth_session(
+            tpm_key=key,
+            bind=ESYS_TR.NONE,
+            session_type=kind,
+            symmetric=TPMT_SYM_DEF(
+                algorithm=TPM2_ALG.AES,
+                keyBits=TPMU_SYM_KEY_BITS(aes=128),
+                mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
+            ),
+            auth_hash=TPM2_ALG.SHA256,
+        )
+        self._e.trsess_set_attributes(session, attrs | TPMA_SESSION.CONTINUESESSION)
+        return session
+
+    # -- PCRs ---------------------------------------------------------------------------
+
+    def banks(self) -> tuple[HashAlg, ...]:
+        """TPM command: TPM2_GetCapability(PCRS).  Banks with at least one PCR allocated."""
+        if self._banks is None:
+            try:
+                _, data = self._e.get_capability(TPM2_CAP.PCRS, 0, 1)
+            except TSS2_Exception as exc:
+                raise self._fail("read the PCR banks", exc) from None
+            found = []
+            for sel in data.data.assignedPCR:
+                if any(bytes(sel.pcrSelect)[: sel.sizeofSelect]):
+                    with contextlib.suppress(ValueError):
+                        found.append(HashAlg.from_tpm_alg_id(int(sel.hash)))
+            self._banks = tuple(found)
+        return self._banks
+
+    def read_pcrs(self, alg: HashAlg, indices: Iterable[int]) -> dict[int, bytes]:
+        """TPM command: TPM2_PCR_Read, 8 PCRs at a time."""
+        wanted = sorted(set(indices))
+        if any(not 0 <= i < PCR_COUNT for i in wanted):
+            raise UsageError(f"PCR index out of range 0-{PCR_COUNT - 1}: {wanted}")
+        if alg not in self.banks():
+            raise UsageError(
+                f"the TPM has no {alg.value} PCR bank",
+                hint="banks: " + ", ".join(b.value for b in self.banks()),
+            )
+        out: dict[int, bytes] = {}
+        for start in range(0, len(wanted), _PCRS_PER_READ):
+            chunk = wanted[start : start + _PCRS_PER_READ]
+            sel = f"{alg.value}:{','.join(map(str, chunk))}"
+            try:
+                _, sel_out, digests = self._e.pcr_read(TPML_PCR_SELECTION.parse(sel))
+            except TSS2_Exception as exc:
+                raise self._fail(f"read PCRs {sel}", exc) from None
+            returned = []
+            for s in sel_out:
+                bits = bytes(s.pcrSelect)[: s.sizeofSelect]
+                returned += [i for i in range(len(bits) * 8) if bits[i // 8] >> (i % 8) & 1]
+            for index, digest in zip(returned, digests, strict=True):
+                out[index] = bytes(digest)
+            missing = set(chunk) - set(returned)
+            if missing:
+                raise TpmError(f"the TPM did not return PCRs {sorted(missing)} of {alg.value}")
+        return out
+
+    def extend_digests(self, pcr: int, digests: Mapping[HashAlg, bytes]) -> None:
+        """TPM command: TPM2_PCR_Extend with one digest per bank (no event log entry)."""
+        if not 0 <= pcr < PCR_COUNT:
+            raise UsageError(f"PCR index {pcr} is out of range 0-{PCR_COUNT - 1}")
+        values = []
+        for alg, digest in digests.items():
+            if len(digest) != alg.digest_size:
+                raise UsageError(f"a {alg.value} digest has {alg.digest_size} bytes")
+            ha = TPMT_HA(hashAlg=alg.tpm_alg_id)
+            setattr(ha.digest, alg.value.replace("_", ""), digest)
+            values.append(ha)
+        try:
+            self._e.pcr_extend(ESYS_TR.PCR0 + pcr, TPML_DIGEST_VALUES(values))
+        except TSS2_Exception as exc:
+            raise self._fail(f"extend PCR {pcr}", exc) from None
+
+    def get_random(self, size: int) -> bytes:
+        """TPM command: TPM2_GetRandom (repeated: a TPM returns at most one digest's worth)."""
+        out = b""
+        try:
+            while len(out) < size:
+                out += bytes(self._e.get_random(min(32, size - len(out))))
+        except TSS2_Exception as exc:
+            raise self._fail("get random bytes", exc) from None
+        return out
+
+    def policy_pcr_digest_trial(
+        self, selection: PcrSelection, pcr_values: Mapping[int, bytes] | None = None
+    ) -> bytes:
+        """The TPM's own PolicyPCR digest (trial session; current values when none given).
+
+        TPM commands: TPM2_StartAuthSession(TRIAL), TPM2_PolicyPCR, TPM2_PolicyGetDigest.
+        """
+        try:
+            session = self._e.start_auth_session(
+                ESYS_TR.NONE,
+                ESYS_TR.NONE,
+                TPM2_SE.TRIAL,
+                TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
+                TPM2_ALG.SHA256,
+            )
+            with self._flushing(session):
+                pcr_digest = b""
+                if pcr_values is not None:
+                    pcr_digest = _pcr_composite(selection, pcr_values)
+                self._e.policy_pcr(session, pcr_digest, _tpml(selection))
+                return bytes(self._e.policy_get_digest(session))
+        except TSS2_Exception as exc:
+            raise self._fail("compute a PolicyPCR digest", exc) from None
+
+    # -- persistent objects -------------------------------------------------------------
+
+    def object_exists(self, handle: int) -> bool:
+        """TPM command: TPM2_GetCapability(HANDLES)."""
+        try:
+            return handle in self._persistent_handles()
+        except TSS2_Exception as exc:
+            raise self._fail("list persistent objects", exc) from None
+
+    def evict(self, handle: int, owner_auth: Secret | None = None) -> None:
+        """Remove a persistent object and its seal record.  TPM command: TPM2_EvictControl."""
+        try:
+            if handle in self._persistent_handles():
+                self._set_owner_auth(owner_auth)
+                obj = self._e.tr_from_tpmpublic(handle)
+                self._e.evict_control(ESYS_TR.OWNER, obj, handle)
+            self._nv_undefine(seal_record_index(handle))
+        except TSS2_Exception as exc:
+            raise self._owner_fail(f"remove the object at 0x{handle:08x}", exc) from None
+
+    def _set_owner_auth(self, owner_auth: Secret | None) -> None:
+        self._e.tr_set_auth(ESYS_TR.OWNER, owner_auth.reveal() if owner_auth else b"")
+
+    def _owner_fail(self, what: str, exc: TSS2_Exception) -> HeadsError:
+        if _base_rc(exc.rc) in (_RC_AUTH_FAIL, _RC_BAD_AUTH):
+            state = self._lockout_state_or_none()
+            left = state.tries_left if state else None
+            return AuthError(
+                f"{what}: the TPM owner passphrase was refused"
+                + (f" ({left} tries left before lockout)" if left is not None else ""),
+                tries_left=left,
+                hint="give the owner passphrase set at TPM reset (--owner-passphrase-fd)",
+            )
+        return self._fail(what, exc)
+
+    def _ensure_primary(self, owner_auth: Secret | None = None) -> ESYS_TR:
+        """The storage primary key at 0x81000000, created (ECC P-256, AES-128-CFB) if absent.
+
+        TPM commands: TPM2_CreatePrimary, TPM2_EvictControl.
+        """
+        if PRIMARY_HANDLE in self._persistent_handles():
+            return self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        self._set_owner_auth(owner_auth)
+        template = TPMT_PUBLIC.parse(
+            "ecc256:aes128cfb",
+            objectAttributes=TPMA_OBJECT.RESTRICTED
+            | TPMA_OBJECT.DECRYPT
+            | TPMA_OBJECT.FIXEDTPM
+            | TPMA_OBJECT.FIXEDPARENT
+            | TPMA_OBJECT.SENSITIVEDATAORIGIN
+            | TPMA_OBJECT.USERWITHAUTH
+            | TPMA_OBJECT.NODA,
+        )
+        transient = self._e.create_primary(None, TPM2B_PUBLIC(publicArea=template))[0]
+        with self._flushing(transient):
+            self._e.evict_control(ESYS_TR.OWNER, transient, PRIMARY_HANDLE)
+        _log.info("created the storage primary key at 0x%08x", PRIMARY_HANDLE)
+        return self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+
+    # -- sealing ------------------------------------------------------------------------
+
+    def seal(
+        self,
+        handle: int,
+        secret: Secret,
+        selection: PcrSelection,
+        *,
+        pcr_values: Mapping[int, bytes] | None = None,
+        auth: Secret | None = None,
+        owner_auth: Secret | None = None,
+    ) -> SealRecord:
+        """Seal ``secret`` at the persistent ``handle`` under PolicyPCR [+ PolicyAuthValue].
+
+        ``pcr_values`` gives the values to seal to (future values may be given); the current
+        values are read for selected PCRs it lacks.  An existing object at ``handle`` is
+        replaced only once the new one exists.  The selection, values and policy are written
+        to the public seal record (NV index :func:`seal_record_index`).
+
+        TPM commands: TPM2_PCR_Read, TPM2_StartAuthSession (salted, decrypt), TPM2_Create,
+        TPM2_Load, TPM2_EvictControl, TPM2_NV_DefineSpace, TPM2_NV_Write.
+
+        Raises:
+            UsageError: empty or oversized secret, or a value of the wrong size.
+            AuthError: the owner passphrase was refused.
+            TpmError: the TPM failed.
+        """
+        if not 0 < len(secret) <= _MAX_SECRET_BYTES:
+            raise UsageError(f"a sealed secret has 1-{_MAX_SECRET_BYTES} bytes, not {len(secret)}")
+        if handle >> 24 != 0x81:
+            raise UsageError(f"0x{handle:08x} is not a persistent object handle (0x81xxxxxx)")
+        values = dict(pcr_values or {})
+        live = [i for i in selection.indices if i not in values]
+        if live:
+            values.update(self.read_pcrs(selection.alg, live))
+        values = {i: values[i] for i in selection.indices}
+        try:
+            policy = seal_policy_digest(selection, values, with_auth=auth is not None)
+        except ValueError as exc:
+            raise UsageError(f"cannot seal: {exc}") from None
+        record = SealRecord(selection, values, policy)
+        attrs = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.ADMINWITHPOLICY
+        if auth is None:
+            # No passphrase, so nothing to guess: keep policy failures out of the DA counter.
+            attrs |= TPMA_OBJECT.NODA
+        public = TPMT_PUBLIC(
+            type=TPM2_ALG.KEYEDHASH,
+            nameAlg=TPM2_ALG.SHA256,
+            objectAttributes=attrs,
+            authPolicy=policy,
+        )
+        public.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG.NULL
+        sensitive = TPM2B_SENSITIVE_CREATE(
+            TPMS_SENSITIVE_CREATE(userAuth=auth.reveal() if auth else b"", data=secret.reveal())
+        )
+        try:
+            parent = self._ensure_primary(owner_auth)
+            session = self._salted_session(TPM2_SE.HMAC, TPMA_SESSION.DECRYPT)
+            with self._flushing(session):
+                private, public_out, *_ = self._e.create(
+                    parent, sensitive, TPM2B_PUBLIC(publicArea=public), session1=session
+                )
+                loaded = self._e.load(parent, private, public_out, session1=session)
+            with self._flushing(loaded):
+                self._set_owner_auth(owner_auth)
+                if handle in self._persistent_handles():
+                    old = self._e.tr_from_tpmpublic(handle)
+                    self._e.evict_control(ESYS_TR.OWNER, old, handle)
+                self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
+            self._write_seal_record(handle, record)
+        except TSS2_Exception as exc:
+            raise self._owner_fail(f"seal a secret at 0x{handle:08x}", exc) from None
+        return record
+
+    def _nv_undefine(self, index: int) -> None:
+        if index in self._nv_indices():
+            nvh = self._e.tr_from_tpmpublic(index)
+            self._e.nv_undefine_space(nvh, ESYS_TR.OWNER)
+
+    def _write_seal_record(self, handle: int, record: SealRecord) -> None:
+        data = record.to_bytes()
+        index = seal_record_index(handle)
+        self._nv_undefine(index)
+        nvh = self._e.nv_define_space(
+            b"",
+            TPM2B_NV_PUBLIC(
+                nvPublic=TPMS_NV_PUBLIC(
+                    nvIndex=index,
+                    nameAlg=TPM2_ALG.SHA256,
+                    attributes=TPMA_NV.OWNERWRITE
+                    | TPMA_NV.OWNERREAD
+                    | TPMA_NV.AUTHREAD
+                    | TPMA_NV.NO_DA
+                    | (TPM2_NT.ORDINARY << TPMA_NV.TPM2_NT_SHIFT),
+                    dataSize=len(data),
+                )
+            ),
+        )
+        self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
+
+    def seal_record(self, handle: int) -> SealRecord | None:
+        """The public record of what the object at ``handle`` was sealed to, if kept.
+
+        TPM commands: TPM2_NV_ReadPublic, TPM2_NV_Read.
+        """
+        index = seal_record_index(handle)
+        try:
+            if index not in self._nv_indices():
+                return None
+            nvh = self._e.tr_from_tpmpublic(index)
+            pub, _ = self._e.nv_read_public(nvh)
+            data = bytes(self._e.nv_read(nvh, pub.nvPublic.dataSize, 0, nvh))
+        except TSS2_Exception as exc:
+            raise self._fail(f"read the seal record 0x{index:08x}", exc) from None
+        try:
+            return SealRecord.from_bytes(data, source=f"NV index 0x{index:08x}")
+        except FormatError:
+            _log.warning("seal record at NV 0x%08x is damaged; ignoring it", index)
+            return None
+
+    def unseal(
+        self, handle: int, auth: Secret | None = None, selection: PcrSelection | None = None
+    ) -> Secret:
+        """Release the secret sealed at ``handle``.
+
+        The PCR selection comes from the seal record unless given.  TPM commands:
+        TPM2_StartAuthSession (policy, salted, response encryption), TPM2_PolicyPCR,
+        [TPM2_PolicyAuthValue], TPM2_Unseal.
+
+        Raises:
+            UnsealError: the PCRs differ from the sealed values (names the PCRs).
+            AuthError: wrong passphrase (says how many tries remain).
+            LockoutError: dictionary-attack lockout (says how long to wait).
+            TpmError: no object at ``handle``, or the TPM failed.
+        """
+        try:
+            if handle not in self._persistent_handles():
+                raise TpmError(
+                    f"no sealed secret at 0x{handle:08x}",
+                    hint="provision it first (e.g. heads totp seal)",
+                )
+            record = self.seal_record(handle)
+            if selection is None:
+                if record is None:
+                    raise UsageError(
+                        f"no seal record for 0x{handle:08x}: cannot tell which PCRs it is "
+                        "sealed to",
+                        hint="give the PCR selection explicitly",
+                    )
+                selection = record.selection
+            obj = self._e.tr_from_tpmpublic(handle)
+            session = self._salted_session(TPM2_SE.POLICY, TPMA_SESSION.ENCRYPT)
+            with self._flushing(session):
+                self._e.policy_pcr(session, b"", _tpml(selection))
+                if auth is not None:
+                    self._e.policy_auth_value(session)
+                    self._e.tr_set_auth(obj, auth.reveal())
+                try:
+                    return Secret(bytes(self._e.unseal(obj, session1=session)))
+                finally:
+                    self._e.tr_set_auth(obj, b"")
+        except TSS2_Exception as exc:
+            raise self._unseal_error(handle, exc, auth is not None) from None
+
+    def _unseal_error(self, handle: int, exc: TSS2_Exception, with_auth: bool) -> HeadsError:
+        rc = _base_rc(exc.rc)
+        what = f"unseal 0x{handle:08x}"
+        if rc == _RC_POLICY_FAIL:
+            return self._policy_failure(handle)
+        if rc in (_RC_AUTH_FAIL, _RC_BAD_AUTH) and with_auth:
+            state = self._lockout_state_or_none()
+            left = state.tries_left if state else None
+            if state is not None and state.in_lockout:
+                return LockoutError(
+                    f"{what}: wrong passphrase, and the TPM is now in dictionary-attack lockout",
+                    recovery_s=state.wait_s or None,
+                    rc=exc.rc,
+                    hint=f"wait up to {state.wait_s} s before trying again",
+                )
+            msg = f"{what}: wrong passphrase"
+            if left is not None:
+                msg += f" ({left} {'try' if left == 1 else 'tries'} left before lockout)"
+            return AuthError(msg, tries_left=left, hint="check the passphrase and try again")
+        return self._fail(what, exc)
+
+    def _policy_failure(self, handle: int) -> UnsealError:
+        """Explain a PolicyPCR failure: which PCRs moved since sealing."""
+        record = self.seal_record(handle)
+        what = f"the TPM refused to unseal 0x{handle:08x}"
+        if record is None:
+            return UnsealError(
+                f"{what}: the PCRs differ from the sealed policy",
+                hint="no seal record was kept, so the changed PCRs cannot be named",
+            )
+        current = self.read_pcrs(record.selection.alg, record.selection.indices)
+        moved = changed_pcrs(record, current)
+        if not moved:
+            return UnsealError(
+                f"{what}: the policy failed although the PCR values match the seal record",
+                hint="the object was sealed with another policy; seal it again",
+            )
+        names = ", ".join(str(i) for i in moved)
+        details = tuple(
+            f"PCR {i}: sealed {record.values[i].hex()[:16]}..., now {current[i].hex()[:16]}..."
+            for i in moved
+        )
+        return UnsealError(
+            f"{what}: PCR {names} changed since the secret was sealed"
+            if len(moved) == 1
+            else f"{what}: PCRs {names} changed since the secret was sealed",
+            changed_pcrs=moved,
+            details=details,
+            hint="if you changed firmware, configuration or boot mode, re-seal; otherwise "
+            "this machine may have been tampered with",
+        )
+
+    def _lockout_state_or_none(self) -> LockoutState | None:
+        try:
+            return self.lockout_state()
+        except TpmError:
+            return None
+
+    # -- NV counters (the /boot rollback counter) ---------------------------------------
+
+    def nv_exists(self, index: int) -> bool:
+        """TPM command: TPM2_GetCapability(HANDLES)."""
+        try:
+            return index in self._nv_indices()
+        except TSS2_Exception as exc:
+            raise self._fail("list NV indices", exc) from None
+
+    def nv_counter_create(self, owner_auth: Secret | None = None) -> int:
+        """Define a counter at a random index 0x01XXXXXX (as Heads) and increment it once.
+
+        Attributes ownerread|authread|authwrite|nt=counter, empty index auth (HEADS_REFERENCE
+        §3.3), plus no_da.  A new counter is unreadable until first incremented, and starts
+        at the highest value any counter on this TPM ever reached, not at 0.
+        TPM commands: TPM2_NV_DefineSpace, TPM2_NV_Increment.
+        """
+        self._set_owner_auth(owner_auth)
+        for _ in range(16):
+            index = 0x01000000 | secrets.randbelow(0x00800000)
+            public = TPM2B_NV_PUBLIC(
+                nvPublic=TPMS_NV_PUBLIC(
+                    nvIndex=index,
+                    nameAlg=TPM2_ALG.SHA256,
+                    attributes=TPMA_NV.OWNERREAD
+                    | TPMA_NV.AUTHREAD
+                    | TPMA_NV.AUTHWRITE
+                    # Unlike Heads, NO_DA: the index auth is empty, so there is nothing to
+                    # guess, and the counter must stay usable while the TPM is in lockout.
+                    | TPMA_NV.NO_DA
+                    | (TPM2_NT.COUNTER << TPMA_NV.TPM2_NT_SHIFT),
+                    dataSize=8,
+                )
+            )
+            try:
+                nvh = self._e.nv_define_space(b"", public)
+            except TSS2_Exception as exc:
+                if _base_rc(exc.rc) == _RC_NV_DEFINED:
+                    continue
+                raise self._owner_fail("create an NV counter", exc) from None
+            try:
+                self._e.nv_increment(nvh, nvh)
+            except TSS2_Exception as exc:
+                raise self._fail(f"increment new counter 0x{index:08x}", exc) from None
+            return index
+        raise TpmError("could not find a free NV index for the counter after 16 tries")
+
+    def _counter_handle(self, index: int) -> ESYS_TR:
+        if index not in self._nv_indices():
+            raise TpmError(
+                f"no NV counter 0x{index:08x} in this TPM",
+                hint="the TPM was reset or this /boot was signed on another machine; "
+                "re-sign /boot to create a new counter",
+            )
+        return self._e.tr_from_tpmpublic(index)
+
+    def nv_counter_read(self, index: int) -> int:
+        """TPM command: TPM2_NV_Read (8 bytes, big-endian)."""
+        try:
+            nvh = self._counter_handle(index)
+            try:
+                data = self._e.nv_read(nvh, 8, 0, nvh)
+            except TSS2_Exception as exc:
+                if _base_rc(exc.rc) != _RC_LOCKOUT:
+                    raise
+                # A Heads-made counter is DA-protected; the owner hierarchy's (usually
+                # empty) auth is not, so it still reads the counter during a lockout.
+                data = self._e.nv_read(nvh, 8, 0, ESYS_TR.OWNER)
+            return int.from_bytes(bytes(data), "big")
+        except TSS2_Exception as exc:
+            if _base_rc(exc.rc) == _RC_NV_UNINITIALIZED:
+                raise TpmError(
+                    f"NV counter 0x{index:08x} was never incremented, so it has no value",
+                    rc=exc.rc,
+                ) from None
+            raise self._fail(f"read NV counter 0x{index:08x}", exc) from None
+
+    def nv_counter_increment(self, index: int) -> int:
+        """TPM commands: TPM2_NV_Increment, TPM2_NV_Read.  Returns the new value."""
+        try:
+            nvh = self._counter_handle(index)
+            self._e.nv_increment(nvh, nvh)
+        except TSS2_Exception as exc:
+            raise self._fail(f"increment NV counter 0x{index:08x}", exc) from None
+        return self.nv_counter_read(index)
+
+    # -- ownership and status -----------------------------------------------------------
+
+    def lockout_state(self) -> LockoutState:
+        """TPM command: TPM2_GetCapability(TPM_PROPERTIES: LOCKOUT_*, PERMANENT)."""
+        try:
+            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, TPM2_PT.PERMANENT, 32)
+        except TSS2_Exception as exc:
+            raise self._fail("read the dictionary-attack state", exc) from None
+        props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
+        return LockoutState(
+            failed_tries=props.get(TPM2_PT.LOCKOUT_COUNTER, 0),
+            max_tries=props.get(TPM2_PT.MAX_AUTH_FAIL, 0),
+            recovery_interval_s=props.get(TPM2_PT.LOCKOUT_INTERVAL, 0),
+            lockout_recovery_s=props.get(TPM2_PT.LOCKOUT_RECOVERY, 0),
+            in_lockout=bool(props.get(TPM2_PT.PERMANENT, 0) & TPMA_PERMANENT.INLOCKOUT),
+        )
+
+    def info(self) -> TpmInfo:
+        """TPM command: TPM2_GetCapability(TPM_PROPERTIES fixed, HANDLES persistent)."""
+        try:
+            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, TPM2_PT.FIXED, 64)
+            persistent = self._persistent_handles()
+        except TSS2_Exception as exc:
+            raise self._fail("read the TPM's properties", exc) from None
+        props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
+
+        def text(*keys: int) -> str:
+            raw = b"".join(props.get(k, 0).to_bytes(4, "big") for k in keys)
+            return raw.replace(b"\0", b"").decode("ascii", "replace").strip()
+
+        fw1, fw2 = (
+            props.get(_PT_FIRMWARE_VERSION_1, 0),
+            props.get(_PT_FIRMWARE_VERSION_2, 0),
+        )
+        revision = props.get(TPM2_PT.REVISION, 0)
+        return TpmInfo(
+            manufacturer=text(TPM2_PT.MANUFACTURER),
+            vendor=text(
+                _PT_VENDOR_STRING_1,
+                _PT_VENDOR_STRING_2,
+                _PT_VENDOR_STRING_3,
+                _PT_VENDOR_STRING_4,
+            ),
+            firmware_version=f"{fw1:08x}.{fw2:08x}",
+            spec_revision=f"{revision // 100}.{revision % 100:02d}",
+            banks=self.banks(),
+            endorsement_key=any(h in persistent for h in _EK_HANDLES),
+            lockout=self.lockout_state(),
+            objects={h: name for h, name in _HEADS_HANDLES.items() if h in persistent},
+        )
+
+    def reset(self, owner_auth: Secret | None = None) -> None:
+        """Clear the TPM and take ownership (Heads' TPM reset, HEADS_REFERENCE §3.5).
+
+        Everything in the owner hierarchy is destroyed (sealed secrets, counters, the primary
+        key).  Then: owner auth set (when given), dictionary-attack parameters 10 tries /
+        1 h recovery / 24 h lockout recovery, and a new primary key at 0x81000000.
+        TPM commands: TPM2_ClearControl, TPM2_Clear (platform, else lockout hierarchy),
+        TPM2_HierarchyChangeAuth, TPM2_DictionaryAttackParameters, TPM2_CreatePrimary,
+        TPM2_EvictControl.
+
+        Raises:
+            TpmError: neither the platform nor the lockout hierarchy may clear the TPM.
+        """
+        cleared = False
+        for hierarchy in (ESYS_TR.PLATFORM, ESYS_TR.LOCKOUT):
+            try:
+                if hierarchy == ESYS_TR.PLATFORM:
+                    self._e.clear_control(ESYS_TR.PLATFORM, False)
+                self._e.clear(hierarchy)
+                cleared = True
+                break
+            except TSS2_Exception as exc:
+                _log.debug("TPM2_Clear through 0x%x refused: %s", int(hierarchy), exc)
+                if _base_rc(exc.rc) in (_RC_FAILURE, _RC_LOCKOUT):
+                    raise self._fail("clear the TPM", exc) from None
+        if not cleared:
+            raise TpmError(
+                "clear the TPM: both the platform and the lockout hierarchy refused",
+                hint="the platform hierarchy is locked after boot; reset from the firmware "
+                "(boot the heads payload) or with the TPM's physical-presence menu",
+            )
+        try:
+            self._e.dictionary_attack_parameters(10, 3600, 86400)
+            if owner_auth is not None:
+                self._e.hierarchy_change_auth(ESYS_TR.OWNER, owner_auth.reveal())
+            self._banks = None
+            self._ensure_primary(owner_auth)
+        except TSS2_Exception as exc:
+            raise self._fail("take ownership of the cleared TPM", exc) from None
+
+
+def _tpml(selection: PcrSelection) -> TPML_PCR_SELECTION:
+    return TPML_PCR_SELECTION.parse(str(selection))
+
+
+def _pcr_composite(selection: PcrSelection, values: Mapping[int, bytes]) -> bytes:
+    return hashlib.sha256(b"".join(values[i] for i in selection.indices)).digest()
+
+
+@contextlib.contextmanager
+def open_tpm(tcti: str) -> Iterator[Tpm]:
+    """Connect to the TPM named by a TCTI string and start it if needed.
+
+    Raises:
+        TpmNotFoundError: the device node does not exist.
+        TpmUnreachableError: the TCTI is malformed or nothing answers there.
+        TpmFailureModeError: the TPM answers only with TPM_RC_FAILURE.
+    """
+    try:
+        esapi = ESAPI(tcti)
+    except TSS2_Exception as exc:
+        raise _tcti_error(tcti, exc) from None
+    tpm = EsapiTpm(esapi, tcti)
+    try:
+        tpm.startup()
+        yield tpm
+    finally:
+        tpm.close()
