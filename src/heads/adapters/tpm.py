@@ -848,7 +848,7 @@ class EsapiTpm:
 
         def text(*keys: int) -> str:
             raw = b"".join(props.get(k, 0).to_bytes(4, "big") for k in keys)
-            return raw.replace(b"\0", b"").decode("ascii", "replace").strip()
+            return " ".join(raw.replace(b"\0", b"").decode("ascii", "replace").split())
 
         fw1, fw2 = (
             props.get(_PT_FIRMWARE_VERSION_1, 0),

@@ -14,5 +14,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("boot", help="sign and verify /boot, list and boot its entries")
     boot_sub = parser.add_subparsers(dest="boot_command", metavar="SUBCOMMAND", required=True)
     for name in _PARTS:
-        module = importlib.import_module(f"heads.cli.{name}")
+        try:
+            module = importlib.import_module(f"heads.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"heads.cli.{name}":
+                raise
+            continue
         module.register_boot(boot_sub)
