@@ -1,0 +1,163 @@
+"""The values every event-log format parses into: events, the log, and its warnings.
+
+One model for all formats (TCG PC Client binary logs, coreboot CBMEM logs and ``cbmem -L``
+text, our own CEL log) so replay, comparison and prediction never care where an event came
+from.  Every event remembers its place (byte offset or line) so messages can point at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+from heads.core.digest import HashAlg
+
+__all__ = [
+    "EV_EFI_HCRTM_EVENT",
+    "EV_NO_ACTION",
+    "MAX_LOG_BYTES",
+    "Event",
+    "EventLog",
+    "LogFormat",
+    "LogWarning",
+    "SpecIdEvent",
+    "bank_hash",
+]
+
+# A firmware log is tens of KiB; 16 MiB leaves room for pathological but real logs while
+# capping what a hostile file can make us allocate.
+MAX_LOG_BYTES: Final = 16 * 1024 * 1024
+
+# TCG PC Client Platform Firmware Profile (PFP) 1.05 §10.4.1.
+EV_NO_ACTION: Final = 0x00000003
+EV_EFI_HCRTM_EVENT: Final = 0x80000010
+
+
+def _hasher(name: str) -> Callable[[bytes], bytes]:
+    def run(data: bytes) -> bytes:
+        return hashlib.new(name, data).digest()
+
+    return run
+
+
+# OpenSSL names; HashAlg.hash() asks for "sm3256", which OpenSSL does not know, so the
+# event-log code hashes through this table (it is also faster than hashlib.new per call).
+_HASHERS: Final[dict[HashAlg, Callable[[bytes], bytes]]] = {
+    HashAlg.SHA1: lambda b: hashlib.sha1(b).digest(),  # noqa: S324 - the TPM's SHA-1 bank
+    HashAlg.SHA256: lambda b: hashlib.sha256(b).digest(),
+    HashAlg.SHA384: lambda b: hashlib.sha384(b).digest(),
+    HashAlg.SHA512: lambda b: hashlib.sha512(b).digest(),
+    HashAlg.SM3_256: _hasher("sm3"),
+}
+
+
+def bank_hash(alg: HashAlg, data: bytes) -> bytes:
+    """The bank's hash of ``data``.
+
+    Raises:
+        ValueError: this Python's OpenSSL lacks the algorithm (SM3 on some builds).
+    """
+    try:
+        return _HASHERS[alg](data)
+    except ValueError as exc:  # pragma: no cover - depends on the OpenSSL build
+        raise ValueError(f"{alg.value} is not available in this Python's OpenSSL") from exc
+
+
+class LogFormat(Enum):
+    """Where a log came from; the value is the name used on the command line and in JSON."""
+
+    TCG_SHA1 = "tcg-sha1"  # TCG 1.2 / PFP SHA-1 format (TCG_PCClientPCREvent only)
+    TCG_AGILE = "tcg-agile"  # crypto-agile: Spec ID Event03 header, then TCG_PCR_EVENT2
+    COREBOOT_CB = "coreboot"  # coreboot's own CBMEM table (tcpa_table / tpm_cb_log_table)
+    COREBOOT_TEXT = "cbmem-text"  # what `cbmem -L` prints, for any of coreboot's formats
+    CEL = "cel"  # our own measurement log (heads.core.cel)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One measurement as a log records it.
+
+    Attributes:
+        number: position in its log, from 0 (the Spec ID header event is number 0).
+        pcr: the PCR index as logged (may be >= 24: such events are never extended).
+        event_type: TCG event type, or ``None`` for records without one (coreboot's own
+            table, our CEL records): those are always extended.
+        digests: one digest per known bank, in log order.
+        data: the event data as logged (empty when the format has none).
+        offset: byte offset of the event in a binary log.
+        line: line number of the event in a text log.
+        description: a name the format gives the event (coreboot, CEL).
+        other_digests: digests for algorithms heads does not know, as (TPM_ALG_ID, bytes).
+        source: the log's name, for messages.
+    """
+
+    number: int
+    pcr: int
+    event_type: int | None
+    digests: Mapping[HashAlg, bytes]
+    data: bytes = b""
+    offset: int | None = None
+    line: int | None = None
+    description: str = ""
+    other_digests: tuple[tuple[int, bytes], ...] = ()
+    source: str = ""
+
+    @property
+    def where(self) -> str:
+        """``event 12 at byte offset 1834`` (or ``line``), for messages."""
+        if self.offset is not None:
+            return f"event {self.number} at byte offset {self.offset}"
+        if self.line is not None:
+            return f"event {self.number} at line {self.line}"
+        return f"event {self.number}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogWarning:
+    """Something odd in a log that did not stop the parse (truncation, malformed header)."""
+
+    message: str
+    offset: int | None = None
+    event_number: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.event_number is not None:
+            where.append(f"event {self.event_number}")
+        if self.offset is not None:
+            where.append(f"byte offset {self.offset}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class SpecIdEvent:
+    """The TCG_EfiSpecIDEvent (PFP §10.4.5.1) or the TCG 1.2 Spec ID Event00 header."""
+
+    signature: str
+    platform_class: int
+    version: tuple[int, int, int]  # major, minor, errata
+    uintn_size: int
+    algorithms: tuple[tuple[int, int], ...]  # (TPM_ALG_ID, digest size)
+    vendor_info: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EventLog:
+    """A parsed log: its events in order, the banks it records, and what looked wrong.
+
+    Attributes:
+        truncated: the log stops inside an event (the events before it are kept).
+    """
+
+    format: LogFormat
+    source: str
+    events: tuple[Event, ...]
+    banks: tuple[HashAlg, ...]
+    spec_id: SpecIdEvent | None = None
+    warnings: tuple[LogWarning, ...] = ()
+    truncated: bool = False
+    size_bytes: int = 0
+    extra: Mapping[str, str] = field(default_factory=dict)
