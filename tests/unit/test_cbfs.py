@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters._run import run
 from heads.core.cbfs import CbfsFile, build_cbfs, parse_cbfs
 from heads.errors import FormatError
