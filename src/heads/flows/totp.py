@@ -1,0 +1,600 @@
+"""Owner attestation: the TOTP/HOTP secret sealed to the measured boot state.
+
+Port of Heads' ``seal-totp.sh``, ``unseal-totp.sh``, ``seal-hotpkey.sh`` and
+``unseal-hotp.sh`` (HEADS_REFERENCE §1 rows 8-11, §3.4), with these differences:
+
+* the secret mixes the TPM's RNG with the OS's (XOR: as strong as the better source);
+* PCR 4 is sealed at its firmware-only value taken from the firmware event log (Heads'
+  ``calcfuturepcr 4``), so the runtime's ``generic``/``recovery``/``usb`` extends change it;
+* a refused unseal says which PCRs moved, whether the TPM is in lockout, or that nothing was
+  provisioned, and a clock set before the build is refused before anything is unsealed;
+* the HOTP counter is a TPM NV counter (it only moves forward, survives power cycles and an
+  attacker cannot roll it back by editing /boot); Heads' ``/boot/kexec_hotp_counter`` file is
+  read once, to migrate;
+* :class:`UnsealedSecretCache` keeps the unsealed secret in memory so TOTP and HOTP cost one
+  unseal per boot.
+
+Public API used by the boot runtime (stable):
+
+``seal_totp(tpm, *, pcr4_firmware, profile, label, rng) -> TotpProvisioning``
+    Seal a new secret at 0x81004d47.  ``pcr4_firmware``: PCR 4's sha256 value before the
+    runtime extended it, or None to take it from the firmware event log
+    (``event_log=`` path, default the kernel's ``binary_bios_measurements``).  ``profile``:
+    ``"coreboot"`` (PCRs 0,1,2,3,4,7) or ``"uefi"`` (also 9).  ``rng(n)`` gives n random bytes
+    (``os.urandom``).  The result has ``.secret``, ``.uri`` and ``.base32``; show them once.
+``show_totp(tpm, *, now, cache=None, not_before=...) -> TotpCode``
+    Unseal (or reuse the cached secret) and compute the code at ``now`` (aware datetime).
+``wipe_totp(tpm) -> bool``
+    Remove the sealed secret; False when there was none.
+``seal_hotp(tpm, token, *, admin_pin, boot_dir, cache=None) -> HotpProvisioning``
+    Program the token with the same secret and the next value of the NV counter.
+``check_hotp(tpm, token, *, boot_dir, cache=None) -> HotpResult``
+    Consume the next counter value and ask the token to verify its code.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from heads.adapters.atomic import write_atomic
+from heads.adapters.token import HotpCheck, HotpToken
+from heads.adapters.tpm import TOTP_HANDLE, Tpm
+from heads.core.digest import HashAlg, extend, zero_digest
+from heads.core.otp import (
+    SECRET_BYTES,
+    TotpCode,
+    base32_encode,
+    check_clock,
+    hotp_code,
+    totp_code,
+    totp_uri,
+)
+from heads.core.pcr import PCR_BOOT_MODE, PcrIndex, PcrSelection
+from heads.core.secret import Secret
+from heads.errors import (
+    FormatError,
+    HeadsError,
+    LockoutError,
+    MeasurementError,
+    TpmError,
+    UnsealError,
+    UsageError,
+)
+
+__all__ = [
+    "FIRMWARE_EVENT_LOG",
+    "HOTP_INDEX_FILE",
+    "LEGACY_HOTP_COUNTER_FILE",
+    "NOT_BEFORE",
+    "PROFILES",
+    "ClockError",
+    "HotpProvisioning",
+    "HotpResult",
+    "NotProvisionedError",
+    "TotpProvisioning",
+    "UnsealedSecretCache",
+    "check_hotp",
+    "firmware_pcr4",
+    "seal_hotp",
+    "seal_totp",
+    "show_totp",
+    "totp_selection",
+    "wipe_totp",
+]
+
+_log = logging.getLogger(__name__)
+
+FIRMWARE_EVENT_LOG: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+# The TOTP policy per platform profile (DESIGN §3 "Platform profiles", §4).
+PROFILES: Final[Mapping[str, tuple[int, ...]]] = {
+    "coreboot": (0, 1, 2, 3, 4, 7),
+    "uefi": (0, 1, 2, 3, 4, 7, 9),
+}
+# No build of this code is older: a clock reading earlier is wrong (dead RTC battery), and the
+# TOTP code it gives would never match the phone.  The image builder may pass its own date.
+NOT_BEFORE: Final = datetime(2026, 11, 1, tzinfo=UTC)
+# In /boot beside the files kexec-sign-config signs (kexec*.txt), so the signature covers it.
+HOTP_INDEX_FILE: Final = "kexec_hotp_counter_index.txt"
+# Shell Heads' unauthenticated counter (seal-hotpkey.sh, unseal-hotp.sh); read only to migrate.
+LEGACY_HOTP_COUNTER_FILE: Final = "kexec_hotp_counter"
+# Catching up to a legacy counter costs one NV write per step; beyond this, re-seal instead
+# (programming the token with the NV counter's value) rather than wear the TPM's NV.
+_MAX_MIGRATION_STEPS: Final = 10_000
+_MAX_SMALL_FILE: Final = 256
+_INDEX_RE: Final = re.compile(r"0x(01[0-9a-f]{6})", re.IGNORECASE)
+
+
+class NotProvisionedError(HeadsError):
+    """No TOTP secret (or HOTP counter) exists yet."""
+
+
+class ClockError(HeadsError):
+    """The clock is implausible, so a TOTP code would be meaningless."""
+
+
+# -- PCR 4 before the runtime touched it -------------------------------------------------
+
+
+def firmware_pcr4(log_bytes: bytes, *, source: str) -> bytes:
+    """PCR 4's sha256 value replayed from a TCG firmware event log (``calcfuturepcr 4``).
+
+    Only the firmware's events are in that log (our runtime's extends go to our own CEL log),
+    so the replay is the value before ``generic``/``recovery``/``usb``.  EV_NO_ACTION events
+    are not extended (TCG PFP §10.4.1); PCR 4 has no locality start value.
+
+    Raises:
+        FormatError: the log does not parse.
+        MeasurementError: the log is truncated or has no sha256 digests, so the value
+            cannot be trusted.
+    """
+    # Imported here: the event-log parser is large and only needed at provisioning time.
+    from heads.core.eventlog.model import EV_NO_ACTION  # noqa: PLC0415
+    from heads.core.eventlog.tcg import parse_tcg  # noqa: PLC0415
+
+    log = parse_tcg(log_bytes, source=source)
+    if log.truncated:
+        raise MeasurementError(
+            f"{source}: the firmware event log is truncated; PCR 4 cannot be replayed",
+            hint="give PCR 4's firmware-only value explicitly (--pcr4)",
+        )
+    alg = HashAlg.SHA256
+    if log.events and alg not in log.banks:
+        raise MeasurementError(
+            f"{source}: the firmware event log has no sha256 digests",
+            hint="give PCR 4's firmware-only value explicitly (--pcr4)",
+        )
+    value = zero_digest(alg)
+    for event in log.events:
+        if event.pcr != PCR_BOOT_MODE or event.event_type == EV_NO_ACTION:
+            continue
+        digest = event.digests.get(alg)
+        if digest is None:
+            raise MeasurementError(f"{source}: {event.where} has no sha256 digest")
+        value = extend(alg, value, digest)
+    return value
+
+
+def _pcr4_for_sealing(
+    pcr4_firmware: bytes | None, profile: str, event_log: Path | None
+) -> tuple[bytes, str]:
+    from_log: bytes | None = None
+    if event_log is not None:
+        data: bytes | None
+        try:
+            with event_log.open("rb") as fh:
+                # Capped like the parser's input (16 MiB); parse_tcg refuses anything longer.
+                data = fh.read(16 * 1024 * 1024 + 1)
+        except FileNotFoundError:
+            data = None
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the firmware event log {event_log}: {exc.strerror}"
+            ) from None
+        if data is not None:
+            from_log = firmware_pcr4(data, source=str(event_log))
+    if pcr4_firmware is not None and len(pcr4_firmware) != HashAlg.SHA256.digest_size:
+        raise UsageError(f"PCR 4 value must be 32 bytes (sha256), not {len(pcr4_firmware)}")
+    if from_log is not None and pcr4_firmware is not None and from_log != pcr4_firmware:
+        raise UsageError(
+            f"the PCR 4 value given ({pcr4_firmware.hex()}) differs from the firmware event "
+            f"log's ({from_log.hex()})",
+            hint="omit the value to use the event log",
+        )
+    if from_log is not None:
+        return from_log, f"replayed from {event_log}"
+    if pcr4_firmware is not None:
+        return pcr4_firmware, "given"
+    if profile == "coreboot":
+        # coreboot measures nothing into PCR 4 (HEADS_REFERENCE §3.8: "= Z on x86 coreboot").
+        return zero_digest(HashAlg.SHA256), "coreboot: the firmware does not extend PCR 4"
+    where = f"at {event_log}" if event_log is not None else "was given"
+    raise UsageError(
+        f"PCR 4's firmware-only value is unknown: no firmware event log {where}",
+        hint="give it explicitly (--pcr4 HEX), or run where the kernel exposes the log",
+    )
+
+
+def totp_selection(profile: str) -> PcrSelection:
+    """The sha256 PCR selection the TOTP secret is sealed to on ``profile``.
+
+    Raises:
+        UsageError: an unknown profile.
+    """
+    try:
+        indices = PROFILES[profile]
+    except KeyError:
+        raise UsageError(
+            f"unknown platform profile {profile!r}", hint=f"use one of {', '.join(PROFILES)}"
+        ) from None
+    return PcrSelection(HashAlg.SHA256, tuple(PcrIndex(i) for i in indices))
+
+
+# -- sealing -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TotpProvisioning:
+    """A freshly sealed secret.  Show :attr:`uri` (as a QR code) and :attr:`base32` once.
+
+    Attributes:
+        secret: the 20-byte secret (redacted in repr).
+        label: the account label in the authenticator app.
+        selection: the PCRs it is sealed to.
+        pcr_values: the values it is sealed to.
+        pcr4_source: where PCR 4's value came from, for the record.
+        pcr4_now_differs: the TPM's PCR 4 already differs from the sealed value (the runtime
+            extended it in this boot): unsealing works again only after a reboot.
+    """
+
+    secret: Secret
+    label: str
+    selection: PcrSelection
+    pcr_values: Mapping[int, bytes]
+    pcr4_source: str
+    pcr4_now_differs: bool
+
+    @property
+    def uri(self) -> str:
+        """``otpauth://totp/LABEL?secret=BASE32`` (contains the secret: show, never log)."""
+        return totp_uri(self.secret, self.label)
+
+    @property
+    def base32(self) -> str:
+        """The secret in base32 (contains the secret: show, never log)."""
+        return base32_encode(self.secret.reveal())
+
+
+def _new_secret(tpm: Tpm, rng: Callable[[int], bytes]) -> Secret:
+    tpm_part = tpm.get_random(SECRET_BYTES)
+    os_part = rng(SECRET_BYTES)
+    if len(tpm_part) != SECRET_BYTES or len(os_part) != SECRET_BYTES:
+        raise TpmError(
+            f"random source returned {len(tpm_part)} and {len(os_part)} bytes, not {SECRET_BYTES}"
+        )
+    # XOR of independent sources is at least as unpredictable as the better one, so neither a
+    # weak TPM RNG nor an early-boot OS pool with little entropy alone decides the secret.
+    return Secret(bytes(a ^ b for a, b in zip(tpm_part, os_part, strict=True)))
+
+
+def totp_exists(tpm: Tpm) -> bool:
+    """Whether a TOTP secret is sealed at 0x81004d47."""
+    return tpm.object_exists(TOTP_HANDLE)
+
+
+def seal_totp(
+    tpm: Tpm,
+    *,
+    pcr4_firmware: bytes | None,
+    profile: str,
+    label: str,
+    rng: Callable[[int], bytes],
+    event_log: Path | None = FIRMWARE_EVENT_LOG,
+    replace: bool = True,
+) -> TotpProvisioning:
+    """Generate a secret and seal it at 0x81004d47 (port of seal-totp.sh).
+
+    PCRs 0-3, 7 (and 9 on ``uefi``) are sealed at their current values and PCR 4 at its
+    firmware-only value (see :func:`firmware_pcr4`).
+
+    Raises:
+        UsageError: unknown profile, unknown PCR 4 value, bad label, or a secret exists and
+            ``replace`` is False.
+        FormatError: the firmware event log does not parse.
+        MeasurementError: the firmware event log cannot give PCR 4.
+        TpmError: the TPM failed (AuthError when the owner passphrase is needed).
+    """
+    selection = totp_selection(profile)
+    if not label or len(label) > 64 or any(not ch.isprintable() for ch in label):
+        raise UsageError(f"bad label {label!r}", hint="1 to 64 printable characters")
+    if not replace and totp_exists(tpm):
+        raise UsageError(
+            f"a TOTP secret is already sealed at 0x{TOTP_HANDLE:08x}",
+            hint="replacing it invalidates the code in your authenticator app; pass --force",
+        )
+    pcr4, pcr4_source = _pcr4_for_sealing(pcr4_firmware, profile, event_log)
+    current = tpm.read_pcrs(HashAlg.SHA256, selection.indices)
+    values = dict(current)
+    values[PCR_BOOT_MODE] = pcr4
+    secret = _new_secret(tpm, rng)
+    tpm.seal(TOTP_HANDLE, secret, selection, pcr_values=values)
+    _log.info("sealed the TOTP secret at 0x%08x to %s", TOTP_HANDLE, selection)
+    return TotpProvisioning(
+        secret=secret,
+        label=label,
+        selection=selection,
+        pcr_values=values,
+        pcr4_source=pcr4_source,
+        pcr4_now_differs=current[PCR_BOOT_MODE] != pcr4,
+    )
+
+
+def wipe_totp(tpm: Tpm) -> bool:
+    """Remove the sealed secret and its seal record; False when none existed.
+
+    Raises:
+        TpmError: the TPM failed (AuthError when the owner passphrase is needed).
+    """
+    existed = totp_exists(tpm)
+    tpm.evict(TOTP_HANDLE)
+    return existed
+
+
+# -- unsealing ---------------------------------------------------------------------------
+
+
+class UnsealedSecretCache:
+    """The unsealed secret, in memory only, for the rest of this boot.
+
+    TOTP and HOTP use the same sealed object; unsealing it twice costs a second policy session
+    for nothing.  Nothing here touches disk; :meth:`clear` drops the reference (before the
+    recovery shell, as Heads shreds ``RT/secret``).
+    """
+
+    def __init__(self) -> None:
+        self._secret: Secret | None = None
+        self.unseals = 0
+
+    def get(self, tpm: Tpm) -> Secret:
+        """The secret, unsealed on first use.
+
+        Raises:
+            NotProvisionedError, UnsealError, LockoutError, TpmError: see :func:`unseal_totp`.
+        """
+        if self._secret is None:
+            self._secret = unseal_totp(tpm)
+            self.unseals += 1
+        return self._secret
+
+    def clear(self) -> None:
+        self._secret = None
+
+
+def _lockout_detail(tpm: Tpm) -> tuple[str, ...]:
+    try:
+        state = tpm.lockout_state()
+    except TpmError:
+        return ()
+    if state.in_lockout:
+        return (
+            f"the TPM is in dictionary-attack lockout ({state.failed_tries} failures); "
+            f"next try in up to {state.wait_s} s",
+        )
+    return ()
+
+
+def unseal_totp(tpm: Tpm) -> Secret:
+    """Unseal the TOTP secret (port of unseal-totp.sh), explaining any refusal.
+
+    Raises:
+        NotProvisionedError: no secret is sealed.
+        UnsealError: the TPM refused: the message names the PCRs that changed.
+        LockoutError: the TPM is in dictionary-attack lockout.
+        TpmError: the TPM failed.
+    """
+    if not totp_exists(tpm):
+        raise NotProvisionedError(
+            f"no TOTP secret is sealed in this TPM (handle 0x{TOTP_HANDLE:08x})",
+            hint="provision one: heads totp seal",
+        )
+    try:
+        return tpm.unseal(TOTP_HANDLE)
+    except UnsealError as exc:
+        pcrs = ", ".join(str(i) for i in exc.changed_pcrs)
+        what = "the measured state differs from the sealed policy"
+        if exc.changed_pcrs:
+            plural = "s" if len(exc.changed_pcrs) > 1 else ""
+            what = f"PCR{plural} {pcrs} changed since it was sealed"
+        raise UnsealError(
+            f"TOTP secret not released: {what}",
+            changed_pcrs=exc.changed_pcrs,
+            details=exc.details + _lockout_detail(tpm),
+            hint=exc.hint,
+        ) from None
+    except LockoutError as exc:
+        raise LockoutError(
+            f"TOTP secret not released: {exc.message}",
+            recovery_s=exc.recovery_s,
+            rc=exc.rc,
+            hint=exc.hint,
+        ) from None
+
+
+def show_totp(
+    tpm: Tpm,
+    *,
+    now: datetime,
+    cache: UnsealedSecretCache | None = None,
+    not_before: datetime = NOT_BEFORE,
+) -> TotpCode:
+    """The TOTP code at ``now`` (an aware datetime) from the sealed secret.
+
+    Raises:
+        ClockError: ``now`` is before ``not_before`` (checked before anything is unsealed).
+        NotProvisionedError, UnsealError, LockoutError, TpmError: see :func:`unseal_totp`.
+    """
+    clock = check_clock(now, not_before=not_before)
+    if not clock.plausible:
+        raise ClockError(
+            f"not computing a TOTP code: {clock.reason}",
+            hint="set the time (UTC) first; a flat RTC battery resets the clock",
+        )
+    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm)
+    return totp_code(secret, now)
+
+
+# -- HOTP --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HotpProvisioning:
+    """Attributes: ``counter_index`` (the NV counter), ``next_counter`` (the token's next)."""
+
+    counter_index: int
+    next_counter: int
+
+
+@dataclass(frozen=True, slots=True)
+class HotpResult:
+    """The token's verdict on the code for ``counter`` (which is now used up)."""
+
+    check: HotpCheck
+    counter: int
+    counter_index: int
+
+
+def _read_small(path: Path) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_SMALL_FILE + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > _MAX_SMALL_FILE:
+        raise FormatError(f"longer than {_MAX_SMALL_FILE} bytes", source=str(path))
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise FormatError("not ASCII text", source=str(path), offset=exc.start) from None
+
+
+def parse_hotp_index(text: str, *, source: str) -> int:
+    """The NV index in a ``kexec_hotp_counter_index.txt`` (``0x01xxxxxx`` and a newline).
+
+    Raises:
+        FormatError: anything else.
+    """
+    line = text.strip()
+    m = _INDEX_RE.fullmatch(line)
+    if m is None or text.count("\n") > 1:
+        raise FormatError("expected one line with an NV index 0x01xxxxxx", source=source, line=1)
+    return int(m.group(1), 16)
+
+
+def parse_legacy_counter(text: str, *, source: str) -> int:
+    """The decimal counter in shell Heads' ``kexec_hotp_counter``.
+
+    Raises:
+        FormatError: not a decimal number below 2^63.
+    """
+    line = text.strip()
+    if not line.isascii() or not line.isdigit() or len(line) > 18:
+        raise FormatError("expected one decimal counter value", source=source, line=1)
+    return int(line)
+
+
+def _write_index(boot_dir: Path, index: int) -> None:
+    path = boot_dir / HOTP_INDEX_FILE
+    try:
+        write_atomic(path, f"0x{index:08x}\n".encode())
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror}",
+            hint="mount /boot read-write for this step (it is remounted read-only after)",
+        ) from None
+
+
+def _load_counter(tpm: Tpm, boot_dir: Path) -> int:
+    """The HOTP NV counter index, migrating Heads' counter file once if needed."""
+    path = boot_dir / HOTP_INDEX_FILE
+    text = _read_small(path)
+    if text is not None:
+        index = parse_hotp_index(text, source=str(path))
+        if not tpm.nv_exists(index):
+            raise NotProvisionedError(
+                f"the HOTP counter 0x{index:08x} named in {path} is not in this TPM",
+                hint="the TPM was reset or /boot comes from another machine: heads hotp seal",
+            )
+        return index
+    legacy_path = boot_dir / LEGACY_HOTP_COUNTER_FILE
+    legacy_text = _read_small(legacy_path)
+    if legacy_text is None:
+        raise NotProvisionedError(
+            f"no HOTP counter: neither {path} nor {legacy_path} exists",
+            hint="program the security token: heads hotp seal",
+        )
+    wanted = parse_legacy_counter(legacy_text, source=str(legacy_path))
+    index = tpm.nv_counter_create()
+    value = tpm.nv_counter_read(index)
+    # unseal-hotp.sh uses the file's value for the next code; ours increments first, so the
+    # NV counter must stand at wanted - 1 or later.
+    steps = wanted - 1 - value
+    if steps > _MAX_MIGRATION_STEPS:
+        raise UsageError(
+            f"{legacy_path} holds {wanted}, {steps} steps ahead of the new TPM counter",
+            hint="re-program the token instead: heads hotp seal",
+        )
+    for _ in range(max(0, steps)):
+        value = tpm.nv_counter_increment(index)
+    _write_index(boot_dir, index)
+    _log.info("migrated %s (%d) to NV counter 0x%08x", legacy_path, wanted, index)
+    return index
+
+
+def seal_hotp(
+    tpm: Tpm,
+    token: HotpToken,
+    *,
+    admin_pin: Secret,
+    boot_dir: Path,
+    cache: UnsealedSecretCache | None = None,
+) -> HotpProvisioning:
+    """Program ``token`` with the TOTP secret and the NV counter's next value (seal-hotpkey.sh).
+
+    Reuses the HOTP counter named in ``boot_dir`` when it still exists in the TPM; creates one
+    otherwise and records its index in ``boot_dir/kexec_hotp_counter_index.txt``.
+
+    Raises:
+        NotProvisionedError, UnsealError, LockoutError: the secret could not be unsealed.
+        AuthError: the token refused the Admin PIN (tries left in the error).
+        ToolError: no token answered or it cannot be programmed.
+        TpmError: the TPM failed.
+    """
+    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm)
+    path = boot_dir / HOTP_INDEX_FILE
+    text = _read_small(path)
+    index = parse_hotp_index(text, source=str(path)) if text is not None else None
+    created = False
+    if index is None or not tpm.nv_exists(index):
+        index = tpm.nv_counter_create()
+        created = True
+    next_counter = tpm.nv_counter_read(index) + 1
+    token.program(secret, admin_pin=admin_pin, counter=next_counter)
+    if created:
+        _write_index(boot_dir, index)
+    return HotpProvisioning(counter_index=index, next_counter=next_counter)
+
+
+def check_hotp(
+    tpm: Tpm,
+    token: HotpToken,
+    *,
+    boot_dir: Path,
+    cache: UnsealedSecretCache | None = None,
+) -> HotpResult:
+    """Compute the next HOTP code and have the token verify it (unseal-hotp.sh + gui-init).
+
+    The counter is incremented *before* the code is computed, so a value is never used twice,
+    whatever happens afterwards (no token, power cut).
+
+    Raises:
+        NotProvisionedError: no secret or no HOTP counter.
+        UnsealError, LockoutError: the secret was not released.
+        ToolError: no token answered.
+        FormatError: the counter index file is damaged.
+        TpmError: the TPM failed.
+    """
+    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm)
+    index = _load_counter(tpm, boot_dir)
+    # Make sure a token answers before using up a counter value: each value burnt without a
+    # check moves the machine ahead of the token, which accepts only a window of values.
+    token.info()
+    counter = tpm.nv_counter_increment(index)
+    verdict = token.check(hotp_code(secret, counter))
+    return HotpResult(check=verdict, counter=counter, counter_index=index)
