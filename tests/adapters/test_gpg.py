@@ -1,0 +1,158 @@
+"""gpg/gpgv adapter against real GnuPG: every verdict comes from --status-fd."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.conftest import require_tools
+
+from heads.adapters._run import run
+from heads.adapters.gpg import GpgVerdict, parse_verify_status, sign_detached, verify_detached
+from heads.core.secret import Secret
+from heads.errors import AuthError, GpgError, UsageError
+from heads.testing.gpghome import (
+    GpgHome,
+    export_public_keyring,
+    make_owner_key,
+    revoke_key,
+)
+
+pytestmark = pytest.mark.gpg
+
+DATA = b"0123  kexec_hashes.txt\n"
+
+
+@pytest.fixture(scope="module")
+def owner() -> Iterator[tuple[Path, str]]:
+    require_tools("gpg", "gpgv", "gpgconf")
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path)
+        yield home.path, fpr
+
+
+@pytest.fixture
+def keyring(owner: tuple[Path, str], tmp_path: Path) -> Path:
+    return export_public_keyring(owner[0], tmp_path / "pubring.gpg")
+
+
+def test_sign_then_verify_is_good_and_names_the_signer(
+    owner: tuple[Path, str], keyring: Path
+) -> None:
+    home, fpr = owner
+    sig, signer = sign_detached(DATA, gnupghome=home, key=fpr)
+    assert sig.startswith(b"-----BEGIN PGP SIGNATURE-----")
+    assert signer == fpr
+    result = verify_detached(sig, DATA, keyring)
+    assert result.verdict is GpgVerdict.GOOD
+    assert result.fingerprint == fpr
+
+
+def test_one_flipped_byte_is_a_bad_signature(owner: tuple[Path, str], keyring: Path) -> None:
+    sig, _ = sign_detached(DATA, gnupghome=owner[0], key=owner[1])
+    tampered = bytes([DATA[0] ^ 1]) + DATA[1:]
+    assert verify_detached(sig, tampered, keyring).verdict is GpgVerdict.BAD
+
+
+def test_key_not_in_keyring_is_no_public_key_with_its_fingerprint(
+    owner: tuple[Path, str], tmp_path: Path
+) -> None:
+    with GpgHome() as other:
+        other_fpr = make_owner_key(other.path, "Other", "other@heads.invalid")
+        sig, _ = sign_detached(DATA, gnupghome=other.path, key=other_fpr)
+    keyring = export_public_keyring(owner[0], tmp_path / "owner.gpg")
+    result = verify_detached(sig, DATA, keyring)
+    assert result.verdict is GpgVerdict.NO_PUBKEY
+    assert result.fingerprint == other_fpr
+
+
+@pytest.mark.parametrize("make", [lambda s: b"garbage\n", lambda s: s[:100], lambda s: b""])
+def test_garbage_or_truncated_signature_is_no_valid_data(
+    owner: tuple[Path, str], keyring: Path, make: object
+) -> None:
+    sig, _ = sign_detached(DATA, gnupghome=owner[0], key=owner[1])
+    assert callable(make)
+    assert verify_detached(make(sig), DATA, keyring).verdict is GpgVerdict.NO_DATA
+
+
+def test_expired_key_is_reported_as_expired(tmp_path: Path) -> None:
+    with GpgHome() as home:
+        old = "20200101T000000"
+        fpr = make_owner_key(home.path, expire="1d", faked_time=old)
+        # gpg refuses to sign with an expired key today, so sign at the key's birth.
+        sig = run(
+            [
+                "gpg",
+                "--homedir",
+                str(home.path),
+                "--batch",
+                "--faked-system-time",
+                old,
+                "--armor",
+                "--detach-sign",
+                "-u",
+                fpr,
+                "-o",
+                "-",
+                "-",
+            ],
+            desc="sign in the past",
+            stdin=DATA,
+        ).stdout
+        keyring = export_public_keyring(home.path, tmp_path / "k.gpg")
+    assert verify_detached(sig, DATA, keyring).verdict is GpgVerdict.EXPIRED_KEY
+
+
+def test_revoked_key_is_reported_as_revoked(tmp_path: Path) -> None:
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path)
+        sig, _ = sign_detached(DATA, gnupghome=home.path, key=fpr)
+        revoke_key(home.path, fpr)
+        keyring = export_public_keyring(home.path, tmp_path / "k.gpg")
+    assert verify_detached(sig, DATA, keyring).verdict is GpgVerdict.REVOKED_KEY
+
+
+def test_pin_through_a_file_descriptor_signs_and_a_wrong_one_is_refused(tmp_path: Path) -> None:
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path, passphrase="correct horse")
+        # Wrong first: after a success the agent caches the passphrase.
+        with pytest.raises(AuthError) as info:
+            sign_detached(DATA, gnupghome=home.path, key=fpr, pin=Secret(b"wrong pin 1234"))
+        sig, _ = sign_detached(DATA, gnupghome=home.path, key=fpr, pin=Secret(b"correct horse"))
+        keyring = export_public_keyring(home.path, tmp_path / "k.gpg")
+        assert verify_detached(sig, DATA, keyring).verdict is GpgVerdict.GOOD
+    text = " ".join([str(info.value), *info.value.details, info.value.hint or ""])
+    assert "wrong pin 1234" not in text
+
+
+def test_unknown_signing_key_is_a_gpg_error_with_a_hint(owner: tuple[Path, str]) -> None:
+    with pytest.raises(GpgError, match="no usable secret key") as info:
+        sign_detached(DATA, gnupghome=owner[0], key="nobody@heads.invalid")
+    assert info.value.hint
+
+
+def test_armored_or_missing_keyring_is_a_usage_error(
+    owner: tuple[Path, str], tmp_path: Path
+) -> None:
+    sig, _ = sign_detached(DATA, gnupghome=owner[0], key=owner[1])
+    armored = tmp_path / "k.asc"
+    armored.write_bytes(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n")
+    with pytest.raises(UsageError, match="armored"):
+        verify_detached(sig, DATA, armored)
+    with pytest.raises(UsageError, match="cannot read the keyring"):
+        verify_detached(sig, DATA, tmp_path / "absent.gpg")
+
+
+def test_status_parser_requires_every_signature_good() -> None:
+    good = (
+        b"[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG AAAA x\n"
+        b"[GNUPG:] VALIDSIG F1 2026-01-01 0 0 4 0 22 8 00 F1\n"
+    )
+    assert parse_verify_status(good, 0).verdict is GpgVerdict.GOOD
+    two = good + b"[GNUPG:] NEWSIG\n[GNUPG:] BADSIG BBBB y\n"
+    assert parse_verify_status(two, 1).verdict is GpgVerdict.BAD
+    missing_valid = b"[GNUPG:] NEWSIG\n[GNUPG:] GOODSIG AAAA x\n"
+    assert parse_verify_status(missing_valid, 0).verdict is GpgVerdict.ERROR
+    assert parse_verify_status(good, 2).verdict is GpgVerdict.ERROR
+    assert parse_verify_status(b"gpgv: Good signature\n", 0).verdict is GpgVerdict.NO_DATA
