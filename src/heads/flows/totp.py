@@ -24,11 +24,13 @@ Public API used by the boot runtime (stable):
     (``os.urandom``).  The result has ``.secret``, ``.uri`` and ``.base32``; show them once.
 ``show_totp(tpm, *, now, cache=None, not_before=...) -> TotpCode``
     Unseal (or reuse the cached secret) and compute the code at ``now`` (aware datetime).
-``wipe_totp(tpm) -> bool``
+``wipe_totp(tpm, *, owner_auth=None) -> bool``
     Remove the sealed secret; False when there was none.
-``seal_hotp(tpm, token, *, admin_pin, boot_dir, cache=None) -> HotpProvisioning``
-    Program the token with the same secret and the next value of the NV counter.
-``check_hotp(tpm, token, *, boot_dir, cache=None) -> HotpResult``
+``seal_hotp(tpm, token, *, admin_pin, boot_dir, cache=None, owner_auth=None)``
+    Program the token with the same secret and the next value of the NV counter
+    (returns a ``HotpProvisioning``).  ``owner_auth``: the TPM owner passphrase, needed to
+    create objects once ownership was taken with one.
+``check_hotp(tpm, token, *, boot_dir, cache=None, owner_auth=None) -> HotpResult``
     Consume the next counter value and ask the token to verify its code.
 """
 
@@ -81,10 +83,14 @@ __all__ = [
     "UnsealedSecretCache",
     "check_hotp",
     "firmware_pcr4",
+    "parse_hotp_index",
+    "parse_legacy_counter",
     "seal_hotp",
     "seal_totp",
     "show_totp",
+    "totp_exists",
     "totp_selection",
+    "unseal_totp",
     "wipe_totp",
 ]
 
@@ -276,6 +282,7 @@ def seal_totp(
     rng: Callable[[int], bytes],
     event_log: Path | None = FIRMWARE_EVENT_LOG,
     replace: bool = True,
+    owner_auth: Secret | None = None,
 ) -> TotpProvisioning:
     """Generate a secret and seal it at 0x81004d47 (port of seal-totp.sh).
 
@@ -302,7 +309,7 @@ def seal_totp(
     values = dict(current)
     values[PCR_BOOT_MODE] = pcr4
     secret = _new_secret(tpm, rng)
-    tpm.seal(TOTP_HANDLE, secret, selection, pcr_values=values)
+    tpm.seal(TOTP_HANDLE, secret, selection, pcr_values=values, owner_auth=owner_auth)
     _log.info("sealed the TOTP secret at 0x%08x to %s", TOTP_HANDLE, selection)
     return TotpProvisioning(
         secret=secret,
@@ -314,14 +321,14 @@ def seal_totp(
     )
 
 
-def wipe_totp(tpm: Tpm) -> bool:
+def wipe_totp(tpm: Tpm, *, owner_auth: Secret | None = None) -> bool:
     """Remove the sealed secret and its seal record; False when none existed.
 
     Raises:
         TpmError: the TPM failed (AuthError when the owner passphrase is needed).
     """
     existed = totp_exists(tpm)
-    tpm.evict(TOTP_HANDLE)
+    tpm.evict(TOTP_HANDLE, owner_auth)
     return existed
 
 
@@ -500,7 +507,7 @@ def _write_index(boot_dir: Path, index: int) -> None:
         ) from None
 
 
-def _load_counter(tpm: Tpm, boot_dir: Path) -> int:
+def _load_counter(tpm: Tpm, boot_dir: Path, owner_auth: Secret | None) -> int:
     """The HOTP NV counter index, migrating Heads' counter file once if needed."""
     path = boot_dir / HOTP_INDEX_FILE
     text = _read_small(path)
@@ -520,7 +527,7 @@ def _load_counter(tpm: Tpm, boot_dir: Path) -> int:
             hint="program the security token: heads hotp seal",
         )
     wanted = parse_legacy_counter(legacy_text, source=str(legacy_path))
-    index = tpm.nv_counter_create()
+    index = tpm.nv_counter_create(owner_auth)
     value = tpm.nv_counter_read(index)
     # unseal-hotp.sh uses the file's value for the next code; ours increments first, so the
     # NV counter must stand at wanted - 1 or later.
@@ -544,6 +551,7 @@ def seal_hotp(
     admin_pin: Secret,
     boot_dir: Path,
     cache: UnsealedSecretCache | None = None,
+    owner_auth: Secret | None = None,
 ) -> HotpProvisioning:
     """Program ``token`` with the TOTP secret and the NV counter's next value (seal-hotpkey.sh).
 
@@ -562,7 +570,7 @@ def seal_hotp(
     index = parse_hotp_index(text, source=str(path)) if text is not None else None
     created = False
     if index is None or not tpm.nv_exists(index):
-        index = tpm.nv_counter_create()
+        index = tpm.nv_counter_create(owner_auth)
         created = True
     next_counter = tpm.nv_counter_read(index) + 1
     token.program(secret, admin_pin=admin_pin, counter=next_counter)
@@ -577,6 +585,7 @@ def check_hotp(
     *,
     boot_dir: Path,
     cache: UnsealedSecretCache | None = None,
+    owner_auth: Secret | None = None,
 ) -> HotpResult:
     """Compute the next HOTP code and have the token verify it (unseal-hotp.sh + gui-init).
 
@@ -591,7 +600,7 @@ def check_hotp(
         TpmError: the TPM failed.
     """
     secret = cache.get(tpm) if cache is not None else unseal_totp(tpm)
-    index = _load_counter(tpm, boot_dir)
+    index = _load_counter(tpm, boot_dir, owner_auth)
     # Make sure a token answers before using up a counter value: each value burnt without a
     # check moves the machine ahead of the token, which accepts only a window of values.
     token.info()
