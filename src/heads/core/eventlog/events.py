@@ -142,9 +142,10 @@ def _text(data: bytes) -> str | None:
     """Printable ASCII/UTF-8 or UTF-16LE text (trailing NULs dropped), else None."""
     if not data:
         return ""
-    if len(data) >= 2 and data[1] == 0 and len(data) % 2 == 0:
+    if len(data) >= 2 and data[1] == 0:
         try:
-            text = data.decode("utf-16-le").rstrip("\0")
+            # An odd length is a firmware bug (a stray byte); the text is still readable.
+            text = data[: len(data) - len(data) % 2].decode("utf-16-le").rstrip("\0")
         except UnicodeDecodeError:
             text = None
         if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
@@ -476,13 +477,23 @@ def _decode_text(data: bytes) -> dict[str, JsonValue]:
     return {"data_size": len(data)}
 
 
+def _decode_crtm_version(data: bytes) -> dict[str, JsonValue]:
+    # PFP §10.4.1: a UTF-16 version string, or a GUID when the platform has none.
+    text = _text(data)
+    if text is not None:
+        return {"text": text}
+    if len(data) == 16:
+        return {"version_guid": guid_text(data)}
+    return {"data_size": len(data)}
+
+
 _DECODERS: Final[dict[int, Callable[[bytes], dict[str, JsonValue]]]] = {
     0x00000001: _decode_text,
     0x00000003: _decode_no_action,
     0x00000004: _decode_separator,
     0x00000005: _decode_text,
     0x00000006: _decode_tag,
-    0x00000008: _decode_text,
+    0x00000008: _decode_crtm_version,
     0x0000000C: _decode_text,
     0x0000000D: _decode_text,
     0x00000012: _decode_text,
@@ -523,7 +534,8 @@ def event_summary(event: Event) -> str:
     decoded = decode_event(event)
     if event.event_type == EV_EFI_HCRTM_EVENT:
         return "H-CRTM measurement"
-    for key in ("error", "text", "device_path", "variable", "signature", "tag", "description"):
+    keys = ("error", "text", "device_path", "variable", "signature", "tag", "version_guid")
+    for key in keys:
         value = decoded.get(key)
         if isinstance(value, str) and value:
             if key == "variable" and "load_option" in decoded:

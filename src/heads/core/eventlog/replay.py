@@ -40,6 +40,7 @@ __all__ = [
     "Replay",
     "cel_to_log",
     "check_event_digests",
+    "has_payload_digest",
     "initial_value",
     "replay_logs",
 ]
@@ -157,6 +158,31 @@ def initial_value(alg: HashAlg, pcr: int, locality: int | None, *, hcrtm: bool) 
     return zero_digest(alg)
 
 
+def _payload_candidates(event: Event) -> list[bytes]:
+    etype = event.event_type
+    if etype is None or not event.data:
+        return []
+    if etype in _DATA_HASHED:
+        return [event.data]
+    if etype == _EV_EFI_VARIABLE_BOOT:
+        candidates = [event.data]
+        if len(event.data) >= 32:
+            name_len = int.from_bytes(event.data[16:24], "little")
+            data_len = int.from_bytes(event.data[24:32], "little")
+            start = 32 + 2 * name_len
+            if start <= len(event.data):
+                candidates.append(event.data[start : start + data_len])
+        return candidates
+    if etype == _EV_IPL and len(event.data) >= 4 and event.data[1] == 0 and event.data[3] == 0:
+        return [event.data]
+    return []
+
+
+def has_payload_digest(event: Event) -> bool:
+    """True when the PFP defines this event's digest as a hash of its payload."""
+    return bool(_payload_candidates(event))
+
+
 def check_event_digests(event: Event) -> list[DigestMismatch]:
     """Compare each digest with the hash of the payload, where the PFP defines it so.
 
@@ -165,23 +191,8 @@ def check_event_digests(event: Event) -> list[DigestMismatch]:
     only when its payload is a UTF-16 string (systemd-boot measures exactly those bytes;
     GRUB logs a prefixed text of a differently hashed command).
     """
-    etype = event.event_type
-    if etype is None or not event.data:
-        return []
-    candidates: list[bytes]
-    if etype in _DATA_HASHED:
-        candidates = [event.data]
-    elif etype == _EV_EFI_VARIABLE_BOOT:
-        candidates = [event.data]
-        if len(event.data) >= 32:
-            name_len = int.from_bytes(event.data[16:24], "little")
-            data_len = int.from_bytes(event.data[24:32], "little")
-            start = 32 + 2 * name_len
-            if start <= len(event.data):
-                candidates.append(event.data[start : start + data_len])
-    elif etype == _EV_IPL and len(event.data) >= 4 and event.data[1] == 0 and event.data[3] == 0:
-        candidates = [event.data]
-    else:
+    candidates = _payload_candidates(event)
+    if not candidates:
         return []
     out: list[DigestMismatch] = []
     for alg, digest in event.digests.items():

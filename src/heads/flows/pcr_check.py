@@ -1,0 +1,212 @@
+"""Read event logs from files and PCRs from the TPM; replay, compare, predict.
+
+``heads pcr check`` is DESIGN §3's promise: replay the firmware log plus our own CEL log,
+compare with the TPM, and for each PCR that differs name the first event after which no
+extension of the log can explain the TPM value (or say the log is incomplete).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from heads.adapters.tpm import Tpm
+from heads.core.digest import HashAlg
+from heads.core.eventlog import (
+    MAX_LOG_BYTES,
+    EventLog,
+    LogFormat,
+    Measurement,
+    PcrComparison,
+    Prediction,
+    Replay,
+    compare_pcrs,
+    parse_log,
+    policy_pcr_digest,
+    predict_pcr,
+    replay_logs,
+)
+from heads.core.pcr import PcrSelection
+from heads.errors import UsageError
+from heads.flows.measure import default_log_path
+
+__all__ = [
+    "FIRMWARE_LOG_PATH",
+    "CheckResult",
+    "check_pcrs",
+    "default_log_paths",
+    "order_logs",
+    "predict_from_logs",
+    "predicted_policy",
+    "read_log",
+    "read_measurement_file",
+]
+
+FIRMWARE_LOG_PATH: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+# PCRs checked even when no log mentions them: the firmware's and ours (DESIGN §3).
+_ALWAYS_CHECKED: Final = range(8)
+_MAX_MEASURED_FILE: Final = 512 * 1024 * 1024
+
+
+def _read_capped(path: Path, cap: int, what: str) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(cap + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        hint = "reading the firmware log needs root" if path == FIRMWARE_LOG_PATH else None
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from None
+    if len(data) > cap:
+        raise UsageError(f"{what} {path} is larger than {cap} bytes")
+    return data
+
+
+def read_log(path: Path, fmt: str = "auto") -> EventLog:
+    """Read and parse one log file (any format; ``fmt`` as for ``parse_log``).
+
+    Raises:
+        UsageError: the file cannot be read or is larger than the cap.
+        FormatError: the file is not a log of that format (offset/line and event named).
+    """
+    data = _read_capped(path, MAX_LOG_BYTES, "event log")
+    return parse_log(data, str(path), fmt)
+
+
+def read_measurement_file(path: Path) -> Measurement:
+    """A file to extend with, as a :class:`Measurement` of its bytes.
+
+    Raises:
+        UsageError: unreadable or larger than 512 MiB.
+    """
+    return Measurement.data(str(path), _read_capped(path, _MAX_MEASURED_FILE, "file"))
+
+
+def default_log_paths() -> list[Path]:
+    """The kernel's copy of the firmware log and our runtime log, those that exist."""
+    return [p for p in (FIRMWARE_LOG_PATH, default_log_path()) if p.exists()]
+
+
+def order_logs(logs: Iterable[EventLog]) -> list[EventLog]:
+    """Firmware logs first (in the given order), then our CEL logs: the order of extends."""
+    items = list(logs)
+    return [lg for lg in items if lg.format is not LogFormat.CEL] + [
+        lg for lg in items if lg.format is LogFormat.CEL
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The logs used, their replay, and the comparison with the TPM."""
+
+    logs: tuple[EventLog, ...]
+    replay: Replay
+    comparison: PcrComparison
+
+    def to_json(self) -> dict[str, object]:
+        out = self.comparison.to_json()
+        out["logs"] = [
+            {
+                "path": lg.source,
+                "format": lg.format.value,
+                "events": len(lg.events),
+                "truncated": lg.truncated,
+                "warnings": [str(w) for w in lg.warnings],
+            }
+            for lg in self.logs
+        ]
+        return out
+
+
+def check_pcrs(
+    tpm: Tpm, logs: Sequence[EventLog], pcrs: Iterable[int] | None = None
+) -> CheckResult:
+    """Replay ``logs`` (firmware first, then ours) and compare with the TPM's PCRs.
+
+    Compares every bank both the TPM and the logs have; PCRs: ``pcrs``, else every PCR a log
+    extends plus 0-7.
+
+    Raises:
+        UsageError: the TPM shares no bank with the logs.
+        TpmError: reading the PCRs failed.
+    """
+    ordered = order_logs(logs)
+    replay = replay_logs(ordered)
+    tpm_banks = tpm.banks()
+    banks = [a for a in replay.banks if a in tpm_banks]
+    if not banks:
+        raise UsageError(
+            "the TPM and the logs have no PCR bank in common "
+            f"(TPM: {', '.join(a.value for a in tpm_banks) or 'none'}; logs: "
+            f"{', '.join(a.value for a in replay.banks) or 'none'})"
+        )
+    if pcrs is None:
+        wanted = set(_ALWAYS_CHECKED)
+        for step in replay.steps:
+            wanted.add(step.pcr)
+        for alg, pcr in replay.incomplete:
+            del alg
+            wanted.add(pcr)
+    else:
+        wanted = set(pcrs)
+    indices = sorted(wanted)
+    tpm_values = {alg: tpm.read_pcrs(alg, indices) for alg in banks}
+    return CheckResult(tuple(ordered), replay, compare_pcrs(replay, tpm_values, indices))
+
+
+def predict_from_logs(
+    firmware_logs: Sequence[EventLog],
+    alg: HashAlg,
+    pcr: int,
+    measurements: Sequence[Measurement],
+) -> Prediction:
+    """``calcfuturepcr``: PCR ``pcr`` after the firmware logs' events plus ``measurements``.
+
+    Our own CEL log is never part of the firmware's share, so CEL logs are refused.
+
+    Raises:
+        UsageError: a CEL log was given, or a digest does not fit the bank.
+    """
+    for lg in firmware_logs:
+        if lg.format is LogFormat.CEL:
+            raise UsageError(
+                f"{lg.source} is our own measurement log, not a firmware log",
+                hint="prediction starts from the firmware's part only; give the firmware log",
+            )
+    firmware = replay_logs(list(firmware_logs)) if firmware_logs else None
+    return predict_pcr(firmware, alg, pcr, measurements)
+
+
+def predicted_policy(
+    selection: PcrSelection, prediction: Prediction, others: Replay | Tpm | None
+) -> tuple[bytes, dict[int, bytes]]:
+    """The PolicyPCR digest over ``selection`` with the predicted PCR at its predicted value.
+
+    The other PCRs come from ``others``: a replay of the logs, or the TPM's current values.
+
+    Raises:
+        UsageError: the selection does not include the predicted PCR, its bank differs, or
+            another PCR's value is unknown.
+        TpmError: reading the TPM failed.
+    """
+    if prediction.pcr not in selection.indices:
+        raise UsageError(f"the policy PCRs {selection} do not include PCR {prediction.pcr}")
+    if selection.alg is not prediction.alg:
+        raise UsageError(f"the policy bank {selection.alg.value} is not the predicted bank")
+    rest = [i for i in selection.indices if i != prediction.pcr]
+    values: dict[int, bytes] = {prediction.pcr: prediction.value}
+    if isinstance(others, Replay):
+        for i in rest:
+            try:
+                values[i] = others.value(selection.alg, i)
+            except KeyError:
+                raise UsageError(f"PCR {i} cannot be replayed in {selection.alg.value}") from None
+    elif others is not None:
+        values.update(others.read_pcrs(selection.alg, rest))
+    elif rest:
+        raise UsageError("values for the other policy PCRs are needed (a log or the TPM)")
+    return policy_pcr_digest(selection, values), values
