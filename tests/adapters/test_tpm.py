@@ -232,12 +232,10 @@ def test_uninitialised_swtpm_is_reported_as_failure_mode(tmp_path: Path) -> None
     import time
 
     from conftest import require
-    from heads.testing.swtpm import swtpm_missing_reason
+    from heads.testing.swtpm import free_port_pair, swtpm_missing_reason
 
     require(swtpm_missing_reason())
-    with socket.socket() as s1:
-        s1.bind(("127.0.0.1", 0))
-        port = s1.getsockname()[1]
+    port, ctrl_port = free_port_pair()
     # A raw, never initialised swtpm (no swtpm_setup, no not-need-init): it answers every
     # command with TPM_RC_FAILURE, the same as a TPM in failure mode.
     proc = subprocess.Popen(
@@ -250,7 +248,7 @@ def test_uninitialised_swtpm_is_reported_as_failure_mode(tmp_path: Path) -> None
             "--server",
             f"type=tcp,port={port},bindaddr=127.0.0.1",
             "--ctrl",
-            f"type=tcp,port={port + 1},bindaddr=127.0.0.1",
+            f"type=tcp,port={ctrl_port},bindaddr=127.0.0.1",
         ]
     )
     try:

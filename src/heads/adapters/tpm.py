@@ -249,10 +249,15 @@ class EsapiTpm:
         self._e = esapi
         self._tcti = tcti
         self._banks: tuple[HashAlg, ...] | None = None
+        self._primary: ESYS_TR | None = None  # the ESYS_TR of 0x81000000 once looked up
+        self._session: ESYS_TR | None = None  # see _crypt_session
 
     # -- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
+        if self._session is not None:
+            with contextlib.suppress(TSS2_Exception):
+                self._e.flush_context(self._session)
         self._e.close()
 
     def _fail(self, what: str, exc: TSS2_Exception) -> TpmError:
@@ -334,28 +339,47 @@ class EsapiTpm:
                 return indices
             prop = max(batch) + 1
 
-    def _salted_session(self, kind: TPM2_SE, attrs: int) -> ESYS_TR:
-        """A session salted with the primary key and AES-128-CFB parameter encryption.
-
-        Falls back to an unsalted session when no primary key exists yet (then encryption
-        still hides parameters from a passive observer of this session only).
-        """
-        key = ESYS_TR.NONE
-        if PRIMARY_HANDLE in self._persistent_handles():
-            key = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
-        session = self._e.start_auth_session(
-            tpm_key=key,
-            bind=ESYS_TR.NONE,
-            session_type=kind,
-            symmetric=TPMT_SYM_DEF(
+    def _policy_session(self, *, salted: bool) -> ESYS_TR:
+        key = self._ensure_primary() if salted else ESYS_TR.NONE
+        symmetric = (
+            TPMT_SYM_DEF(
                 algorithm=TPM2_ALG.AES,
                 keyBits=TPMU_SYM_KEY_BITS(aes=128),
                 mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
-            ),
-            auth_hash=TPM2_ALG.SHA256,
+            )
+            if salted
+            else TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
         )
-        self._e.trsess_set_attributes(session, attrs | TPMA_SESSION.CONTINUESESSION)
-        return session
+        return self._e.start_auth_session(
+            key, ESYS_TR.NONE, TPM2_SE.POLICY, symmetric, TPM2_ALG.SHA256
+        )
+
+    def _crypt_session(self, attrs: int) -> ESYS_TR:
+        """The connection's HMAC session salted with the primary key, AES-128-CFB.
+
+        Made once per connection and kept (like the enc/dec sessions shell Heads starts at
+        boot), with its attributes set per command: DECRYPT encrypts a command's first
+        parameter (a secret being sealed), ENCRYPT a response's (an unsealed secret).
+        """
+        if self._session is None:
+            primary = self._ensure_primary()
+            self._session = self._e.start_auth_session(
+                tpm_key=primary,
+                bind=ESYS_TR.NONE,
+                session_type=TPM2_SE.HMAC,
+                symmetric=TPMT_SYM_DEF(
+                    algorithm=TPM2_ALG.AES,
+                    keyBits=TPMU_SYM_KEY_BITS(aes=128),
+                    mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
+                ),
+                auth_hash=TPM2_ALG.SHA256,
+            )
+        self._e.trsess_set_attributes(
+            self._session,
+            attrs | TPMA_SESSION.CONTINUESESSION,
+            TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.DECRYPT | TPMA_SESSION.ENCRYPT,
+        )
+        return self._session
 
     # -- PCRs ---------------------------------------------------------------------------
 
@@ -493,8 +517,9 @@ class EsapiTpm:
 
         TPM commands: TPM2_CreatePrimary, TPM2_EvictControl.
         """
-        if PRIMARY_HANDLE in self._persistent_handles():
-            return self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        existing = self._primary_or_none()
+        if existing is not None:
+            return existing
         self._set_owner_auth(owner_auth)
         template = TPMT_PUBLIC.parse(
             "ecc256:aes128cfb",
@@ -510,7 +535,13 @@ class EsapiTpm:
         with self._flushing(transient):
             self._e.evict_control(ESYS_TR.OWNER, transient, PRIMARY_HANDLE)
         _log.info("created the storage primary key at 0x%08x", PRIMARY_HANDLE)
-        return self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        self._primary = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        return self._primary
+
+    def _primary_or_none(self) -> ESYS_TR | None:
+        if self._primary is None and PRIMARY_HANDLE in self._persistent_handles():
+            self._primary = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
+        return self._primary
 
     # -- sealing ------------------------------------------------------------------------
 
@@ -569,12 +600,15 @@ class EsapiTpm:
         )
         try:
             parent = self._ensure_primary(owner_auth)
-            session = self._salted_session(TPM2_SE.HMAC, TPMA_SESSION.DECRYPT)
-            with self._flushing(session):
-                private, public_out, *_ = self._e.create(
-                    parent, sensitive, TPM2B_PUBLIC(publicArea=public), session1=session
-                )
-                loaded = self._e.load(parent, private, public_out, session1=session)
+            private, public_out, *_ = self._e.create(
+                parent,
+                sensitive,
+                TPM2B_PUBLIC(publicArea=public),
+                session1=self._crypt_session(TPMA_SESSION.DECRYPT),
+            )
+            # Nothing secret travels in TPM2_Load (the private part is already encrypted to
+            # the parent), so the cheaper password session will do.
+            loaded = self._e.load(parent, private, public_out)
             with self._flushing(loaded):
                 self._set_owner_auth(owner_auth)
                 if handle in self._persistent_handles():
@@ -594,7 +628,13 @@ class EsapiTpm:
     def _write_seal_record(self, handle: int, record: SealRecord) -> None:
         data = record.to_bytes()
         index = seal_record_index(handle)
-        self._nv_undefine(index)
+        if index in self._nv_indices():
+            nvh = self._e.tr_from_tpmpublic(index)
+            pub, _ = self._e.nv_read_public(nvh)
+            if pub.nvPublic.dataSize == len(data):
+                self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
+                return
+            self._e.nv_undefine_space(nvh, ESYS_TR.OWNER)
         nvh = self._e.nv_define_space(
             b"",
             TPM2B_NV_PUBLIC(
@@ -619,9 +659,12 @@ class EsapiTpm:
         """
         index = seal_record_index(handle)
         try:
-            if index not in self._nv_indices():
-                return None
-            nvh = self._e.tr_from_tpmpublic(index)
+            try:
+                nvh = self._e.tr_from_tpmpublic(index)
+            except TSS2_Exception as exc:
+                if _base_rc(exc.rc) == _RC_HANDLE:
+                    return None
+                raise
             pub, _ = self._e.nv_read_public(nvh)
             data = bytes(self._e.nv_read(nvh, pub.nvPublic.dataSize, 0, nvh))
         except TSS2_Exception as exc:
@@ -648,11 +691,15 @@ class EsapiTpm:
             TpmError: no object at ``handle``, or the TPM failed.
         """
         try:
-            if handle not in self._persistent_handles():
+            try:
+                obj = self._e.tr_from_tpmpublic(handle)
+            except TSS2_Exception as exc:
+                if _base_rc(exc.rc) != _RC_HANDLE:
+                    raise
                 raise TpmError(
                     f"no sealed secret at 0x{handle:08x}",
                     hint="provision it first (e.g. heads totp seal)",
-                )
+                ) from None
             record = self.seal_record(handle)
             if selection is None:
                 if record is None:
@@ -662,15 +709,19 @@ class EsapiTpm:
                         hint="give the PCR selection explicitly",
                     )
                 selection = record.selection
-            obj = self._e.tr_from_tpmpublic(handle)
-            session = self._salted_session(TPM2_SE.POLICY, TPMA_SESSION.ENCRYPT)
+            # With a passphrase the policy session is salted too: its HMAC is then keyed by a
+            # session key a bus observer doesn't know, so it can't be brute-forced offline.
+            session = self._policy_session(salted=auth is not None)
             with self._flushing(session):
                 self._e.policy_pcr(session, b"", _tpml(selection))
                 if auth is not None:
                     self._e.policy_auth_value(session)
                     self._e.tr_set_auth(obj, auth.reveal())
                 try:
-                    return Secret(bytes(self._e.unseal(obj, session1=session)))
+                    data = self._e.unseal(
+                        obj, session1=session, session2=self._crypt_session(TPMA_SESSION.ENCRYPT)
+                    )
+                    return Secret(bytes(data))
                 finally:
                     self._e.tr_set_auth(obj, b"")
         except TSS2_Exception as exc:
@@ -907,6 +958,7 @@ class EsapiTpm:
             if owner_auth is not None:
                 self._e.hierarchy_change_auth(ESYS_TR.OWNER, owner_auth.reveal())
             self._banks = None
+            self._primary = None
             self._ensure_primary(owner_auth)
         except TSS2_Exception as exc:
             raise self._fail("take ownership of the cleared TPM", exc) from None

@@ -50,7 +50,7 @@ def manufacture(state_dir: Path, banks: str = "sha1,sha256") -> None:
     )
 
 
-def _free_port_pair() -> tuple[int, int]:
+def free_port_pair() -> tuple[int, int]:
     """Two free consecutive ports: the swtpm TCTI finds the control channel at port + 1."""
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
@@ -98,7 +98,7 @@ class Swtpm:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         last_error = ""
         for _ in range(5):
-            self.port, self.ctrl_port = _free_port_pair()
+            self.port, self.ctrl_port = free_port_pair()
             self._proc = subprocess.Popen(
                 [
                     "swtpm",
