@@ -1,0 +1,1006 @@
+"""The boot payload, built reproducibly: a Debian kernel and our initramfs (DESIGN §11).
+
+Inputs are pinned in a lock file (``payload/lock.json``): every Debian package by name, version
+and SHA-256 of its ``.deb`` (fetched once into the cache, checked on every use, offline
+afterwards), and every Python distribution taken from the project's virtualenv by name, version
+and a SHA-256 over the files shipped.  ``heads build --update-lock`` re-resolves the pins.
+
+What goes into the initramfs (paths as in the archive):
+
+* ``/init``: ``src/heads/runtime/init.sh`` (the boot runtime's shell entry).
+* ``/bin/busybox`` (busybox-static) and its applet links; ``/sbin/kexec`` (kexec-tools);
+  ``/usr/bin/gpgv``; ``/usr/bin/python3.11`` (+ ``python3``); every shared library they load,
+  found from each ELF file's ``DT_NEEDED`` list and copied to ``/lib/x86_64-linux-gnu``, with
+  the loader at ``/lib64/ld-linux-x86-64.so.2``; ``libtss2-tcti-device.so.0``, which
+  tpm2-pytss loads with ``dlopen`` for ``device:/dev/tpmrm0``.
+* ``/usr/lib/python311.zip``: the stdlib modules the runtime imports, as hash-based
+  (``UNCHECKED_HASH``) ``.pyc`` in a stored zip; ``/usr/lib/python3.11/lib-dynload/*.so`` that
+  those modules load; third-party packages (tpm2_pytss, cffi, cryptography, segno, ...) and
+  ``heads`` itself as sourceless ``.pyc`` under ``/usr/lib/python3/heads-site``.  Run Python
+  with ``PYTHONHOME=/usr PYTHONPATH=/usr/lib/python3/heads-site PYTHONDONTWRITEBYTECODE=1``.
+* Kernel modules: the Debian cloud kernel has the TPM (tpm_crb/tpm_tis), NVMe
+  (``CONFIG_BLK_DEV_NVME=y``) and ext4 built in, so an OS disk attached as
+  ``-device nvme,serial=...,drive=...`` (``/dev/nvme0n1``) needs no module.  virtio-blk,
+  qemu_fw_cfg (``/sys/firmware/qemu_fw_cfg``), dm-crypt and their dependencies are modules: they
+  are shipped under ``/lib/modules/<version>/`` and ``/lib/modules/load-order`` lists them, one
+  absolute path per line, in an order that satisfies their ``depends=`` (``insmod`` each line).
+* ``/dev/console`` (5,1) and ``/dev/null`` (1,3) as device nodes, and the usual empty mount
+  points.
+
+The stdlib closure: on the host, the same interpreter imports every ``heads`` module (except
+``heads.testing``) and every module named in an ``import`` statement anywhere in ``heads``, plus
+``runpy`` and the extra modules listed in the lock, and reports ``sys.modules``.  Third-party
+packages are shipped whole (platform-notes §3: a package's ``__init__`` may import a module that
+failed on the host).
+
+Determinism: the cpio writer fixes names, order, modes, owners, inodes and mtime
+(``SOURCE_DATE_EPOCH``); ``.pyc`` files are compiled in a child with ``PYTHONHASHSEED=0`` and a
+fixed order, with in-image paths as ``co_filename``; the zip has fixed dates and attributes;
+zstd runs with fixed settings.  ``manifest.json`` lists the SHA-256 of every member (zip
+members as ``python311.zip!name``) and of the outputs; :func:`check_reproducible` builds twice
+and names what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import struct
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Final
+
+import heads
+from heads.adapters import debian
+from heads.adapters._run import run
+from heads.adapters.debian import DebFiles, DebPin
+from heads.core.cpio import CpioEntry, Kind, write_newc
+from heads.errors import FormatError, HashMismatchError, HeadsError, UsageError
+
+__all__ = [
+    "DEFAULT_LOCK",
+    "LOCK_FORMAT",
+    "Payload",
+    "PayloadLock",
+    "PythonPin",
+    "ReproCheck",
+    "build_payload",
+    "check_reproducible",
+    "default_cache_dir",
+    "update_lock",
+]
+
+LOCK_FORMAT: Final = 1
+MANIFEST_FORMAT: Final = 1
+DEFAULT_LOCK: Final = Path(__file__).resolve().parents[3] / "payload" / "lock.json"
+KERNEL_METAPACKAGE: Final = "linux-image-cloud-amd64"
+# Packages asked for by name; the libraries they need are added by --update-lock.
+ROOT_PACKAGES: Final = (
+    "busybox-static",
+    "kexec-tools",
+    "gpgv",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+    "libtss2-tcti-device0",
+)
+# Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
+# firmware image's user files, virtio-blk disks, and dm-crypt for LUKS (lab notes §2.1).
+KERNEL_MODULES: Final = ("qemu_fw_cfg", "virtio_pci", "virtio_blk", "dm_crypt", "xts", "ecb")
+# Python distributions never shipped even if the probe sees them (build tooling only).
+_PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
+_DEFAULT_EXTRA_MODULES: Final = ("runpy", "encodings.idna", "encodings.ascii", "encodings.latin_1")
+_LIBDIR: Final = "/lib/x86_64-linux-gnu"
+_LIB_SEARCH: Final = (
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib",
+    "/usr/lib",
+)
+_STDLIB: Final = "/usr/lib/python3.11"
+_SITE: Final = "usr/lib/python3/heads-site"
+_PY_TAG: Final = (3, 11)
+_ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
+_ZSTD_ARGS: Final = ("-19", "--single-thread", "--no-progress", "-q", "-c")
+_MAX_LOCK_BYTES: Final = 1 << 20
+
+Progress = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------- lock
+
+
+@dataclass(frozen=True, slots=True)
+class PythonPin:
+    """A Python distribution from the project virtualenv: what it is and what we ship of it."""
+
+    name: str
+    version: str
+    sha256: str  # over the shipped files: sorted "relpath\0sha256\n" lines
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadLock:
+    """The pinned inputs of a payload build (``payload/lock.json``)."""
+
+    source_date_epoch: int
+    kernel: str
+    debs: tuple[DebPin, ...]
+    python: tuple[PythonPin, ...]
+    extra_modules: tuple[str, ...] = _DEFAULT_EXTRA_MODULES
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str) -> PayloadLock:
+        """Parse a lock file.
+
+        Raises:
+            FormatError: not JSON, wrong format version, or a malformed pin.
+        """
+        if len(data) > _MAX_LOCK_BYTES:
+            raise FormatError("lock file larger than 1 MiB", source=source)
+        try:
+            obj = json.loads(data)
+            if obj.get("format") != LOCK_FORMAT:
+                raise FormatError(f"format is not {LOCK_FORMAT}", source=source)
+            debs = tuple(
+                DebPin(str(d["name"]), str(d["version"]), str(d["arch"]), str(d["sha256"]))
+                for d in obj["debian"]
+            )
+            python = tuple(
+                PythonPin(str(p["name"]), str(p["version"]), str(p["sha256"]))
+                for p in obj["python"]
+            )
+            epoch = int(obj["source_date_epoch"])
+            kernel = str(obj["kernel"])
+            extra = tuple(str(m) for m in obj.get("extra_modules", _DEFAULT_EXTRA_MODULES))
+        except FormatError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"malformed lock: {exc}", source=source) from None
+        if kernel not in {d.name for d in debs}:
+            raise FormatError(f"kernel package {kernel} is not pinned", source=source)
+        return cls(epoch, kernel, debs, python, extra)
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON (sorted, one pin per line group), ending in a newline."""
+        obj = {
+            "format": LOCK_FORMAT,
+            "source_date_epoch": self.source_date_epoch,
+            "kernel": self.kernel,
+            "extra_modules": list(self.extra_modules),
+            "debian": [
+                {"name": d.name, "version": d.version, "arch": d.arch, "sha256": d.sha256}
+                for d in sorted(self.debs, key=lambda d: d.name)
+            ],
+            "python": [
+                {"name": p.name, "version": p.version, "sha256": p.sha256}
+                for p in sorted(self.python, key=lambda p: p.name.lower())
+            ],
+        }
+        return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical form (recorded in the manifest)."""
+        return hashlib.sha256(self.to_bytes()).hexdigest()
+
+
+def _load_lock(lock_path: Path) -> PayloadLock:
+    try:
+        data = lock_path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(
+            f"lock file {lock_path} does not exist",
+            hint="create it with `heads build --update-lock`",
+        ) from None
+    return PayloadLock.from_bytes(data, source=str(lock_path))
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A built payload: the files QEMU boots and the manifest that describes them."""
+
+    kernel: Path
+    initramfs: Path
+    manifest: Path
+    kernel_size: int
+    initramfs_size: int
+    initramfs_uncompressed_size: int
+    members: int
+    kernel_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReproCheck:
+    """Result of two builds compared: identical, or what differed."""
+
+    identical: bool
+    first: Payload
+    second: Payload
+    differences: tuple[str, ...] = field(default=())
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/heads`` or ``~/.cache/heads``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "heads"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+# --------------------------------------------------------------------------------------- ELF
+
+
+@dataclass(frozen=True, slots=True)
+class _Elf:
+    interp: str | None
+    needed: tuple[str, ...]
+
+
+def _elf_info(data: bytes, source: str) -> _Elf | None:
+    """PT_INTERP and DT_NEEDED of an x86-64 ELF file, or None if it is not ELF.
+
+    ELF-64 object file format (System V gABI): program headers locate the dynamic section; its
+    DT_STRTAB address is mapped back to a file offset through the PT_LOAD segments.
+    """
+    if data[:4] != b"\x7fELF":
+        return None
+    try:
+        if data[4] != 2 or data[5] != 1:
+            raise FormatError("not a 64-bit little-endian ELF file", source=source)
+        phoff, phentsize, phnum = (
+            struct.unpack_from("<Q", data, 0x20)[0],
+            struct.unpack_from("<H", data, 0x36)[0],
+            struct.unpack_from("<H", data, 0x38)[0],
+        )
+        loads: list[tuple[int, int, int]] = []
+        interp: str | None = None
+        dyn: tuple[int, int] | None = None
+        for i in range(phnum):
+            off = phoff + i * phentsize
+            p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+                "<IIQQQQ", data, off
+            )
+            if p_type == 1:  # PT_LOAD
+                loads.append((p_vaddr, p_offset, p_filesz))
+            elif p_type == 2:  # PT_DYNAMIC
+                dyn = (p_offset, p_filesz)
+            elif p_type == 3:  # PT_INTERP
+                interp = data[p_offset : p_offset + p_filesz].split(b"\0")[0].decode()
+        if dyn is None:
+            return _Elf(interp, ())
+        needed_offsets: list[int] = []
+        strtab: int | None = None
+        for pos in range(dyn[0], dyn[0] + dyn[1], 16):
+            tag, val = struct.unpack_from("<qQ", data, pos)
+            if tag == 0:
+                break
+            if tag == 1:
+                needed_offsets.append(val)
+            elif tag == 5:
+                strtab = val
+        if strtab is None:
+            return _Elf(interp, ())
+        base = next((o + strtab - v for v, o, sz in loads if v <= strtab < v + sz), None)
+        if base is None:
+            raise FormatError("DT_STRTAB is outside every PT_LOAD segment", source=source)
+        needed = tuple(data[base + n :].split(b"\0", 1)[0].decode() for n in needed_offsets)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise FormatError(f"truncated or malformed ELF file ({exc})", source=source) from None
+    return _Elf(interp, needed)
+
+
+def _modinfo(data: bytes, source: str) -> dict[str, str]:
+    """The ``.modinfo`` key=value strings of a kernel module (section header table walk)."""
+    try:
+        shoff = struct.unpack_from("<Q", data, 0x28)[0]
+        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+        sections = [
+            struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)
+        ]
+        names_off = sections[shstrndx][4]
+        for name, _t, _f, _a, off, size in sections:
+            sname = data[names_off + name :].split(b"\0", 1)[0]
+            if sname == b".modinfo":
+                info: dict[str, str] = {}
+                for item in data[off : off + size].split(b"\0"):
+                    key, sep, val = item.decode("utf-8", "replace").partition("=")
+                    if sep:
+                        info.setdefault(key, val)
+                return info
+    except (struct.error, IndexError) as exc:
+        raise FormatError(f"malformed kernel module ({exc})", source=source) from None
+    raise FormatError("kernel module has no .modinfo section", source=source)
+
+
+# ------------------------------------------------------------------------------ Debian side
+
+
+@dataclass
+class _Tree:
+    """Everything destined for the archive, keyed by archive path (no leading slash)."""
+
+    entries: dict[str, CpioEntry] = field(default_factory=dict)
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def add(self, entry: CpioEntry, origin: str) -> None:
+        self.entries[entry.path] = entry
+        self.origins[entry.path] = origin
+
+
+class _MissingLibrariesError(HeadsError):
+    """Shared libraries that no pinned package provides (``--update-lock`` adds their owners)."""
+
+    def __init__(self, sonames: Mapping[str, str]) -> None:
+        super().__init__(
+            f"{len(sonames)} shared libraries needed by the payload are in no pinned package",
+            details=tuple(f"{s} (needed by {by})" for s, by in sorted(sonames.items())),
+            hint="run `heads build --update-lock` to pin the packages that provide them",
+        )
+        self.sonames = dict(sonames)
+
+
+def _find_lib(files: DebFiles, soname: str) -> bytes | None:
+    for d in _LIB_SEARCH:
+        entry = files.resolve(f"{d}/{soname}")
+        if entry is not None and entry.kind == "file":
+            return entry.data
+    return None
+
+
+def _add_elf_closure(tree: _Tree, files: DebFiles, roots: Iterable[tuple[str, bytes, str]]) -> None:
+    """Add the loader and every DT_NEEDED library (transitively) of the given ELF files.
+
+    Raises:
+        _MissingLibrariesError: a needed library is in no pinned package.
+    """
+    queue = list(roots)
+    seen: set[str] = set()
+    missing: dict[str, str] = {}
+    while queue:
+        name, data, source = queue.pop()
+        info = _elf_info(data, source)
+        if info is None:
+            continue
+        if info.interp is not None:
+            interp_path = info.interp.lstrip("/")
+            if interp_path not in tree.entries:
+                loader = files.resolve(info.interp)
+                if loader is None or loader.kind != "file":
+                    missing[PurePosixPath(info.interp).name] = name
+                else:
+                    tree.add(CpioEntry.file(interp_path, loader.data, executable=True), "libc6")
+        for soname in info.needed:
+            if soname in seen:
+                continue
+            seen.add(soname)
+            lib = _find_lib(files, soname)
+            if lib is None:
+                missing[soname] = name
+                continue
+            path = f"{_LIBDIR.lstrip('/')}/{soname}"
+            tree.add(CpioEntry.file(path, lib, executable=True), "library")
+            queue.append((soname, lib, soname))
+    if missing:
+        raise _MissingLibrariesError(missing)
+
+
+def _busybox_links(busybox: bytes) -> list[str]:
+    """Applet paths from ``busybox --list-full`` (the pinned static binary, run on the host)."""
+    with tempfile.TemporaryDirectory(prefix="heads-busybox-") as tmp:
+        exe = Path(tmp) / "busybox"
+        exe.write_bytes(busybox)
+        exe.chmod(0o700)
+        out = run([exe, "--list-full"], desc="list busybox applets", timeout_s=30).stdout
+    return sorted(line.strip() for line in out.decode().splitlines() if line.strip())
+
+
+def _kernel_parts(files: DebFiles, kernel_pkg: str, tree: _Tree) -> tuple[bytes, str]:
+    """The vmlinuz bytes and kernel version; the wanted modules go into ``tree``."""
+    vmlinuz = [p for p in files.paths() if p.startswith("/boot/vmlinuz-")]
+    if len(vmlinuz) != 1:
+        raise FormatError(f"expected one /boot/vmlinuz-* in {kernel_pkg}, found {len(vmlinuz)}")
+    version = vmlinuz[0].removeprefix("/boot/vmlinuz-")
+    entry = files.get(vmlinuz[0])
+    assert entry is not None  # noqa: S101 - listed just above
+    prefix = f"/lib/modules/{version}/"
+    by_name: dict[str, str] = {}
+    for p in files.paths():
+        if p.startswith(prefix) and p.endswith(".ko"):
+            by_name[PurePosixPath(p).stem.replace("-", "_")] = p
+    order: list[str] = []
+
+    def visit(name: str, stack: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in stack:
+            raise FormatError(f"kernel module dependency cycle: {' -> '.join((*stack, name))}")
+        path = by_name.get(name)
+        if path is None:
+            raise FormatError(f"kernel module {name} is not in {kernel_pkg}")
+        ko = files.get(path)
+        assert ko is not None  # noqa: S101 - indexed from the same tree
+        deps = _modinfo(ko.data, path).get("depends", "")
+        for dep in sorted(d.replace("-", "_") for d in deps.split(",") if d):
+            visit(dep, (*stack, name))
+        order.append(name)
+        tree.add(CpioEntry.file(path.lstrip("/"), ko.data), kernel_pkg)
+
+    for name in KERNEL_MODULES:
+        visit(name, ())
+    listing = "".join(f"{by_name[n]}\n" for n in order).encode()
+    tree.add(CpioEntry.file("lib/modules/load-order", listing), "heads")
+    return entry.data, version
+
+
+def _read_debs(lock: PayloadLock, cache_dir: Path, progress: Progress) -> DebFiles:
+    files = DebFiles()
+    debs_dir = cache_dir / "debs"
+    # The kernel goes last so that nothing else can replace its files.
+    for pin in sorted(lock.debs, key=lambda d: (d.name == lock.kernel, d.name)):
+        path = debian.fetch(pin, debs_dir)
+        files.add(pin.name, debian.read_files(path))
+    progress(f"read {len(lock.debs)} pinned Debian packages")
+    return files
+
+
+def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, str]]:
+    """Busybox and links, kexec, gpgv, python3.11, the TCTI module. Returns ELF roots."""
+    roots: list[tuple[str, bytes, str]] = []
+
+    def take(src: str, dst: str) -> bytes:
+        entry = files.resolve(src)
+        if entry is None or entry.kind != "file":
+            raise FormatError(f"{src} is in no pinned package")
+        tree.add(CpioEntry.file(dst, entry.data, executable=True), files.origin(src) or "?")
+        roots.append((dst, entry.data, src))
+        return entry.data
+
+    busybox = take("/bin/busybox", "bin/busybox")
+    take("/sbin/kexec", "sbin/kexec")
+    take("/usr/bin/gpgv", "usr/bin/gpgv")
+    take("/usr/bin/python3.11", "usr/bin/python3.11")
+    tcti = "libtss2-tcti-device.so.0"
+    take(f"/usr/lib/x86_64-linux-gnu/{tcti}", f"{_LIBDIR.lstrip('/')}/{tcti}")
+    tree.add(CpioEntry.symlink("usr/bin/python3", "python3.11"), "heads")
+    for link in _busybox_links(busybox):
+        path = link.lstrip("/")
+        if path in tree.entries or path == "bin/busybox":
+            continue
+        tree.add(CpioEntry.symlink(path, "/bin/busybox"), "busybox-static")
+    for d in ("dev", "proc", "sys", "tmp", "run", "mnt", "root", "etc", "var/tmp", "boot"):
+        tree.add(CpioEntry.directory(d), "heads")
+    tree.add(CpioEntry.char_device("dev/console", 5, 1, perm=0o600), "heads")
+    tree.add(CpioEntry.char_device("dev/null", 1, 3, perm=0o666), "heads")
+    return roots
+
+
+# ------------------------------------------------------------------------------ Python side
+
+_PROBE: Final = r"""
+import ast, importlib, json, os, pkgutil, sys
+src, site, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path[:0] = [src, site]
+failed = {}
+names = set(extra)
+pkg_dir = os.path.join(src, "heads")
+for root, dirs, files in os.walk(pkg_dir):
+    dirs[:] = sorted(d for d in dirs if d not in ("testing", "__pycache__"))
+    for f in sorted(files):
+        if not f.endswith(".py"):
+            continue
+        path = os.path.join(root, f)
+        rel = os.path.relpath(path, src)[:-3].replace(os.sep, ".")
+        names.add(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
+        tree = ast.parse(open(path, "rb").read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module)
+for name in sorted(names):
+    if name.startswith("heads.testing"):
+        continue
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        failed[name] = f"{type(exc).__name__}: {exc}"
+mods = {n: getattr(m, "__file__", None) for n, m in list(sys.modules.items())}
+import importlib.metadata as md
+dists = {}
+for top, ds in md.packages_distributions().items():
+    dists[top] = ds
+versions = {}
+for d in md.distributions(path=[site]):
+    versions[d.metadata["Name"]] = d.version
+print(json.dumps({"modules": mods, "failed": failed, "dists": dists, "versions": versions}))
+"""
+
+_COMPILE: Final = r"""
+import json, py_compile, sys
+jobs = json.load(sys.stdin)
+for src, cfile, dfile in jobs:
+    py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class _PySelection:
+    stdlib: tuple[str, ...]  # absolute paths under /usr/lib/python3.11 (.py or lib-dynload .so)
+    packages: dict[str, tuple[Path, ...]]  # distribution -> files (under site-packages)
+    versions: dict[str, str]
+    site: Path
+
+
+def _python_paths() -> tuple[Path, Path]:
+    if sys.version_info[:2] != _PY_TAG:
+        raise UsageError(
+            f"the payload builder needs Python {_PY_TAG[0]}.{_PY_TAG[1]} (the interpreter "
+            f"shipped in the payload); this is {sys.version.split()[0]}"
+        )
+    src = Path(heads.__file__).resolve().parent.parent
+    import sysconfig  # noqa: PLC0415 - only needed here
+
+    site = Path(sysconfig.get_path("purelib"))
+    return src, site
+
+
+def _probe_python(extra: Iterable[str]) -> _PySelection:
+    src, site = _python_paths()
+    out = run(
+        [sys.executable, "-I", "-c", _PROBE, str(src), str(site), json.dumps(sorted(extra))],
+        desc="find the modules the runtime imports",
+        timeout_s=300,
+        env={"PYTHONHASHSEED": "0"},
+    ).stdout
+    info: dict[str, Any] = json.loads(out)
+    stdlib: set[str] = set()
+    tops: set[str] = set()
+    site_s = str(site) + "/"
+    for name, file in info["modules"].items():
+        if not file:
+            continue
+        if file.startswith(_STDLIB + "/") and "-packages/" not in file:
+            stdlib.add(file)
+        elif file.startswith(site_s):
+            top = name.split(".")[0]
+            if top not in _PY_EXCLUDE:
+                tops.add(top)
+    packages: dict[str, list[Path]] = {}
+    dists: dict[str, list[str]] = info["dists"]
+    for top in sorted(tops):
+        dist_names = dists.get(top)
+        if not dist_names:
+            raise UsageError(f"module {top} in {site} belongs to no installed distribution")
+        dist = dist_names[0]
+        pkg_dir = site / top
+        if pkg_dir.is_dir():
+            found = sorted(
+                p
+                for p in pkg_dir.rglob("*")
+                if p.is_file()
+                and "__pycache__" not in p.parts
+                and (p.suffix == ".py" or p.name.endswith(".so"))
+            )
+        else:
+            found = sorted(p for p in site.iterdir() if p.name.split(".")[0] == top and p.is_file())
+        packages.setdefault(dist, []).extend(found)
+    return _PySelection(
+        stdlib=tuple(sorted(stdlib)),
+        packages={k: tuple(sorted(v)) for k, v in packages.items()},
+        versions=dict(info["versions"]),
+        site=site,
+    )
+
+
+def _python_pins(sel: _PySelection) -> tuple[PythonPin, ...]:
+    pins = []
+    for dist, paths in sorted(sel.packages.items()):
+        h = hashlib.sha256()
+        for p in paths:
+            rel = p.relative_to(sel.site).as_posix()
+            h.update(f"{rel}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
+        version = sel.versions.get(dist)
+        if version is None:
+            version = next((v for k, v in sel.versions.items() if k.lower() == dist.lower()), "?")
+        pins.append(PythonPin(dist, version, h.hexdigest()))
+    return tuple(pins)
+
+
+def _compile_all(jobs: list[tuple[bytes, str]], workdir: Path) -> list[bytes]:
+    """Compile sources (bytes, in-image path) to hash-based .pyc in one fixed child process."""
+    specs = []
+    for i, (source, dfile) in enumerate(jobs):
+        src = workdir / f"{i}.py"
+        src.write_bytes(source)
+        specs.append([str(src), str(workdir / f"{i}.pyc"), dfile])
+    run(
+        [sys.executable, "-I", "-c", _COMPILE],
+        desc="compile Python modules",
+        timeout_s=600,
+        stdin=json.dumps(specs).encode(),
+        env={"PYTHONHASHSEED": "0"},
+    )
+    return [(workdir / f"{i}.pyc").read_bytes() for i in range(len(jobs))]
+
+
+def _stored_zip(members: Mapping[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.external_attr = 0o644 << 16
+            info.create_system = 3
+            zf.writestr(info, members[name])
+    return buf.getvalue()
+
+
+def _add_python(
+    tree: _Tree, files: DebFiles, sel: _PySelection, workdir: Path
+) -> tuple[list[tuple[str, bytes, str]], dict[str, bytes]]:
+    """Stdlib zip, lib-dynload, third-party and heads .pyc. Returns (ELF roots, zip members)."""
+    roots: list[tuple[str, bytes, str]] = []
+    jobs: list[tuple[bytes, str]] = []
+    targets: list[tuple[str, str]] = []  # ("zip" | "tree", path)
+    for path in sel.stdlib:
+        rel = path.removeprefix(_STDLIB + "/")
+        entry = files.resolve(path)
+        if entry is None or entry.kind != "file":
+            raise FormatError(
+                f"stdlib file {path} is in no pinned package",
+                hint="run `heads build --update-lock`",
+            )
+        if rel.startswith("lib-dynload/"):
+            dst = path.lstrip("/")
+            tree.add(CpioEntry.file(dst, entry.data, executable=True), files.origin(path) or "?")
+            roots.append((dst, entry.data, path))
+        elif path.endswith(".py"):
+            jobs.append((entry.data, path))
+            targets.append(("zip", rel[:-3] + ".pyc"))
+    for dist, paths in sorted(sel.packages.items()):
+        for p in paths:
+            rel = p.relative_to(sel.site).as_posix()
+            data = p.read_bytes()
+            if p.suffix == ".py":
+                jobs.append((data, f"/{_SITE}/{rel}"))
+                targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
+            else:
+                tree.add(CpioEntry.file(f"{_SITE}/{rel}", data, executable=True), dist)
+                roots.append((f"{_SITE}/{rel}", data, str(p)))
+    src, _site = _python_paths()
+    for p in sorted((src / "heads").rglob("*.py")):
+        rel = p.relative_to(src).as_posix()
+        if rel.startswith("heads/testing/") or "__pycache__" in rel:
+            continue
+        jobs.append((p.read_bytes(), f"/{_SITE}/{rel}"))
+        targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
+    pycs = _compile_all(jobs, workdir)
+    zip_members: dict[str, bytes] = {}
+    for (kind, dst), pyc in zip(targets, pycs, strict=True):
+        if kind == "zip":
+            zip_members[dst] = pyc
+        else:
+            tree.add(CpioEntry.file(dst, pyc), "python")
+    tree.add(CpioEntry.file("usr/lib/python311.zip", _stored_zip(zip_members)), "python")
+    return roots, zip_members
+
+
+# ------------------------------------------------------------------------------------ build
+
+
+def _default_init() -> Path:
+    return Path(heads.__file__).resolve().parent / "runtime" / "init.sh"
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _member_digest(entry: CpioEntry) -> str:
+    if entry.kind is Kind.DIRECTORY:
+        return "dir"
+    if entry.kind is Kind.SYMLINK:
+        return "-> " + entry.data.decode()
+    if entry.kind in (Kind.CHAR_DEVICE, Kind.BLOCK_DEVICE):
+        return f"{'c' if entry.kind is Kind.CHAR_DEVICE else 'b'} {entry.rdev[0]},{entry.rdev[1]}"
+    return f"{entry.perm:04o} {_sha(entry.data)}"
+
+
+def _assemble(
+    lock: PayloadLock,
+    files: DebFiles,
+    sel: _PySelection,
+    init_script: Path,
+    workdir: Path,
+) -> tuple[_Tree, dict[str, bytes], bytes, str]:
+    tree = _Tree()
+    kernel, kver = _kernel_parts(files, lock.kernel, tree)
+    roots = _add_debian_parts(tree, files)
+    py_roots, zip_members = _add_python(tree, files, sel, workdir)
+    _add_elf_closure(tree, files, [*roots, *py_roots])
+    tree.add(CpioEntry.file("init", init_script.read_bytes(), executable=True), "heads")
+    return tree, zip_members, kernel, kver
+
+
+def build_payload(
+    out_dir: Path,
+    *,
+    cache_dir: Path,
+    lock_path: Path = DEFAULT_LOCK,
+    init_script: Path | None = None,
+    source_date_epoch: int | None = None,
+    progress: Progress | None = None,
+) -> Payload:
+    """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
+
+    Args:
+        out_dir: created if missing; the three files are replaced atomically.
+        cache_dir: where pinned .deb files are kept (``debs/``); downloaded once.
+        lock_path: the pins (``payload/lock.json``).
+        init_script: the initramfs's ``/init`` (default ``src/heads/runtime/init.sh``).
+        source_date_epoch: the one mtime of every member (default: the lock's value, or
+            ``$SOURCE_DATE_EPOCH`` when set).
+        progress: called with one short line per stage.
+
+    Returns:
+        The paths and sizes of what was built.
+
+    Raises:
+        UsageError: no lock file, no /init script, or the wrong Python version.
+        HashMismatchError: a cached package or a virtualenv distribution differs from its pin.
+        FormatError: the lock or an input package is malformed or lacks a needed file.
+        ToolError: apt-get, dpkg-deb, busybox, the compiler child or zstd failed.
+    """
+    say: Progress = progress or (lambda _msg: None)
+    lock = _load_lock(lock_path)
+    init = init_script or _default_init()
+    if not init.is_file():
+        raise UsageError(
+            f"no /init for the initramfs: {init} does not exist",
+            hint="pass the boot runtime's init script (the runtime provides src/heads/runtime/"
+            "init.sh)",
+        )
+    env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if source_date_epoch is not None:
+        epoch = source_date_epoch
+    elif env_epoch is not None and env_epoch.isdigit():
+        epoch = int(env_epoch)
+    else:
+        epoch = lock.source_date_epoch
+    files = _read_debs(lock, cache_dir, say)
+    sel = _probe_python(lock.extra_modules)
+    actual = {p.name: p for p in _python_pins(sel)}
+    pinned = {p.name: p for p in lock.python}
+    if actual != pinned:
+        changed = sorted(n for n in set(actual) | set(pinned) if actual.get(n) != pinned.get(n))
+        raise HashMismatchError(
+            "the virtualenv's Python packages differ from the lock: " + ", ".join(changed),
+            details=tuple(
+                f"{n}: locked {pinned[n].version if n in pinned else '-'}, "
+                f"found {actual[n].version if n in actual else '-'}"
+                for n in changed
+            ),
+            hint="reinstall from requirements.lock (scripts/setup.sh), or review the change "
+            "and run `heads build --update-lock`",
+        )
+    say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
+    with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
+        tree, zip_members, kernel, kver = _assemble(lock, files, sel, init, Path(tmp))
+    buf = io.BytesIO()
+    write_newc(tree.entries.values(), buf, mtime=epoch)
+    cpio = buf.getvalue()
+    say(f"initramfs: {len(tree.entries)} members, {len(cpio) / 2**20:.1f} MiB uncompressed")
+    zstd = run(
+        ["zstd", *_ZSTD_ARGS], desc="compress the initramfs", timeout_s=600, stdin=cpio
+    ).stdout
+    members = {path: _member_digest(e) for path, e in tree.entries.items()}
+    for name, data in zip_members.items():
+        members[f"usr/lib/python311.zip!{name}"] = _sha(data)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "source_date_epoch": epoch,
+        "lock_sha256": lock.digest(),
+        "kernel": {
+            "file": "vmlinuz",
+            "package": lock.kernel,
+            "version": kver,
+            "sha256": _sha(kernel),
+            "size": len(kernel),
+        },
+        "initramfs": {
+            "file": "initramfs.cpio.zst",
+            "sha256": _sha(zstd),
+            "size": len(zstd),
+            "cpio_sha256": _sha(cpio),
+            "cpio_size": len(cpio),
+            "compression": "zstd " + " ".join(_ZSTD_ARGS[:2]),
+        },
+        "members": members,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(out_dir / "vmlinuz", kernel)
+    _atomic_write(out_dir / "initramfs.cpio.zst", zstd)
+    _atomic_write(
+        out_dir / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    )
+    return Payload(
+        kernel=out_dir / "vmlinuz",
+        initramfs=out_dir / "initramfs.cpio.zst",
+        manifest=out_dir / "manifest.json",
+        kernel_size=len(kernel),
+        initramfs_size=len(zstd),
+        initramfs_uncompressed_size=len(cpio),
+        members=len(tree.entries),
+        kernel_version=kver,
+    )
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A build's manifest.json.
+
+    Raises:
+        FormatError: unreadable or not a manifest of this format.
+    """
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"unreadable manifest: {exc}", source=str(path)) from None
+    if not isinstance(obj, dict) or obj.get("format") != MANIFEST_FORMAT:
+        raise FormatError(f"not a format-{MANIFEST_FORMAT} manifest", source=str(path))
+    return obj
+
+
+def _diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    ma: dict[str, str] = a.get("members", {})
+    mb: dict[str, str] = b.get("members", {})
+    for name in sorted(set(ma) | set(mb)):
+        if ma.get(name) != mb.get(name):
+            out.append(f"member {name}: {ma.get(name, 'absent')} vs {mb.get(name, 'absent')}")
+    for part in ("kernel", "initramfs"):
+        if a.get(part) != b.get(part):
+            out.append(f"output {part}: {a.get(part)} vs {b.get(part)}")
+    return out
+
+
+def check_reproducible(
+    *,
+    cache_dir: Path,
+    lock_path: Path = DEFAULT_LOCK,
+    init_script: Path | None = None,
+    work_dir: Path | None = None,
+    keep: bool = False,
+    progress: Progress | None = None,
+) -> ReproCheck:
+    """Build twice, in different directories, at different times and with different umasks,
+    and compare every digest.
+
+    Raises:
+        As :func:`build_payload`.
+    """
+    say: Progress = progress or (lambda _msg: None)
+    base = Path(tempfile.mkdtemp(prefix="heads-check-", dir=work_dir))
+    try:
+        say("build 1 of 2")
+        first = build_payload(
+            base / "first",
+            cache_dir=cache_dir,
+            lock_path=lock_path,
+            init_script=init_script,
+            progress=say,
+        )
+        old_umask = os.umask(0o077)
+        try:
+            say("build 2 of 2")
+            second = build_payload(
+                base / "second-build" / "out",
+                cache_dir=cache_dir,
+                lock_path=lock_path,
+                init_script=init_script,
+                progress=say,
+            )
+        finally:
+            os.umask(old_umask)
+        diffs = _diff_manifests(read_manifest(first.manifest), read_manifest(second.manifest))
+        for name in ("vmlinuz", "initramfs.cpio.zst", "manifest.json"):
+            if (base / "first" / name).read_bytes() != second.manifest.parent.joinpath(
+                name
+            ).read_bytes():
+                diffs.append(f"file {name} differs")
+        return ReproCheck(not diffs, first, second, tuple(diffs))
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def update_lock(
+    lock_path: Path = DEFAULT_LOCK,
+    *,
+    cache_dir: Path,
+    init_script: Path | None = None,
+    progress: Progress | None = None,
+) -> PayloadLock:
+    """Re-resolve every pin from the host's apt archive and virtualenv, and write the lock.
+
+    The package set is the roots plus, repeatedly, the owner of every shared library the
+    payload's ELF files need that no pinned package provides yet.
+
+    Raises:
+        ToolError: apt, dpkg or the probe failed.
+        FormatError: a needed library has no owning package.
+    """
+    say: Progress = progress or (lambda _msg: None)
+    old: PayloadLock | None = None
+    if lock_path.exists():
+        old = _load_lock(lock_path)
+    kernels = [d for d in debian.depends_of(KERNEL_METAPACKAGE) if d.startswith("linux-image-")]
+    if not kernels:
+        raise FormatError(f"{KERNEL_METAPACKAGE} depends on no linux-image package")
+    kernel = kernels[0]
+    wanted = {kernel, *ROOT_PACKAGES}
+    epoch = old.source_date_epoch if old else 1_700_000_000
+    extra = old.extra_modules if old else _DEFAULT_EXTRA_MODULES
+    sel = _probe_python(extra)
+    python = _python_pins(sel)
+    init = init_script if init_script and init_script.is_file() else None
+    debs_dir = cache_dir / "debs"
+    pins: dict[str, DebPin] = {}
+    while True:
+        for name in sorted(wanted - set(pins)):
+            version, arch = debian.candidate_version(name)
+            probe_pin = DebPin(name, version, arch, "0" * 64)
+            path = debs_dir / probe_pin.filename
+            if not path.exists():
+                path = debian.download(name, version, debs_dir)
+            pins[name] = DebPin(name, version, arch, debian.sha256_file(path))
+            say(f"pinned {name} {version}")
+        lock = PayloadLock(epoch, kernel, tuple(pins.values()), python, extra)
+        files = _read_debs(lock, cache_dir, say)
+        with tempfile.TemporaryDirectory(prefix="heads-lock-") as tmp:
+            init_file = init or Path(tmp) / "init"
+            if init is None:
+                init_file.write_bytes(b"#!/bin/sh\n")
+            try:
+                _assemble(lock, files, sel, init_file, Path(tmp))
+            except _MissingLibrariesError as exc:
+                added = False
+                for soname in exc.sonames:
+                    owner = debian.owner_of(soname)
+                    if owner is None or owner in pins:
+                        raise FormatError(
+                            f"no package provides {soname}", hint="install it on the host"
+                        ) from None
+                    wanted.add(owner)
+                    added = True
+                if added:
+                    continue
+            break
+    _atomic_write(lock_path, lock.to_bytes())
+    return lock
