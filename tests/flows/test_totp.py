@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -344,3 +346,40 @@ def test_extend_string_matches_what_the_runtime_extends() -> None:
     # The refusal tests above rely on measure_string's arithmetic (DESIGN §3).
     z = zero_digest(HashAlg.SHA256)
     assert extend_string(HashAlg.SHA256, z, "recovery") != z
+
+
+@contextlib.contextmanager
+def _read_only_boot(tmp_path: Path, legacy: str) -> Iterator[Path]:
+    """A directory holding a legacy counter file that the caller cannot write to."""
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    if os.geteuid() != 0:
+        (boot / LEGACY_HOTP_COUNTER_FILE).write_text(legacy)
+        boot.chmod(0o555)
+        try:
+            yield boot
+        finally:
+            boot.chmod(0o755)
+        return
+    # root ignores permissions: use a read-only mount, as /boot is at run time.
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(boot)],
+        capture_output=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mount.stderr.decode().strip()}")
+    try:
+        (boot / LEGACY_HOTP_COUNTER_FILE).write_text(legacy)
+        subprocess.run(["mount", "-o", "remount,ro", str(boot)], check=True)
+        yield boot
+    finally:
+        subprocess.run(["umount", str(boot)], check=True)
+
+
+def test_legacy_migration_on_read_only_boot_creates_no_counter(tpm: Tpm, tmp_path: Path) -> None:
+    _seal(tpm)
+    with _read_only_boot(tmp_path, "7\n") as boot:
+        with pytest.raises(UsageError, match="not writable"):
+            check_hotp(tpm, SimulatedToken(), boot_dir=boot)
+        assert not (boot / HOTP_INDEX_FILE).exists()

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 
+import pexpect  # type: ignore[import-untyped]  # pexpect ships no type information
 import pytest
 
 from heads.adapters.tpm import open_tpm
@@ -113,3 +115,25 @@ def test_hotp_check_without_counter_is_explained(
     rc = main(["hotp", "check", "--tcti", swtpm.tcti, "--boot-dir", str(tmp_path)])
     assert rc == 1
     assert "no HOTP counter" in capsys.readouterr().err
+
+
+def test_watch_refreshes_until_a_key_press(
+    swtpm: Swtpm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _seal(swtpm, capsys, "--no-qr")
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "heads", "totp", "show", "--watch", "--tcti", swtpm.tcti, "--time", AT],
+        encoding="utf-8",
+        timeout=30,
+    )
+    try:
+        child.expect("Press any key to stop.")
+        child.expect(r"TOTP \d{6}  2026-11-25 21:00:10 UTC  \(20 s left\)")
+        # A second refresh (still from the one unseal) proves it loops rather than exits.
+        child.expect(r"\rTOTP \d{6}")
+        child.send("q")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0

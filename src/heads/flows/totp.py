@@ -37,6 +37,7 @@ Public API used by the boot runtime (stable):
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -527,6 +528,13 @@ def _load_counter(tpm: Tpm, boot_dir: Path, owner_auth: Secret | None) -> int:
             hint="program the security token: heads hotp seal",
         )
     wanted = parse_legacy_counter(legacy_text, source=str(legacy_path))
+    # Check before creating the counter: on a read-only /boot each boot would otherwise
+    # create (and leak) another NV counter it cannot record.
+    if not os.access(boot_dir, os.W_OK):
+        raise UsageError(
+            f"{legacy_path} must be migrated to a TPM counter, but {boot_dir} is not writable",
+            hint="mount /boot read-write once and run heads hotp check again",
+        )
     index = tpm.nv_counter_create(owner_auth)
     value = tpm.nv_counter_read(index)
     # unseal-hotp.sh uses the file's value for the next code; ours increments first, so the
