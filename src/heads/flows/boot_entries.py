@@ -288,14 +288,48 @@ def plan_entry(
     return plan
 
 
-def boot_plan(plan: KexecPlan, bootdir: Path, kexec: Kexec, *, execute: bool = True) -> list[str]:
-    """Load ``plan`` (the adapter re-checks every byte) and, unless told not to, jump to it.
+def boot_plan(
+    plan: KexecPlan,
+    bootdir: Path,
+    kexec: Kexec | None = None,
+    *,
+    tcti: str | None = None,
+    execute: bool = True,
+) -> list[str]:
+    """Load ``plan`` (the adapter re-checks every byte), measure the boot mode, jump to it.
+
+    Port of the end of ``kexec-boot.sh``: once the kernel is loaded, PCR 4 is extended with
+    the string ``generic`` (DESIGN §3; the TOTP secret is sealed to PCR 4's firmware-only
+    value, so the booted OS can no longer unseal it), then ``kexec -e``.
+
+    Args:
+        plan: what to boot.
+        bootdir: the mounted /boot.
+        kexec: the kexec backend (kexec-tools by default).
+        tcti: the TPM for the PCR 4 extend; ``None`` skips it (no TPM).
+        execute: jump to the loaded kernel (False: load only).
 
     Raises:
         HashMismatchError: a file changed since it was verified.
         KexecError: kexec failed.
+        TpmError: the PCR 4 extend failed (the kernel stays loaded, nothing is executed).
     """
+    if kexec is None:
+        from heads.adapters.kexec import KexecTools  # noqa: PLC0415 - needed on the boot path only
+
+        kexec = KexecTools()
     argv = kexec.load(plan, bootdir)
+    if tcti is not None:
+        from heads.adapters.tpm import open_tpm  # noqa: PLC0415 - tpm2-pytss only when measuring
+        from heads.flows.measure import (  # noqa: PLC0415
+            EventLogWriter,
+            default_log_path,
+            measure_string,
+        )
+
+        with open_tpm(tcti) as tpm:
+            log = EventLogWriter(default_log_path())
+            measure_string(tpm, log, 4, "generic", description="boot mode")
     if execute:
         kexec.execute()
     return argv
