@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess  # noqa: TID251 - oathtool is the independent reference, not a heads adapter
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
