@@ -135,6 +135,8 @@ def _no_fault(step: str) -> None:
 def _read_beneath(root_fd: int, name: bytes, what: str) -> bytes:
     try:
         fd = open_beneath(root_fd, name)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise HeadsError(f"cannot read {what}: {exc.strerror or exc}") from None
     try:
@@ -205,7 +207,10 @@ def _signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, bytes
         ]
         if len(names) > _MAX_SIGNED_FILES:
             raise HeadsError(f"{bootdir} holds more than {_MAX_SIGNED_FILES} kexec*.txt files")
-        files = {n: _read_beneath(root_fd, n, display_path(n)) for n in names}
+        files: dict[bytes, bytes] = {}
+        for n in names:
+            with contextlib.suppress(FileNotFoundError):  # removed since the listing
+                files[n] = _read_beneath(root_fd, n, display_path(n))
         pending = _read_pending(bootdir)
         if pending is not None and _is_committed(bootdir, pending, tpm):
             staged_fd = os.open(
