@@ -164,6 +164,18 @@ def test_reset_destroys_secrets_and_sets_dictionary_attack_parameters(swtpm: Swt
             tpm.unseal(TOTP_HANDLE)
 
 
+def test_locked_platform_hierarchy_leaves_only_the_lockout_route(swtpm: Swtpm) -> None:
+    with open_tpm(swtpm.tcti) as tpm:
+        tpm.lock_platform_hierarchy()
+        with pytest.raises(TpmError, match="lock the platform hierarchy"):
+            tpm.lock_platform_hierarchy()  # needs the old platform auth, now unknown
+        tpm.reset()  # falls back to the lockout hierarchy
+        assert tpm.info().objects == {0x81000000: "storage primary key"}
+    swtpm.restart()  # a power cycle resets the platform auth
+    with open_tpm(swtpm.tcti) as tpm:
+        tpm.lock_platform_hierarchy()
+
+
 def test_owner_passphrase_is_required_after_reset_with_one(swtpm: Swtpm) -> None:
     owner = Secret(b"owner passphrase")
     with open_tpm(swtpm.tcti) as tpm:

@@ -211,6 +211,7 @@ class Tpm(Protocol):
     def lockout_state(self) -> LockoutState: ...
     def info(self) -> TpmInfo: ...
     def reset(self, owner_auth: Secret | None = None) -> None: ...
+    def lock_platform_hierarchy(self) -> None: ...
 
 
 def _tcti_error(tcti: str, exc: TSS2_Exception) -> TpmError:
@@ -921,6 +922,19 @@ class EsapiTpm:
             lockout=self.lockout_state(),
             objects={h: name for h, name in _HEADS_HANDLES.items() if h in persistent},
         )
+
+    def lock_platform_hierarchy(self) -> None:
+        """Set the platform hierarchy's auth to 32 random bytes nobody keeps (before kexec).
+
+        The booted OS then cannot clear the TPM or take over the platform hierarchy until the
+        next power cycle (Heads' `tpmr kexec_finalize`).  TPM command: TPM2_HierarchyChangeAuth.
+        """
+        try:
+            self._e.hierarchy_change_auth(ESYS_TR.PLATFORM, secrets.token_bytes(32))
+            # ESYS remembers the new auth for this connection; forget it too.
+            self._e.tr_set_auth(ESYS_TR.PLATFORM, b"")
+        except TSS2_Exception as exc:
+            raise self._fail("lock the platform hierarchy", exc) from None
 
     def reset(self, owner_auth: Secret | None = None) -> None:
         """Clear the TPM and take ownership (Heads' TPM reset, HEADS_REFERENCE §3.5).
