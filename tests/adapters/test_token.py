@@ -7,6 +7,8 @@ import shutil
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from heads.adapters.token import (
     HotpCheck,
@@ -180,3 +182,17 @@ def test_parse_info_unset_pin_and_serial() -> None:
     info = parse_hotp_verification_info(text)
     assert info.serial is None
     assert info.pin_retries is None
+
+
+@given(offsets=st.lists(st.integers(-3, 14), max_size=30))
+def test_simulator_never_accepts_a_counter_twice(offsets: list[int]) -> None:
+    token = SimulatedToken()
+    token.program(SECRET, admin_pin=FACTORY_ADMIN_PIN, counter=5)
+    accepted: list[int] = []
+    for offset in offsets:
+        counter = max(0, token.counter + offset)
+        if token.check(hotp_code(SECRET, counter)) is HotpCheck.VERIFIED:
+            accepted.append(counter)
+    # Accepted counters strictly increase: no code works twice, none from behind.
+    assert accepted == sorted(set(accepted))
+    assert all(c >= 5 for c in accepted)

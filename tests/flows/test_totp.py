@@ -14,13 +14,15 @@ import pytest
 
 from conftest import shared_testdata
 from heads.adapters.token import HotpCheck
-from heads.adapters.tpm import TOTP_HANDLE, Tpm, open_tpm
+from heads.adapters.tpm import DISK_KEY_HANDLE, TOTP_HANDLE, Tpm, open_tpm
 from heads.core.digest import HashAlg, extend_string, zero_digest
 from heads.core.otp import hotp_code, totp_code
+from heads.core.pcr import PcrSelection
 from heads.core.secret import Secret
 from heads.errors import (
     AuthError,
     FormatError,
+    LockoutError,
     ToolError,
     TpmError,
     UnsealError,
@@ -383,3 +385,70 @@ def test_legacy_migration_on_read_only_boot_creates_no_counter(tpm: Tpm, tmp_pat
         with pytest.raises(UsageError, match="not writable"):
             check_hotp(tpm, SimulatedToken(), boot_dir=boot)
         assert not (boot / HOTP_INDEX_FILE).exists()
+
+
+def _force_lockout(tpm: Tpm) -> None:
+    """Fail passphrase unseals of a DA-protected object until the TPM locks out."""
+    good = Secret(b"correct horse battery")
+    selection = PcrSelection.parse("sha256:0")
+    tpm.seal(DISK_KEY_HANDLE, Secret(b"k" * 32), selection, auth=good)
+    for _ in range(tpm.lockout_state().max_tries + 1):
+        try:
+            tpm.unseal(DISK_KEY_HANDLE, auth=Secret(b"wrong passphrase"))
+        except LockoutError:
+            break
+        except AuthError:
+            continue
+    assert tpm.lockout_state().in_lockout
+
+
+def test_totp_still_shows_while_the_tpm_is_in_lockout(tpm: Tpm) -> None:
+    # The TOTP object has no passphrase (noda): lockout must not hide the attestation.
+    prov = _seal(tpm)
+    _force_lockout(tpm)
+    assert show_totp(tpm, now=NOW) == totp_code(prov.secret, NOW)
+
+
+def test_refusal_during_lockout_mentions_the_lockout(tpm: Tpm) -> None:
+    _seal(tpm)
+    _force_lockout(tpm)
+    measure_string(tpm, None, 7, "/etc/config.user")
+    with pytest.raises(UnsealError, match="PCR 7") as info:
+        show_totp(tpm, now=NOW)
+    assert any("dictionary-attack lockout" in line for line in info.value.details)
+
+
+def test_seal_and_wipe_need_the_owner_passphrase_once_ownership_is_taken(
+    tpm: Tpm, tmp_path: Path
+) -> None:
+    owner = Secret(b"owner passphrase 123")
+    tpm.reset(owner_auth=owner)
+    with pytest.raises(AuthError, match="owner passphrase"):
+        _seal(tpm)
+    prov = seal_totp(
+        tpm,
+        pcr4_firmware=None,
+        profile="coreboot",
+        label="x",
+        rng=os.urandom,
+        event_log=None,
+        owner_auth=owner,
+    )
+    assert show_totp(tpm, now=NOW) == totp_code(prov.secret, NOW)
+    sealed = seal_hotp(
+        tpm, SimulatedToken(), admin_pin=FACTORY_ADMIN_PIN, boot_dir=tmp_path, owner_auth=owner
+    )
+    assert tpm.nv_exists(sealed.counter_index)
+    assert wipe_totp(tpm, owner_auth=owner)
+
+
+def test_refusals_never_carry_the_secret(tpm: Tpm) -> None:
+    prov = _seal(tpm)
+    measure_string(tpm, None, 7, "x")
+    with pytest.raises(UnsealError) as info:
+        show_totp(tpm, now=NOW)
+    text = "\n".join([str(info.value), info.value.hint or "", *info.value.details])
+    assert prov.base32 not in text
+    assert prov.secret.reveal().hex() not in text
+    assert "****" in repr(prov)
+    assert prov.base32 not in repr(prov)
