@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Protocol
 
-from heads.adapters._run import run
+from heads.adapters._run import require_tool, run
 from heads.core.otp import OTP_DIGITS
 from heads.core.secret import Secret
 from heads.errors import ToolError
@@ -155,12 +155,23 @@ class HotpVerificationToken:
         self._tool = tool
         self._timeout_s = timeout_s
 
+    def _require(self) -> None:
+        try:
+            require_tool(self._tool)
+        except ToolError:
+            raise ToolError(
+                f"{self._tool} is not installed (not found on PATH)",
+                hint="build it from github.com/Nitrokey/nitrokey-hotp-verification (it is not "
+                "packaged in Debian 12); Heads firmware images ship it",
+            ) from None
+
     def info(self) -> TokenInfo:
         """Runs ``hotp_verification info``.
 
         Raises:
             ToolError: the tool is missing or no token answered.
         """
+        self._require()
         res = run(
             [self._tool, "info"],
             desc="read security token status",
@@ -194,6 +205,7 @@ class HotpVerificationToken:
         Raises:
             ToolError: the tool is missing, no token answered, or an unexpected status.
         """
+        self._require()
         if len(code) != OTP_DIGITS or not code.isdigit():
             return HotpCheck.INVALID
         res = run(
