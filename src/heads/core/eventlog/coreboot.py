@@ -92,9 +92,8 @@ def _table_header_size(data: bytes) -> int | None:
             continue
         if header + _ENTRY.size > len(data):
             continue
-        _pcr, dtype, _digest, dlen, _name = _ENTRY.unpack_from(data, header)
-        alg = _alg_from_cb_name(_cstr(dtype))
-        if alg is not None and dlen == alg.digest_size:
+        _pcr, dtype, _digest, _dlen, _name = _ENTRY.unpack_from(data, header)
+        if _alg_from_cb_name(_cstr(dtype)) is not None:
             return header
     return None
 
