@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +18,7 @@ import pytest
 from conftest import require_tools
 from heads.adapters._run import run
 from heads.adapters.tpm import open_tpm
+from heads.cli.main import main
 from heads.core.boot_trust import (
     BootVerification,
     ManifestState,
@@ -23,7 +26,13 @@ from heads.core.boot_trust import (
     SignatureState,
 )
 from heads.core.manifest import FileStatus, SignedForm, UnsignableNameError
-from heads.errors import HashMismatchError, RollbackError, SignatureError, UsageError
+from heads.errors import (
+    HashMismatchError,
+    HeadsError,
+    RollbackError,
+    SignatureError,
+    UsageError,
+)
 from heads.flows.boot_signing import STAGING_NAME, recover_boot, sign_boot, verify_boot
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 from heads.testing.swtpm import Swtpm
@@ -445,3 +454,102 @@ def test_hash_digest_in_manifest_is_sha256_of_the_file(boot: Path, owner: Owner)
     kernel = (boot / "vmlinuz-6.1.0-13-amd64").read_bytes()
     line = f"{hashlib.sha256(kernel).hexdigest()}  ./vmlinuz-6.1.0-13-amd64\n"
     assert line in (boot / "kexec_hashes.txt").read_text()
+
+
+# -- concurrency and the CLI -----------------------------------------------------------------
+
+
+def test_a_second_signer_is_refused_while_one_holds_the_lock(boot: Path, owner: Owner) -> None:
+    fd = os.open(boot, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(HeadsError, match="another heads boot sign"):
+            sign(boot, owner)
+    finally:
+        os.close(fd)
+    assert kexec_files(boot) == {}
+
+
+def test_cli_sign_and_verify_text_json_and_exit_codes(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["boot", "sign", str(boot), "--gnupghome", str(owner.home), "--key", owner.fpr]
+    assert main([*base, "--no-rollback"]) == 0
+    assert "signed" in capsys.readouterr().out
+    verify_args = ["boot", "verify", str(boot), "--keyring", str(owner.keyring), "--no-rollback"]
+    assert main(verify_args) == 0
+    text = capsys.readouterr().out
+    assert "signature: VERIFIED" in text
+    assert "verdict:   OK" in text
+
+    (boot / "grub" / "grub.cfg").write_text("tampered\n")
+    assert main([*verify_args, "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {
+        "schema",
+        "bootdir",
+        "ok",
+        "signature",
+        "manifest",
+        "files",
+        "summary",
+        "rollback",
+    }
+    assert report["schema"] == "heads.boot-verification/1"
+    assert report["ok"] is False
+    assert report["signature"]["state"] == "verified"
+    assert report["signature"]["fingerprint"] == owner.fpr
+    assert report["summary"] == {"ok": 7, "changed": 1, "missing": 0, "new": 0}
+    changed = [f for f in report["files"] if f["status"] != "ok"]
+    assert changed == [
+        {
+            "path": "./grub/grub.cfg",
+            "status": "changed",
+            "reason": "content differs from the signed hash",
+        }
+    ]
+    assert report["rollback"]["state"] == "not checked"
+
+
+@pytest.mark.swtpm
+def test_cli_with_the_tpm_counter(
+    boot: Path, owner: Owner, swtpm: Swtpm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tcti = ["--tcti", swtpm.tcti]
+    sign_args = ["boot", "sign", str(boot), "--gnupghome", str(owner.home), "--key", owner.fpr]
+    assert main([*sign_args, *tcti, "--json"]) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert signed["counter_value"] >= 1
+    verify_args = ["boot", "verify", str(boot), "--keyring", str(owner.keyring), *tcti]
+    assert main([*verify_args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rollback"]["state"] == "ok"
+    assert report["rollback"]["tpm_value"] == signed["counter_value"]
+
+
+def test_cli_verify_of_an_unsigned_boot_fails_with_3(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["boot", "verify", str(boot), "--keyring", str(owner.keyring), "--no-rollback"]
+    assert main(args) == 3
+    assert "MISSING SIGNATURE FILE" in capsys.readouterr().out
+
+
+def test_verify_with_tpm_but_no_binding_reports_missing(
+    boot: Path, owner: Owner, swtpm: Swtpm
+) -> None:
+    sign(boot, owner)
+    with open_tpm(swtpm.tcti) as tpm:
+        v = verify(boot, owner, tpm)
+    assert v.rollback.state is RollbackReportState.MISSING
+    assert not v.ok
+
+
+def test_kexec_txt_that_is_a_symlink_is_refused(boot: Path, owner: Owner, tmp_path: Path) -> None:
+    sign(boot, owner)
+    (tmp_path / "elsewhere.txt").write_bytes((boot / "kexec_tree.txt").read_bytes())
+    (boot / "kexec_tree.txt").unlink()
+    (boot / "kexec_tree.txt").symlink_to(tmp_path / "elsewhere.txt")
+    v = verify(boot, owner)
+    assert v.signature.state is SignatureState.ERROR
+    assert "kexec_tree.txt" in v.signature.detail

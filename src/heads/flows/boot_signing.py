@@ -45,12 +45,13 @@ signed manifests against a fresh scan; then the counter.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -310,9 +311,56 @@ def sign_boot(
         AuthError / GpgError: gpg refused the PIN or could not sign (nothing changed).
         TpmError: the counter cannot be read, created or incremented.
     """
-    step = fault or _no_fault
     if not bootdir.is_dir():
         raise UsageError(f"{bootdir} is not a directory")
+    with _signing_lock(bootdir):
+        return _sign_locked(
+            bootdir,
+            gnupghome=gnupghome,
+            key=key,
+            tpm=tpm,
+            pin=pin,
+            signer=signer,
+            rollback=rollback,
+            progress=progress,
+            fault=fault,
+        )
+
+
+@contextlib.contextmanager
+def _signing_lock(bootdir: Path) -> Iterator[None]:
+    """One signer per /boot: an exclusive flock on the directory, released on exit or death.
+
+    Without it a second signer's recovery could discard the first one's staging directory
+    between its commit record and its counter increment.
+    """
+    fd = os.open(bootdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HeadsError(
+                f"another heads boot sign is running on {bootdir}",
+                hint="wait for it to finish, then sign again",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sign_locked(
+    bootdir: Path,
+    *,
+    gnupghome: Path | None,
+    key: str | None,
+    tpm: RollbackCounter | None,
+    pin: Secret | None = None,
+    signer: Signer | None = None,
+    rollback: bool = True,
+    progress: Progress | None = None,
+    fault: Callable[[str], None] | None = None,
+) -> SignResult:
+    step = fault or _no_fault
     if rollback and tpm is None:
         raise UsageError(
             "signing with the rollback counter needs a TPM",
