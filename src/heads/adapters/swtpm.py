@@ -75,17 +75,21 @@ def manufacture(state_dir: Path, *, banks: str = "sha1,sha256") -> None:
     )
 
 
-def _free_ports(count: int) -> list[int]:
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def _free_port_pair() -> tuple[int, int]:
+    """Two free consecutive ports: the swtpm TCTI looks for the control channel at port + 1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port >= 65535:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port, port + 1
+    raise ToolError("no two consecutive free loopback ports for swtpm")
 
 
 class SwtpmServer:
@@ -157,7 +161,7 @@ def serve_tcp(state_dir: Path) -> Iterator[SwtpmServer]:
     state = state_dir.resolve()  # swtpm needs an absolute path (lab pitfall)
     log_path = state / "swtpm-host.log"
     for _attempt in range(5):
-        port, ctrl_port = _free_ports(2)
+        port, ctrl_port = _free_port_pair()
         proc = _spawn(
             [
                 "swtpm",

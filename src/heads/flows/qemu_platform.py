@@ -1,0 +1,529 @@
+"""The QEMU platform: a machine directory, its provisioning on the host, its boots, the demo.
+
+A machine directory holds what a real Heads machine would hold in hardware, plus the owner's
+side::
+
+    machine.json        fixed machine settings (RAM, kernel command line, TOTP label)
+    tpm/                the machine's swtpm state (manufactured once, kept across boots)
+    user.rom            the firmware image's user files: a CBFS image with
+                        heads/initrd/.gnupg/pubring.kbx and heads/initrd/etc/config.user,
+                        handed to the guest through fw_cfg (so a change moves PCR 7 only)
+    os-disk.img         the OS disk: ext4 made with ``mkfs.ext4 -d`` from os-boot/ (never
+                        mounted on the host); the guest sees it as /dev/nvme0n1 = /boot
+    os-boot/            the disk's content: a Debian kernel, a small OS initramfs whose init
+                        prints ``heads-demo-os: up`` and powers off, grub/grub.cfg, and the
+                        signed Heads files (kexec_hashes.txt, kexec.sig, ...)
+    owner/gnupg/        the owner's GNUPGHOME: the private key never enters the guest
+    boots/NNN/          console transcript of each boot
+
+The owner's side runs on the host while the guest is off: the signing flow bumps the rollback
+counter in the machine's own TPM, reached over TCP (``heads.adapters.swtpm.serve_tcp``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from heads.adapters._run import require_tool, run
+from heads.adapters.atomic import write_atomic
+from heads.adapters.qemu import (
+    DEFAULT_MEMORY_MIB,
+    ConsoleLine,
+    QemuConsole,
+    QemuSpec,
+    choose_accel,
+    run_interactive,
+)
+from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve_tcp
+from heads.adapters.tpm import open_tpm
+from heads.core.bootcfg import BootEntry, EntryKind
+from heads.core.cbfs import CbfsFile, build_cbfs
+from heads.core.cpio import CpioEntry, build_newc
+from heads.errors import FormatError, ToolError, UsageError
+from heads.flows.boot_signing import sign_boot
+
+__all__ = [
+    "BootResult",
+    "Machine",
+    "Provisioned",
+    "boot_machine",
+    "create_machine",
+    "provision_machine",
+    "tamper_os_kernel",
+]
+
+Say = Callable[[str], None]
+
+MACHINE_FORMAT: Final = 1
+#: The payload's kernel command line.  It is measured into PCR 9: never vary it per boot.
+DEFAULT_APPEND: Final = "console=ttyS0 quiet"
+OS_MARKER: Final = "heads-demo-os: up"
+OS_KERNEL_NAME: Final = "vmlinuz-demo"
+OS_INITRD_NAME: Final = "initrd.img-demo"
+OS_APPEND: Final = "console=ttyS0 quiet heads_demo_os=1"
+OWNER_UID: Final = "Heads QEMU owner <owner@heads.invalid>"
+_DISK_MIB: Final = 64
+_ROM_SIZE: Final = 0x40000
+_BUSYBOX: Final = Path("/bin/busybox")
+_BOOT_TIMEOUT_S: Final = 300.0
+
+# Console markers printed by heads.runtime.boot.
+# OVMF leaves terminal escape sequences at the start of the first kernel line: no "^" here.
+_RE_INIT: Final = r"heads: init$"
+_RE_TOTP: Final = r"^heads: TOTP (\d{6}) at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
+_RE_URI: Final = r"^heads: TOTP URI (otpauth://\S+)"
+_RE_KEXEC: Final = r"^heads: kexec "
+_RE_REPORT: Final = r"^heads: INTEGRITY REPORT: (.*)"
+_RE_LOG: Final = r"^heads: log #\d+ PCR (\d+) (\w+) (.*)"
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    """A machine directory and its fixed settings."""
+
+    root: Path
+    memory_mib: int = DEFAULT_MEMORY_MIB
+    append: str = DEFAULT_APPEND
+    label: str = "heads-qemu"
+
+    @property
+    def tpm_state(self) -> Path:
+        return self.root / "tpm"
+
+    @property
+    def rom(self) -> Path:
+        return self.root / "user.rom"
+
+    @property
+    def os_boot(self) -> Path:
+        return self.root / "os-boot"
+
+    @property
+    def os_disk(self) -> Path:
+        return self.root / "os-disk.img"
+
+    @property
+    def gnupghome(self) -> Path:
+        return self.root / "owner" / "gnupg"
+
+    @property
+    def keyring(self) -> Path:
+        return self.root / "owner" / "pubring.gpg"
+
+    @classmethod
+    def load(cls, root: Path) -> Machine:
+        """Read ``root/machine.json``.
+
+        Raises:
+            UsageError: not a machine directory.
+            FormatError: machine.json is malformed.
+        """
+        path = root / "machine.json"
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(
+                f"{root} is not a machine directory ({path}: {exc.strerror})",
+                hint=f"create it first: heads qemu create {root}",
+            ) from None
+        try:
+            obj = json.loads(raw)
+            if obj.get("format") != MACHINE_FORMAT:
+                raise ValueError(f"unknown format {obj.get('format')!r}")
+            return cls(
+                root=root,
+                memory_mib=int(obj["memory_mib"]),
+                append=str(obj["append"]),
+                label=str(obj["label"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"bad machine settings: {exc}", source=str(path)) from None
+
+    def save(self) -> None:
+        obj = {
+            "format": MACHINE_FORMAT,
+            "memory_mib": self.memory_mib,
+            "append": self.append,
+            "label": self.label,
+        }
+        write_atomic(self.root / "machine.json", json.dumps(obj, indent=2).encode() + b"\n")
+
+
+def create_machine(root: Path, *, force: bool = False, say: Say | None = None) -> Machine:
+    """Make a new machine directory with a freshly manufactured TPM.
+
+    Raises:
+        UsageError: the directory exists and ``force`` is not set.
+        ToolError: swtpm_setup failed.
+    """
+    tell = say or (lambda _m: None)
+    if root.exists() and any(root.iterdir()):
+        if not force:
+            raise UsageError(
+                f"{root} already exists and is not empty",
+                hint="pick another directory or pass --force to start over",
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    machine = Machine(root=root.resolve())
+    machine.save()
+    manufacture(machine.tpm_state)
+    tell(f"machine created in {root} (TPM manufactured: sha1+sha256 banks)")
+    return machine
+
+
+# ------------------------------------------------------------------------------ provisioning
+
+
+@dataclass(frozen=True, slots=True)
+class Provisioned:
+    """What provisioning made: the owner key and the files the guest will see."""
+
+    fingerprint: str
+    rom: Path
+    os_disk: Path
+    signed_files: tuple[str, ...] = ()
+
+
+def _gpg(home: Path, *args: str, desc: str) -> bytes:
+    return run(
+        ["gpg", "--homedir", str(home), "--batch", "--no-tty", *args], desc=desc, timeout_s=120
+    ).stdout
+
+
+def _owner_key(machine: Machine) -> str:
+    """The owner's signing key (generated once: ed25519, no passphrase on this demo machine)."""
+    home = machine.gnupghome
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    home.chmod(0o700)
+    listing = _gpg(home, "--with-colons", "--list-secret-keys", desc="list owner keys").decode()
+    if "\nfpr:" not in "\n" + listing:
+        _gpg(
+            home,
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            OWNER_UID,
+            "ed25519",
+            "sign",
+            "never",
+            desc="generate the owner's OpenPGP key",
+        )
+        listing = _gpg(home, "--with-colons", "--list-secret-keys", desc="list owner keys").decode()
+    for line in listing.splitlines():
+        if line.startswith("fpr:"):
+            return line.split(":")[9]
+    raise ToolError(f"gpg made no key in {home}")
+
+
+def _user_rom(machine: Machine, keyring: bytes) -> bytes:
+    config = (
+        "# heads user configuration (firmware image, measured into PCR 7)\n"
+        'export CONFIG_BOOT_DEV="/dev/nvme0n1"\n'
+        f'export CONFIG_TOTP_LABEL="{machine.label}"\n'
+    ).encode()
+    files = [
+        CbfsFile("heads/initrd/.gnupg/pubring.kbx", keyring),
+        CbfsFile("heads/initrd/etc/config.user", config),
+    ]
+    return build_cbfs(files, size=_ROM_SIZE)
+
+
+_OS_INIT: Final = f"""#!/bin/busybox sh
+# The demo OS: proves that kexec reached it, then powers off.
+/bin/busybox mount -t proc proc /proc
+/bin/busybox echo "{OS_MARKER}"
+/bin/busybox echo "heads-demo-os: kernel command line: $(/bin/busybox cat /proc/cmdline)"
+/bin/busybox poweroff -f
+"""
+
+
+def _os_initramfs() -> bytes:
+    if not _BUSYBOX.is_file():
+        raise ToolError(f"{_BUSYBOX} is missing", hint="apt-get install busybox-static")
+    entries = [
+        CpioEntry.file("init", _OS_INIT.encode(), executable=True),
+        CpioEntry.file("bin/busybox", _BUSYBOX.read_bytes(), executable=True),
+        CpioEntry.directory("proc"),
+        CpioEntry.char_device("dev/console", 5, 1),
+    ]
+    return build_newc(entries, mtime=0)
+
+
+def _grub_cfg(append: str) -> str:
+    return (
+        "set default=0\nset timeout=5\n\n"
+        "menuentry 'Heads demo OS' {\n"
+        f"\tlinux /{OS_KERNEL_NAME} {append}\n"
+        f"\tinitrd /{OS_INITRD_NAME}\n"
+        "}\n"
+    )
+
+
+def _make_disk(machine: Machine) -> None:
+    require_tool("mkfs.ext4", package="e2fsprogs")
+    tmp = machine.os_disk.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    with tmp.open("wb") as f:
+        f.truncate(_DISK_MIB * 1024 * 1024)
+    # -d copies the tree without mounting; fixed UUID/hash seed keep the image stable.
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "boot",
+            "-U",
+            "6c1b4a9e-2d3f-4b5a-8c7d-1e2f3a4b5c6d",
+            "-E",
+            "hash_seed=0b6e7f2a-1c3d-4e5f-9a8b-7c6d5e4f3a2b,root_owner=0:0",
+            "-d",
+            str(machine.os_boot),
+            str(tmp),
+        ],
+        desc="build the OS disk",
+        timeout_s=120,
+        env={"E2FSPROGS_FAKE_TIME": "1700000000"},
+    )
+    tmp.replace(machine.os_disk)
+
+
+def _write_default_entry(boot: Path, append: str) -> None:
+    """kexec_default.1.txt + kexec_default_hashes.txt (kexec-save-default.sh formats)."""
+    entry = BootEntry(
+        title="Heads demo OS",
+        kind=EntryKind.ELF,
+        kernel=f"/{OS_KERNEL_NAME}",
+        initrds=(f"/{OS_INITRD_NAME}",),
+        cmdline=append,
+    )
+    (boot / "kexec_default.1.txt").write_text(entry.to_line() + "\n")
+    hashes = "".join(f"{sha256_file(boot / p.lstrip('/'))}  .{p}\n" for p in entry.files)
+    (boot / "kexec_default_hashes.txt").write_text(hashes)
+
+
+def provision_machine(machine: Machine, *, os_kernel: Path, say: Say | None = None) -> Provisioned:
+    """The owner's side: key, firmware user files, OS disk with a signed /boot.
+
+    Args:
+        machine: the machine (guest off).
+        os_kernel: the Debian kernel the OS disk boots.
+        say: progress lines.
+
+    Raises:
+        HeadsError: from gpg, swtpm, signing or mkfs.
+    """
+    tell = say or (lambda _m: None)
+    if not is_manufactured(machine.tpm_state):
+        raise UsageError(f"{machine.root} has no TPM yet", hint="run heads qemu create first")
+    fpr = _owner_key(machine)
+    keyring = _gpg(machine.gnupghome, "--export", fpr, desc="export the owner's public key")
+    write_atomic(machine.keyring, keyring)
+    write_atomic(machine.rom, _user_rom(machine, keyring))
+    tell(f"owner key {fpr[-16:]}; public keyring and config.user written to {machine.rom.name}")
+
+    boot = machine.os_boot
+    if boot.exists():
+        shutil.rmtree(boot)
+    (boot / "grub").mkdir(parents=True)
+    # mkfs.ext4 makes lost+found; sign the tree as the disk will hold it.
+    (boot / "lost+found").mkdir()
+    shutil.copyfile(os_kernel, boot / OS_KERNEL_NAME)
+    (boot / OS_INITRD_NAME).write_bytes(_os_initramfs())
+    (boot / "grub" / "grub.cfg").write_text(_grub_cfg(OS_APPEND))
+    _write_default_entry(boot, OS_APPEND)
+    try:
+        with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
+            result = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
+    finally:
+        run(
+            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+            desc="stop the owner's gpg-agent",
+            check=False,
+        )
+    _make_disk(machine)
+    tell(
+        f"OS disk {machine.os_disk.name}: /boot signed ({result.files_hashed} files, "
+        f"rollback counter {result.counter_value})"
+    )
+    return Provisioned(fpr, machine.rom, machine.os_disk, result.signed_files)
+
+
+def tamper_os_kernel(machine: Machine) -> str:
+    """Flip one byte of the OS kernel inside the disk image; returns the file's /boot path.
+
+    Raises:
+        UsageError: the kernel's data could not be located in the image.
+    """
+    kernel = (machine.os_boot / OS_KERNEL_NAME).read_bytes()
+    image = bytearray(machine.os_disk.read_bytes())
+    # A 4 KiB block from the middle of the kernel: ext4 stores it whole and block-aligned.
+    probe_at = (len(kernel) // 2) // 4096 * 4096
+    probe = kernel[probe_at : probe_at + 4096]
+    pos = image.find(probe)
+    if pos < 0 or image.find(probe, pos + 1) >= 0:
+        raise UsageError(f"cannot locate {OS_KERNEL_NAME} uniquely in {machine.os_disk}")
+    image[pos + 100] ^= 0x01
+    write_atomic(machine.os_disk, bytes(image))
+    return f"/{OS_KERNEL_NAME}"
+
+
+# ----------------------------------------------------------------------------------- booting
+
+
+@dataclass(frozen=True, slots=True)
+class BootResult:
+    """What one boot showed on the console.
+
+    Attributes:
+        transcript: the console transcript file.
+        returncode: QEMU's exit status.
+        marks: seconds from QEMU start to ``init`` (first init line), ``totp`` (code shown),
+            ``kexec`` and ``os`` (the OS's marker); absent when not reached.
+        totp: (code, UTC time string) the runtime showed, if any.
+        otpauth_uri: the provisioning URI (first boot only).
+        os_up: the OS printed its marker.
+        refusal: the integrity report's reason, if the boot was refused.
+        report: the integrity report's detail lines.
+        log: our measurement log as printed: (pcr, kind, what) per record.
+        lines: the whole console.
+    """
+
+    transcript: Path
+    returncode: int
+    marks: dict[str, float]
+    totp: tuple[str, str] | None
+    otpauth_uri: str | None
+    os_up: bool
+    refusal: str | None
+    report: tuple[str, ...]
+    log: tuple[tuple[int, str, str], ...]
+    lines: tuple[ConsoleLine, ...] = field(repr=False)
+
+
+def _next_boot_dir(machine: Machine) -> Path:
+    boots = machine.root / "boots"
+    boots.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name) for p in boots.iterdir() if p.name.isdigit()), default=0)
+    path = boots / f"{n:03d}"
+    path.mkdir()
+    return path
+
+
+def _spec(machine: Machine, kernel: Path, initrd: Path, tpm_socket: Path, mode: str) -> QemuSpec:
+    for path in (kernel, initrd, machine.rom, machine.os_disk):
+        if not path.is_file():
+            raise UsageError(f"{path} is missing", hint="build the payload and provision first")
+    return QemuSpec(
+        kernel=kernel,
+        initrd=initrd,
+        append=machine.append,
+        tpm_socket=tpm_socket,
+        fw_cfg=(("opt/heads/rom", machine.rom),),
+        fw_cfg_strings=(("opt/heads/mode", mode),),
+        disks=(machine.os_disk,),
+        memory_mib=machine.memory_mib,
+        accel=choose_accel(),
+    )
+
+
+def _first(lines: Sequence[ConsoleLine], pattern: str) -> tuple[ConsoleLine, re.Match[str]] | None:
+    regex = re.compile(pattern)
+    for line in lines:
+        m = regex.search(line.text)
+        if m is not None:
+            return line, m
+    return None
+
+
+def _result(transcript: Path, rc: int, lines: Sequence[ConsoleLine]) -> BootResult:
+    marks: dict[str, float] = {}
+    for name, pattern in (
+        ("init", _RE_INIT),
+        ("totp", _RE_TOTP),
+        ("kexec", _RE_KEXEC),
+        ("os", "^" + re.escape(OS_MARKER)),
+    ):
+        hit = _first(lines, pattern)
+        if hit is not None:
+            marks[name] = hit[0].t_s
+    totp = _first(lines, _RE_TOTP)
+    uri = _first(lines, _RE_URI)
+    refusal = _first(lines, _RE_REPORT)
+    report: list[str] = []
+    if refusal is not None:
+        start = lines.index(refusal[0]) + 1
+        for line in lines[start:]:
+            if not line.text.startswith("heads:   "):
+                break
+            report.append(line.text.removeprefix("heads:   "))
+    log = tuple(
+        (int(m.group(1)), m.group(2), m.group(3))
+        for line in lines
+        if (m := re.search(_RE_LOG, line.text)) is not None
+    )
+    return BootResult(
+        transcript=transcript,
+        returncode=rc,
+        marks=marks,
+        totp=(totp[1].group(1), totp[1].group(2)) if totp else None,
+        otpauth_uri=uri[1].group(1) if uri else None,
+        os_up="os" in marks,
+        refusal=refusal[1].group(1) if refusal else None,
+        report=tuple(report),
+        log=log,
+        lines=tuple(lines),
+    )
+
+
+def boot_machine(
+    machine: Machine,
+    *,
+    kernel: Path,
+    initrd: Path,
+    echo: Callable[[ConsoleLine], None] | None = None,
+    timeout_s: float = _BOOT_TIMEOUT_S,
+) -> BootResult:
+    """Boot the machine once, non-interactively, until the guest powers off.
+
+    Raises:
+        ToolError: QEMU or swtpm failed, or the guest did not power off in time (the error
+            names the console transcript, which is kept).
+    """
+    boot_dir = _next_boot_dir(machine)
+    transcript = boot_dir / "console.log"
+    with serve_qemu(machine.tpm_state) as swtpm:
+        assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
+        spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "batch")
+        with QemuConsole(spec, transcript=transcript, echo=echo) as console:
+            rc = console.wait(timeout_s=timeout_s)
+            lines = list(console.lines)
+    return _result(transcript, rc, lines)
+
+
+def boot_interactive(machine: Machine, *, kernel: Path, initrd: Path) -> int:
+    """Boot with the serial console on this terminal; returns QEMU's exit status.
+
+    Raises:
+        ToolError: QEMU or swtpm failed to start.
+    """
+    with serve_qemu(machine.tpm_state) as swtpm:
+        assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
+        spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "interactive")
+        return run_interactive(spec)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,23 @@
+"""``python3 -m heads.runtime``: the boot runtime started by the payload's /init.
+
+The exit status tells /init what to do (see init.sh): 10 recovery shell, 11 power off.  An
+unexpected exception is printed and becomes "power off": no traceback may leave the machine
+in an unmeasured shell.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from heads.runtime.boot import EXIT_POWEROFF, main
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except SystemExit:
+        raise
+    except BaseException:  # PID 1's companion: never let an exception escape unreported
+        traceback.print_exc()
+        print("heads: internal error in the boot runtime (this is a bug)", flush=True)
+        sys.exit(EXIT_POWEROFF)

@@ -1,0 +1,396 @@
+"""The boot runtime in line mode: what the payload does between /init and kexec.
+
+A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (HEADS_REFERENCE.md §1
+rows 1, 2, 8, 9, 28, 39), for a serial console and for tests:
+
+1. find the TPM;
+2. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
+3. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
+   ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
+4. read the firmware event log;
+5. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
+   value: nothing of ours has extended it yet) and print the otpauth URI and its QR code;
+   every boot: unseal it and print the code;
+6. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
+   entry, extend PCR 4 with ``generic`` and kexec.
+
+Any failure of 5-6 prints an integrity report naming what failed, extends PCR 4 with
+``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
+:data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
+
+The console lines starting ``heads: `` are stable; the host side of the QEMU platform and the
+end-to-end tests match them.  In particular::
+
+    heads: TOTP 123456 at 2026-11-25T21:00:00Z
+    heads: TOTP URI otpauth://totp/LABEL?secret=BASE32      (first boot only)
+    heads: /boot verified ...
+    heads: INTEGRITY REPORT: <reason>
+    heads:   <file>: changed
+    heads: PCR 4 extended with "recovery"
+    heads: log #N PCR P <kind> <what>
+    heads: kexec <kernel>
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final, TextIO
+
+from heads.adapters._run import run
+from heads.adapters.tpm import Tpm, open_tpm
+from heads.core.bootcfg import EntryKind, parse_entry_line
+from heads.core.cbfs import TYPE_RAW, parse_cbfs
+from heads.core.digest import HashAlg
+from heads.core.qr import qr_matrix, render_half_blocks
+from heads.errors import HeadsError, KexecError, UsageError
+from heads.flows.boot_signing import verify_boot
+from heads.flows.measure import EventLogWriter, measure_file, measure_string
+from heads.flows.totp import seal_totp, show_totp, totp_exists
+
+__all__ = [
+    "EXIT_POWEROFF",
+    "EXIT_RECOVERY",
+    "RuntimeEnv",
+    "main",
+    "run_boot",
+]
+
+EXIT_RECOVERY: Final = 10
+EXIT_POWEROFF: Final = 11
+
+#: PCRs the TOTP secret is sealed to, per platform profile (DESIGN §3, §4).
+TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,7,9"}
+#: CBFS prefix of the user files (Heads' cbfs-init.sh).
+USER_FILE_PREFIX: Final = "heads/initrd"
+_PCR_BOOT_MODE: Final = 4
+_PCR_MODULES: Final = 5
+_PCR_USER_FILES: Final = 7
+_FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
+_MAX_ROM_BYTES: Final = 64 * 1024 * 1024
+#: Modules the QEMU platform needs, in load order: fw_cfg for the user files (the Debian cloud
+#: kernel builds it as a module; the TPM, NVMe and ext4 are built in).
+QEMU_MODULES: Final = ("qemu_fw_cfg",)
+#: The payload builder lists its modules here, one absolute path per line, in load order.
+_LOAD_ORDER: Final = "load-order"
+#: The default entry Heads saves in /boot (kexec-save-default.sh), signed with the rest.
+_DEFAULT_ENTRY: Final = "kexec_default.1.txt"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeEnv:
+    """Where the runtime finds things; the defaults are the payload's, tests pass others.
+
+    Attributes:
+        tcti: the TPM.
+        rom: the CBFS image holding the user files.
+        root: where user files are written (``heads/initrd/etc/config.user`` -> ROOT/etc/...).
+        firmware_log: the firmware's TCG event log.
+        event_log: our own measurement log (CEL JSON lines).
+        boot_device: the block device holding /boot ("" to use ``boot_dir`` as it is).
+        boot_dir: where /boot is mounted.
+        module_dir: searched for ``NAME.ko``.
+        modules: modules to load, in order.
+        profile: platform profile (``uefi`` in QEMU with OVMF, ``coreboot`` on Heads boards).
+        batch: no one is at the console: power off instead of starting a shell (None: ask
+            fw_cfg ``opt/heads/mode``; anything but ``interactive`` is a batch boot).
+        label: the TOTP label shown in authenticator apps.
+        now: the clock (UTC).
+        do_kexec: really run ``kexec -e`` (False on a host test: stop after loading).
+    """
+
+    tcti: str = "device:/dev/tpmrm0"
+    rom: Path = _FW_CFG / "opt/heads/rom/raw"
+    root: Path = Path("/")
+    firmware_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+    event_log: Path = Path("/run/heads/measurements.cel.jsonl")
+    boot_device: str = "/dev/nvme0n1"
+    boot_dir: Path = Path("/boot")
+    module_dir: Path = Path("/lib/modules")
+    modules: tuple[str, ...] = QEMU_MODULES
+    profile: str = "uefi"
+    batch: bool | None = None
+    label: str = "heads-qemu"
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    do_kexec: bool = True
+
+
+class BootRefused(HeadsError):  # noqa: N818 - a verdict, not a crash; HeadsError subclass
+    """Verification failed: the report lines say what."""
+
+    def __init__(self, message: str, report: Sequence[str]) -> None:
+        super().__init__(message)
+        self.report = tuple(report)
+
+
+class _Console:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def say(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self.out.write(f"heads: {line}\n")
+        self.out.flush()
+
+    def raw(self, text: str) -> None:
+        self.out.write(text if text.endswith("\n") else text + "\n")
+        self.out.flush()
+
+
+def _module_paths(env: RuntimeEnv) -> list[Path]:
+    """The files of ``env.modules``, in the builder's load order when it left one."""
+    wanted = {name.replace("-", "_") for name in env.modules}
+    try:
+        listed = [Path(line) for line in (env.module_dir / _LOAD_ORDER).read_text().split()]
+    except OSError:
+        listed = [
+            Path(dirpath) / f
+            for dirpath, _dirs, files in sorted(os.walk(env.module_dir))
+            for f in sorted(files)
+            if f.endswith(".ko")
+        ]
+    return [p for p in listed if p.name.removesuffix(".ko").replace("-", "_") in wanted]
+
+
+def _load_modules(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
+    """insmod each module, measured into PCR 5 first (port of Heads' insmod.sh)."""
+    try:
+        loaded_text = Path("/proc/modules").read_text()
+    except OSError:
+        loaded_text = ""
+    loaded = {line.split(" ", 1)[0] for line in loaded_text.splitlines() if line}
+    paths = _module_paths(env)
+    found = {p.name.removesuffix(".ko").replace("-", "_") for p in paths}
+    for name in env.modules:
+        if name not in found:
+            con.say(f"module {name} is not in the payload; assuming it is built in")
+    for path in paths:
+        name = path.name.removesuffix(".ko").replace("-", "_")
+        if name in loaded:
+            continue
+        measure_file(tpm, log, _PCR_MODULES, path, description=f"module {name}")
+        run(["insmod", str(path)], desc=f"load kernel module {name}", timeout_s=60)
+
+
+def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> int:
+    """Extract the ``heads/initrd/*`` files under ``env.root`` and measure them into PCR 7."""
+    try:
+        with env.rom.open("rb") as f:
+            image = f.read(_MAX_ROM_BYTES + 1)
+    except OSError as exc:
+        con.say(f"no firmware user files at {env.rom} ({exc.strerror}); PCR 7 not extended")
+        return 0
+    count = 0
+    for cbfs_file in parse_cbfs(image, source=str(env.rom)):
+        if cbfs_file.type != TYPE_RAW or not cbfs_file.name.startswith(USER_FILE_PREFIX + "/"):
+            continue
+        rel = cbfs_file.name[len(USER_FILE_PREFIX) :]  # "/etc/config.user", as Heads measures
+        if cbfs_file.compression or ".." in rel.split("/"):
+            raise UsageError(f"user file {cbfs_file.name} is compressed or escapes the root")
+        target = env.root / rel.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(cbfs_file.data)
+        measure_string(tpm, log, _PCR_USER_FILES, rel, description="user file name")
+        measure_file(tpm, log, _PCR_USER_FILES, target, description=f"user file {rel}")
+        con.say(f"PCR 7 measured {rel} ({len(cbfs_file.data)} bytes)")
+        count += 1
+    return count
+
+
+def _read_firmware_log(env: RuntimeEnv, con: _Console) -> bytes:
+    try:
+        data = env.firmware_log.read_bytes()
+    except OSError as exc:
+        con.say(f"no firmware event log at {env.firmware_log} ({exc.strerror})")
+        return b""
+    con.say(f"firmware event log: {len(data)} bytes")
+    return data
+
+
+def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
+    """First boot: seal a new secret and show it; every boot: show the code."""
+    if not totp_exists(tpm):
+        # PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.
+        current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
+        prov = seal_totp(
+            tpm,
+            pcr4_firmware=current_pcr4,
+            profile=env.profile,
+            label=env.label,
+            rng=os.urandom,
+            event_log=None,
+        )
+        con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
+        con.say(f"TOTP URI {prov.uri}")
+        con.raw(render_half_blocks(qr_matrix(prov.uri)))
+    code = show_totp(tpm, now=env.now())
+    stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    con.say(f"TOTP {code.code} at {stamp} ({code.seconds_left} s left)")
+
+
+def _mount_boot(env: RuntimeEnv, con: _Console) -> None:
+    if not env.boot_device:
+        return
+    env.boot_dir.mkdir(parents=True, exist_ok=True)
+    run(
+        ["mount", "-t", "ext4", "-o", "ro", env.boot_device, str(env.boot_dir)],
+        desc=f"mount {env.boot_device} on {env.boot_dir}",
+        timeout_s=60,
+    )
+    con.say(f"mounted {env.boot_device} read-only on {env.boot_dir}")
+
+
+def _print_log(log: EventLogWriter, con: _Console) -> None:
+    for rec in log.records():
+        what = rec.string if rec.kind == "string" else (rec.path or rec.description)
+        con.say(f"log #{rec.recnum} PCR {rec.pcr} {rec.kind} {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    kernel: Path
+    initrds: tuple[Path, ...]
+    cmdline: str
+    title: str
+
+
+def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> _Plan:
+    """Verify /boot (signature, hashes, rollback counter) and read the signed default entry.
+
+    Raises:
+        BootRefused: /boot does not verify; the report names what differs.
+        HeadsError: no default entry, or it names a file the signed hashes do not cover.
+    """
+    keyring = env.root / ".gnupg" / "pubring.kbx"
+    if not keyring.is_file():
+        raise BootRefused("no keyring in the firmware image", [f"{keyring}: missing"])
+    result = verify_boot(env.boot_dir, keyring=keyring, tpm=tpm)
+    if not result.ok:
+        report = result.render_text().splitlines()
+        try:
+            result.raise_if_failed()
+        except HeadsError as err:
+            raise BootRefused(err.message, report) from None
+        raise BootRefused("/boot did not verify", report)
+    for line in result.render_text().splitlines():
+        con.say(line)
+    con.say("/boot verified: signature, hashes and rollback counter")
+    default = env.boot_dir / _DEFAULT_ENTRY
+    try:
+        text = default.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise UsageError(
+            f"no default boot entry in {default}",
+            hint="choose one from the host: heads boot default, then sign /boot",
+        ) from None
+    entry = parse_entry_line(text.split("\n", 1)[0], source=str(default), line_no=1)
+    if entry.kind is not EntryKind.ELF:
+        raise UsageError(f"the default entry {entry.title!r} is not a Linux kernel")
+    checked = result.files.files if result.files is not None else ()
+    covered = {os.fsdecode(f.path).removeprefix("./").lstrip("/") for f in checked}
+    for path in entry.files:
+        if path.lstrip("/") not in covered:
+            raise BootRefused(
+                "the default entry names a file the signature does not cover",
+                [f"{path}: not in kexec_hashes.txt"],
+            )
+    con.say(f"default entry: {entry.title}")
+    return _Plan(
+        kernel=env.boot_dir / entry.kernel.lstrip("/"),
+        initrds=tuple(env.boot_dir / p.lstrip("/") for p in entry.initrds),
+        cmdline=entry.cmdline,
+        title=entry.title,
+    )
+
+
+def _kexec(env: RuntimeEnv, plan: _Plan, con: _Console) -> int:
+    """Load the verified kernel with kexec_file_load and jump to it.
+
+    Raises:
+        KexecError: kexec could not load or execute the kernel.
+    """
+    argv = ["kexec", "-s", "-l", str(plan.kernel), f"--append={plan.cmdline}"]
+    if len(plan.initrds) == 1:
+        argv.insert(3, f"--initrd={plan.initrds[0]}")
+    elif plan.initrds:
+        raise KexecError("several initrds for one entry are not supported here yet")
+    con.say(f"kexec {plan.kernel} ({plan.title})")
+    try:
+        run(argv, desc="load the OS kernel", timeout_s=120)
+    except HeadsError as err:
+        raise KexecError(f"kexec could not load {plan.kernel}: {err.message}") from None
+    if not env.do_kexec:
+        return EXIT_POWEROFF
+    run(["kexec", "-e"], desc="start the OS kernel", timeout_s=60)
+    raise KexecError("kexec -e returned: the OS kernel did not start")
+
+
+def _fw_cfg_text(name: str) -> str:
+    try:
+        return (_FW_CFG / name / "raw").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Console) -> int:
+    if tpm is not None:
+        measure_string(tpm, log, _PCR_BOOT_MODE, "recovery", description="boot mode")
+        con.say('PCR 4 extended with "recovery"')
+        _print_log(log, con)
+    batch = env.batch if env.batch is not None else _fw_cfg_text("opt/heads/mode") != "interactive"
+    if batch:
+        con.say("recovery: batch boot, powering off instead of starting a shell")
+        return EXIT_POWEROFF
+    return EXIT_RECOVERY
+
+
+def run_boot(env: RuntimeEnv, out: TextIO) -> int:
+    """The whole boot; returns EXIT_RECOVERY/EXIT_POWEROFF, or does not return (kexec)."""
+    con = _Console(out)
+    con.say("runtime started")
+    log = EventLogWriter(env.event_log)
+    try:
+        with open_tpm(env.tcti) as tpm:
+            info = tpm.info()
+            banks = ",".join(a.value for a in tpm.banks())
+            con.say(f"TPM found: {info.manufacturer} at {env.tcti} (banks {banks})")
+            try:
+                _load_modules(env, tpm, log, con)
+                _measure_user_files(env, tpm, log, con)
+                _read_firmware_log(env, con)
+                _totp(env, tpm, con)
+                _mount_boot(env, con)
+                plan = _verify_and_plan(env, tpm, con)
+                measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
+                con.say('PCR 4 extended with "generic"')
+                _print_log(log, con)
+            except BootRefused as refused:
+                con.say(f"INTEGRITY REPORT: {refused.message}")
+                for line in refused.report:
+                    con.say(f"  {line}")
+                con.say("not booting: /boot does not match what the owner signed")
+                return _recovery(env, tpm, log, con)
+            except HeadsError as err:
+                con.say(f"INTEGRITY REPORT: {err.message}")
+                for line in err.details:
+                    con.say(f"  {line}")
+                if err.hint:
+                    con.say(f"hint: {err.hint}")
+                return _recovery(env, tpm, log, con)
+    except HeadsError as err:
+        con.say(f"error: {err.message}")
+        if err.hint:
+            con.say(f"hint: {err.hint}")
+        return _recovery(env, None, log, con)
+    return _kexec(env, plan, con)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point inside the payload."""
+    del argv
+    env = RuntimeEnv(tcti=os.environ.get("HEADS_TCTI", "device:/dev/tpmrm0"))
+    return run_boot(env, sys.stdout)
