@@ -520,11 +520,13 @@ def test_cli_with_the_tpm_counter(
     assert main([*sign_args, *tcti, "--json"]) == 0
     signed = json.loads(capsys.readouterr().out)
     assert signed["counter_value"] >= 1
+    assert signed["counter_index"].startswith("0x01")
     verify_args = ["boot", "verify", str(boot), "--keyring", str(owner.keyring), *tcti]
     assert main([*verify_args, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["rollback"]["state"] == "ok"
     assert report["rollback"]["tpm_value"] == signed["counter_value"]
+    assert report["rollback"]["nv_index"] == signed["counter_index"]
 
 
 def test_cli_verify_of_an_unsigned_boot_fails_with_3(

@@ -84,7 +84,9 @@ def _cmd_sign(args: argparse.Namespace) -> int:
                 "fingerprint": result.fingerprint,
                 "files_hashed": result.files_hashed,
                 "signed_files": list(result.signed_files),
-                "counter_index": result.counter_index,
+                "counter_index": None
+                if result.counter_index is None
+                else f"0x{result.counter_index:08x}",
                 "counter_value": result.counter_value,
                 "recovered": result.recovered,
             }

@@ -28,7 +28,8 @@ JSON report (``BootVerification.to_json()``, ``heads boot verify --json``), sche
       "rollback": {
         "state": "ok",                  # ok | rolled back | mismatch | missing | unreadable |
                                         # invalid | not checked
-        "counter_id": "1a2b3c4", "tpm_value": 5, "signed_value": 5, "detail": "..."
+        "counter_id": "1a2b3c4",        # as in kexec_rollback.txt (Heads' id: hex, no 0x)
+        "nv_index": "0x01a2b3c4", "tpm_value": 5, "signed_value": 5, "detail": "..."
       }
     }
 
@@ -173,6 +174,7 @@ class BootVerification:
             "rollback": {
                 "state": rb.state.value,
                 "counter_id": rb.counter_id,
+                "nv_index": None if rb.counter_id is None else f"0x{int(rb.counter_id, 16):08x}",
                 "tpm_value": rb.tpm_value,
                 "signed_value": rb.signed_value,
                 "detail": rb.detail,

@@ -102,6 +102,7 @@ _log = logging.getLogger(__name__)
 STAGING_NAME: Final = "kexec.staging"
 COMMIT_NAME: Final = "COMMIT"
 _MAX_SIGNED_FILES: Final = 256
+_MAX_SIGNED_TOTAL_BYTES: Final = 64 * 1024 * 1024
 _SIG_NAME_B: Final = SIGNATURE_NAME.encode()
 Progress = Callable[[int, int], None]
 
@@ -212,6 +213,10 @@ def _signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, bytes
         for n in names:
             with contextlib.suppress(FileNotFoundError):  # removed since the listing
                 files[n] = _read_beneath(root_fd, n, display_path(n))
+            if sum(map(len, files.values())) > _MAX_SIGNED_TOTAL_BYTES:
+                raise HeadsError(
+                    f"the kexec*.txt files in {bootdir} exceed {_MAX_SIGNED_TOTAL_BYTES} bytes"
+                )
         pending = _read_pending(bootdir)
         if pending is not None and _is_committed(bootdir, pending, tpm):
             staged_fd = os.open(
