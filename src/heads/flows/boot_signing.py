@@ -198,8 +198,16 @@ def _signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, bytes
     """``kexec*.txt`` and ``kexec.sig`` as the current consistent state has them (see module doc).
 
     Raises:
-        HeadsError: a signed name is not a regular file, or too many/too large files.
+        HeadsError: /boot cannot be read, a signed name is not a regular file, or too many or
+            too large files.
     """
+    try:
+        return _read_signed_set(bootdir, tpm)
+    except OSError as exc:
+        raise HeadsError(f"cannot read {bootdir}: {exc.strerror or exc}") from None
+
+
+def _read_signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, bytes]:
     root_fd = os.open(bootdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         names = [
