@@ -1,0 +1,135 @@
+"""Discovery over a tree: which configurations, de-duplication, missing files, BLS fallback;
+and the on-disk boot directory, which never follows symlinks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from heads.adapters.bootdir import BootDir
+from heads.core.bootcfg.discover import discover_entries, find_configs
+from heads.core.bootcfg.tree import MemoryTree
+from heads.errors import FormatError
+
+GRUB = b"""
+menuentry 'Debian' { linux /vmlinuz root=/dev/sda2
+ initrd /initrd.img }
+menuentry 'Gone' { linux /vmlinuz-old
+ initrd /initrd.img }
+"""
+
+
+def test_efi_copies_are_deduplicated_and_missing_files_dropped() -> None:
+    tree = MemoryTree(
+        {
+            "/grub/grub.cfg": GRUB,
+            "/EFI/debian/grub.cfg": GRUB,
+            "/vmlinuz": b"k",
+            "/initrd.img": b"i",
+        }
+    )
+    found = discover_entries(tree)
+    assert [e.title for e in found.entries] == ["Debian"]
+    assert found.configs == ("/grub/grub.cfg", "/EFI/debian/grub.cfg")
+    (gone,) = found.dropped
+    assert gone.title == "Gone"
+    assert gone.reason == "kernel /vmlinuz-old does not exist (or is not a regular file)"
+    assert len(discover_entries(tree, require_files=False).entries) == 2
+
+
+def test_loopback_cfg_only_on_media() -> None:
+    tree = MemoryTree({"/boot/grub/loopback.cfg": b"menuentry a { linux /k }", "/k": b""})
+    assert discover_entries(tree).entries == ()
+    assert [e.title for e in discover_entries(tree, media=True).entries] == ["a"]
+
+
+def test_bls_is_used_when_grub_finds_nothing_with_grubenv_kernelopts() -> None:
+    tree = MemoryTree(
+        {
+            "/grub2/grub.cfg": b"set timeout=5\n",
+            "/grub2/grubenv": b"# GRUB Environment Block\nkernelopts=root=/dev/vda3 ro\n",
+            "/loader/entries/m-6.5.conf": b"title F\nlinux /v\ninitrd /i\noptions $kernelopts\n",
+            "/v": b"",
+            "/i": b"",
+        }
+    )
+    (entry,) = discover_entries(tree).entries
+    assert entry.cmdline == "root=/dev/vda3 ro"
+
+
+def test_a_broken_configuration_is_reported_and_others_still_used() -> None:
+    tree = MemoryTree(
+        {
+            "/grub/grub.cfg": b"menuentry 'x' {\n",
+            "/isolinux/isolinux.cfg": b"label a\n kernel /k\n",
+            "/k": b"",
+        }
+    )
+    found = discover_entries(tree)
+    assert [e.title for e in found.entries] == ["a"]
+    assert found.problems == ("/grub/grub.cfg, line 1: unterminated menuentry (no })",)
+
+
+def test_too_many_configurations_is_a_format_error() -> None:
+    tree = MemoryTree({f"/d{i}/grub.cfg": b"" for i in range(65)})
+    with pytest.raises(FormatError, match="more than 64"):
+        discover_entries(tree)
+
+
+def test_find_configs_classifies_by_name() -> None:
+    tree = MemoryTree(
+        {
+            "/EFI/BOOT/grub.cfg": b"",
+            "/boot/grub/grub.cfg": b"",
+            "/syslinux/syslinux.cfg": b"",
+            "/extlinux.conf": b"",
+            "/boot/grub/loopback.cfg": b"",
+            "/isolinux/menu.cfg": b"",
+        }
+    )
+    assert find_configs(tree) == (
+        ["/boot/grub/grub.cfg", "/EFI/BOOT/grub.cfg"],
+        ["/extlinux.conf", "/syslinux/syslinux.cfg"],
+    )
+
+
+# --- the on-disk tree -----------------------------------------------------------------------
+
+
+def test_bootdir_never_follows_symlinks(tmp_path: Path) -> None:
+    boot = tmp_path / "boot"
+    (boot / "grub").mkdir(parents=True)
+    secret = tmp_path / "outside"
+    secret.write_bytes(b"secret")
+    (boot / "vmlinuz-6.1").write_bytes(b"kernel")
+    os.symlink("vmlinuz-6.1", boot / "vmlinuz")
+    os.symlink(secret, boot / "initrd.img")
+    os.symlink(tmp_path, boot / "escape")
+    (boot / "grub" / "grub.cfg").write_text(
+        "menuentry real { linux /vmlinuz-6.1 }\n"
+        "menuentry link { linux /vmlinuz }\n"
+        "menuentry out { linux /vmlinuz-6.1\n initrd /initrd.img }\n"
+        "menuentry dir { linux /escape/outside }\n"
+    )
+    tree = BootDir(boot)
+    assert tree.read("/initrd.img") is None
+    assert tree.read("/escape/outside") is None
+    assert tree.is_file("/vmlinuz-6.1")
+    assert not tree.is_file("/vmlinuz")
+    found = discover_entries(tree)
+    assert [e.title for e in found.entries] == ["real"]
+    assert {d.title for d in found.dropped} == {"link", "out", "dir"}
+
+
+def test_bootdir_reads_hashes_and_caps(tmp_path: Path) -> None:
+    (tmp_path / "big.cfg").write_bytes(b"#" * 2048)
+    tree = BootDir(tmp_path)
+    assert tree.size("/big.cfg") == 2048
+    assert tree.sha256("/big.cfg") == hashlib.sha256(b"#" * 2048).digest()
+    assert tree.sha256("/nothing") is None
+    with pytest.raises(FormatError, match="larger than 1024"):
+        tree.read("/big.cfg", limit=1024)
+    assert list(tree.walk()) == ["/big.cfg"]
