@@ -139,3 +139,11 @@ def test_decoding_never_raises(etype: int, data: bytes) -> None:
     ev = Event(0, 0, etype, {HashAlg.SHA256: b"\0" * 32}, data)
     assert isinstance(decode_event(ev), dict)
     assert isinstance(event_summary(ev), str)
+
+
+def test_summary_escapes_control_characters() -> None:
+    ev = Event(0, 8, 0x0D, {}, b"grub_cmd: echo hi\n\x1b[2Jcleared")
+    summary = event_summary(ev)
+    assert "\n" not in summary
+    assert "\x1b" not in summary
+    assert "\\x0a" in summary

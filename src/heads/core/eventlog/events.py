@@ -529,8 +529,19 @@ def decode_event(event: Event) -> dict[str, JsonValue]:
         return {"error": f"malformed {event_type_name(event.event_type)} data ({exc})"}
 
 
+# Control characters in firmware strings must not break lines or drive a terminal.
+_ONE_LINE: Final = {c: f"\\x{c:02x}" for c in [*range(32), 0x7F]}
+
+
 def event_summary(event: Event) -> str:
-    """One line for a human: the most telling field of the decoded data."""
+    """One line for a human: the most telling field of the decoded data.
+
+    Control characters are escaped (``\\x0a``): event data is untrusted text.
+    """
+    return _summary(event).translate(_ONE_LINE)
+
+
+def _summary(event: Event) -> str:
     decoded = decode_event(event)
     if event.event_type == EV_EFI_HCRTM_EVENT:
         return "H-CRTM measurement"
