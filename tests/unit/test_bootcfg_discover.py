@@ -4,7 +4,6 @@ and the on-disk boot directory, which never follows symlinks."""
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -105,9 +104,9 @@ def test_bootdir_never_follows_symlinks(tmp_path: Path) -> None:
     secret = tmp_path / "outside"
     secret.write_bytes(b"secret")
     (boot / "vmlinuz-6.1").write_bytes(b"kernel")
-    os.symlink("vmlinuz-6.1", boot / "vmlinuz")
-    os.symlink(secret, boot / "initrd.img")
-    os.symlink(tmp_path, boot / "escape")
+    (boot / "vmlinuz").symlink_to("vmlinuz-6.1")
+    (boot / "initrd.img").symlink_to(secret)
+    (boot / "escape").symlink_to(tmp_path)
     (boot / "grub" / "grub.cfg").write_text(
         "menuentry real { linux /vmlinuz-6.1 }\n"
         "menuentry link { linux /vmlinuz }\n"
