@@ -28,6 +28,7 @@ import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -46,17 +47,24 @@ from heads.adapters.tpm import open_tpm
 from heads.core.bootcfg import BootEntry, EntryKind
 from heads.core.cbfs import CbfsFile, build_cbfs
 from heads.core.cpio import CpioEntry, build_newc
+from heads.core.otp import parse_otpauth_uri, totp_code
 from heads.errors import FormatError, ToolError, UsageError
 from heads.flows.boot_signing import sign_boot
 
 __all__ = [
     "BootResult",
+    "DemoPayload",
+    "DemoReport",
     "Machine",
     "Provisioned",
+    "boot_interactive",
     "boot_machine",
+    "cached_payload",
     "create_machine",
     "provision_machine",
+    "run_demo",
     "tamper_os_kernel",
+    "totp_matches",
 ]
 
 Say = Callable[[str], None]
@@ -527,3 +535,134 @@ def sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+# -------------------------------------------------------------------------------------- demo
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPayload:
+    """The payload the demo boots."""
+
+    kernel: Path
+    initramfs: Path
+    built: bool  # False: reused from an earlier build of the same inputs
+
+
+def _payload_key(lock_path: Path, sources: Path) -> str:
+    """Digest of what the payload is built from: the lock and every file of the package."""
+    h = hashlib.sha256(lock_path.read_bytes())
+    for path in sorted(sources.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(sources)).encode() + b"\0")
+            h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def cached_payload(out_dir: Path, *, cache_dir: Path, say: Say | None = None) -> DemoPayload:
+    """Build the payload into ``out_dir``, or reuse the one there if its inputs are the same.
+
+    Raises:
+        HeadsError: from the payload builder.
+    """
+    import heads  # noqa: PLC0415 - only to locate the package sources for the cache key
+    from heads.flows.image_build import DEFAULT_LOCK, build_payload  # noqa: PLC0415 - heavy
+
+    tell = say or (lambda _m: None)
+    key = _payload_key(DEFAULT_LOCK, Path(heads.__file__).resolve().parent)
+    stamp = out_dir / "demo-inputs.sha256"
+    kernel, initramfs = out_dir / "vmlinuz", out_dir / "initramfs.cpio.zst"
+    try:
+        reuse = stamp.read_text().strip() == key and kernel.is_file() and initramfs.is_file()
+    except OSError:
+        reuse = False
+    if reuse:
+        tell(f"payload: reusing {out_dir} (same inputs)")
+        return DemoPayload(kernel, initramfs, built=False)
+    tell(f"payload: building into {out_dir} (the first build downloads the pinned packages)")
+    payload = build_payload(out_dir, cache_dir=cache_dir, lock_path=DEFAULT_LOCK)
+    write_atomic(stamp, key.encode() + b"\n")
+    return DemoPayload(payload.kernel, payload.initramfs, built=True)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoReport:
+    """The demo's three boots and what each proved."""
+
+    machine: Path
+    payload_bytes: int
+    boots: tuple[BootResult, ...]
+    checks: tuple[tuple[str, bool], ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(passed for _name, passed in self.checks)
+
+
+def totp_matches(uri: str | None, shown: tuple[str, str] | None) -> bool:
+    """Does the code the guest showed equal RFC 6238 over the provisioned secret at its time?"""
+    if uri is None or shown is None:
+        return False
+    code, at = shown
+    try:
+        secret = parse_otpauth_uri(uri).secret
+        when = datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except (FormatError, ValueError):
+        return False
+    return totp_code(secret, when).code == code
+
+
+def run_demo(
+    root: Path,
+    payload: DemoPayload,
+    *,
+    say: Say,
+    echo: Callable[[ConsoleLine], None] | None = None,
+) -> DemoReport:
+    """Create a machine, provision it, boot twice, tamper with the OS kernel, boot again.
+
+    Raises:
+        HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
+            the wrong thing is reported in the checks instead.
+    """
+    machine = create_machine(root, force=True, say=say)
+    provision_machine(machine, os_kernel=payload.kernel, say=say)
+    boots: list[BootResult] = []
+    checks: list[tuple[str, bool]] = []
+
+    def boot(n: int, what: str) -> BootResult:
+        say(f"boot {n}: {what}")
+        result = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs, echo=echo)
+        boots.append(result)
+        marks = ", ".join(f"{k} {v:.1f} s" for k, v in result.marks.items())
+        say(f"boot {n}: done ({marks}); console: {result.transcript}")
+        return result
+
+    first = boot(1, "first boot: provision the TOTP secret, verify /boot, kexec the OS")
+    uri = first.otpauth_uri
+    checks.append(("boot 1: TOTP secret provisioned (otpauth URI shown)", uri is not None))
+    checks.append(
+        ("boot 1: TOTP code matches the provisioned secret", totp_matches(uri, first.totp))
+    )
+    checks.append(("boot 1: OS booted (marker seen)", first.os_up))
+    second = boot(2, "second boot: same secret, current code, OS boots")
+    checks.append(("boot 2: no new secret provisioned", second.otpauth_uri is None))
+    checks.append(
+        ("boot 2: TOTP code matches the provisioned secret", totp_matches(uri, second.totp))
+    )
+    checks.append(("boot 2: OS booted (marker seen)", second.os_up))
+    tampered = tamper_os_kernel(machine)
+    say(f"tamper: flipped one byte of {tampered} on the OS disk")
+    third = boot(3, "third boot: the tampered kernel must be refused")
+    named = any(tampered.lstrip("/") in line for line in third.report)
+    checks.append(("boot 3: refused with an integrity report", third.refusal is not None))
+    checks.append((f"boot 3: report names {tampered}", named))
+    checks.append(("boot 3: OS marker never appears", not third.os_up))
+    checks.append(
+        (
+            'boot 3: PCR 4 extended with "recovery" (runtime log)',
+            (4, "string", "recovery") in third.log,
+        )
+    )
+    size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
+    return DemoReport(machine.root, size, tuple(boots), tuple(checks))

@@ -1,0 +1,161 @@
+"""`heads qemu ...`: the QEMU platform: machine directories, provisioning, boots, the demo.
+
+::
+
+    heads qemu create DIR [--force]          new machine: manufactured swtpm, settings
+    heads qemu provision DIR [--payload P]   owner key, firmware user files, signed OS disk
+    heads qemu boot DIR [--payload P] [--interactive] [--console]
+    heads qemu demo [--dir DIR] [--payload P] [--interactive] [--console]
+
+``--payload`` is the directory ``heads build`` writes (``vmlinuz``, ``initramfs.cpio.zst``).
+Exit status of ``demo``: 0 when every check held, 3 when one did not (see the summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+from heads.adapters.qemu import ConsoleLine
+from heads.errors import ExitCode
+from heads.flows.image_build import default_cache_dir
+from heads.flows.qemu_platform import (
+    BootResult,
+    DemoPayload,
+    Machine,
+    boot_interactive,
+    boot_machine,
+    cached_payload,
+    create_machine,
+    provision_machine,
+    run_demo,
+)
+
+__all__ = ["register"]
+
+_DEFAULT_PAYLOAD: Final = Path("out/payload")
+_DEFAULT_DEMO_DIR: Final = Path("out/qemu-demo")
+_MARKS: Final = (
+    ("init", "first line of /init"),
+    ("totp", "TOTP shown"),
+    ("kexec", "kexec"),
+    ("os", "OS marker"),
+)
+
+
+def _say(text: str) -> None:
+    print(f"heads qemu: {text}", flush=True)
+
+
+def _echo(line: ConsoleLine) -> None:
+    print(f"  [{line.t_s:7.2f}] {line.text}", flush=True)
+
+
+def _payload_files(directory: Path) -> DemoPayload:
+    return DemoPayload(directory / "vmlinuz", directory / "initramfs.cpio.zst", built=False)
+
+
+def _print_boot(result: BootResult) -> None:
+    for key, what in _MARKS:
+        if key in result.marks:
+            print(f"    {what:<22} {result.marks[key]:6.2f} s after QEMU start")
+    if result.totp is not None:
+        print(f"    TOTP code              {result.totp[0]} at {result.totp[1]}")
+    if result.refusal is not None:
+        print(f"    refused                {result.refusal}")
+        for line in result.report:
+            print(f"      {line}")
+
+
+def _create(args: argparse.Namespace) -> int:
+    create_machine(args.dir, force=args.force, say=_say)
+    return ExitCode.OK
+
+
+def _provision(args: argparse.Namespace) -> int:
+    machine = Machine.load(args.dir)
+    payload = _payload_files(args.payload)
+    provision_machine(machine, os_kernel=payload.kernel, say=_say)
+    return ExitCode.OK
+
+
+def _boot(args: argparse.Namespace) -> int:
+    machine = Machine.load(args.dir)
+    payload = _payload_files(args.payload)
+    if args.interactive:
+        return boot_interactive(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    result = boot_machine(
+        machine,
+        kernel=payload.kernel,
+        initrd=payload.initramfs,
+        echo=_echo if args.console else None,
+        timeout_s=args.timeout,
+    )
+    _say(f"boot finished; console transcript: {result.transcript}")
+    _print_boot(result)
+    if result.refusal is not None:
+        return ExitCode.VERIFICATION_FAILED
+    return ExitCode.OK if result.os_up else ExitCode.ERROR
+
+
+def _demo(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    payload = cached_payload(args.payload, cache_dir=args.cache, say=_say)
+    size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
+    _say(
+        f"payload: kernel {payload.kernel.stat().st_size / 2**20:.1f} MiB + initramfs "
+        f"{payload.initramfs.stat().st_size / 2**20:.1f} MiB = {size / 2**20:.1f} MiB"
+    )
+    if args.interactive:
+        machine = create_machine(args.dir, force=True, say=_say)
+        provision_machine(machine, os_kernel=payload.kernel, say=_say)
+        _say("interactive boot: the serial console is yours (the guest powers off at the end)")
+        return boot_interactive(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    report = run_demo(args.dir, payload, say=_say, echo=_echo if args.console else None)
+    print()
+    print(f"heads qemu demo summary (machine {report.machine}, {time.monotonic() - start:.0f} s)")
+    print(f"  payload: {report.payload_bytes / 2**20:.1f} MiB (kernel + zstd initramfs)")
+    for n, result in enumerate(report.boots, start=1):
+        print(f"  boot {n}: console transcript {result.transcript}")
+        _print_boot(result)
+    for name, passed in report.checks:
+        print(f"  [{'ok' if passed else 'FAILED'}] {name}")
+    if not report.ok:
+        print("demo FAILED: see the console transcripts above", file=sys.stderr)
+        return ExitCode.VERIFICATION_FAILED
+    print("demo passed: attested boots, verified /boot, tampering refused")
+    return ExitCode.OK
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser("qemu", help="boot the payload in QEMU with a software TPM")
+    qsub = parser.add_subparsers(dest="qemu_command", metavar="SUBCOMMAND", required=True)
+
+    p = qsub.add_parser("create", help="create a machine directory with a new TPM")
+    p.add_argument("dir", type=Path, help="the machine directory")
+    p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.set_defaults(func=_create)
+
+    p = qsub.add_parser("provision", help="owner key, firmware user files, signed OS disk")
+    p.add_argument("dir", type=Path, help="the machine directory")
+    p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="heads build output")
+    p.set_defaults(func=_provision)
+
+    p = qsub.add_parser("boot", help="boot the machine once")
+    p.add_argument("dir", type=Path, help="the machine directory")
+    p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="heads build output")
+    p.add_argument("--interactive", action="store_true", help="the console is yours")
+    p.add_argument("--console", action="store_true", help="show the guest's console")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds until power-off")
+    p.set_defaults(func=_boot)
+
+    p = qsub.add_parser("demo", help="build, provision, boot twice, tamper, boot refused")
+    p.add_argument("--dir", type=Path, default=_DEFAULT_DEMO_DIR, help="machine directory")
+    p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="payload directory")
+    p.add_argument("--cache", type=Path, default=default_cache_dir(), help="package cache")
+    p.add_argument("--interactive", action="store_true", help="one boot, console is yours")
+    p.add_argument("--console", action="store_true", help="show the guests' consoles")
+    p.set_defaults(func=_demo)

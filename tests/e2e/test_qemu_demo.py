@@ -1,0 +1,81 @@
+"""The demo's three boots under QEMU (TCG) with OVMF and the machine's own swtpm.
+
+One machine directory is shared by the three boots (CI has 90 minutes on 2 cores).  The payload
+is built once into ``out/payload`` (reused while its inputs are unchanged).  Console
+transcripts stay in the machine directory under pytest's temporary directory; every assertion
+names the one to read.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.conftest import require, require_tools
+
+from heads.adapters.qemu import OVMF_BIOS
+from heads.core.otp import parse_otpauth_uri, totp_code
+from heads.flows.image_build import default_cache_dir
+from heads.flows.qemu_platform import (
+    OS_KERNEL_NAME,
+    BootResult,
+    boot_machine,
+    cached_payload,
+    create_machine,
+    provision_machine,
+    tamper_os_kernel,
+)
+
+pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.swtpm, pytest.mark.gpg]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _expected_code(uri: str, shown_at: str) -> str:
+    secret = parse_otpauth_uri(uri).secret
+    when = datetime.strptime(shown_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return totp_code(secret, when).code
+
+
+def _where(result: BootResult) -> str:
+    return f"see the console transcript {result.transcript}"
+
+
+def test_demo_three_boots(tmp_path: Path) -> None:
+    require_tools("qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4")
+    require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
+    payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
+    machine = create_machine(tmp_path / "machine")
+    provision_machine(machine, os_kernel=payload.kernel)
+
+    # Boot 1: provisioning shows the secret; the code is RFC 6238 over it at the guest's time.
+    first = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    assert first.otpauth_uri is not None, _where(first)
+    assert first.totp is not None, _where(first)
+    assert first.totp[0] == _expected_code(first.otpauth_uri, first.totp[1]), _where(first)
+    assert first.refusal is None, _where(first)
+    assert first.os_up, _where(first)
+    assert (4, "string", "generic") in first.log, _where(first)
+    assert first.returncode == 0, _where(first)
+
+    # Boot 2: the same sealed secret is released (PCRs unchanged), no new provisioning.
+    second = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    assert second.otpauth_uri is None, _where(second)
+    assert second.totp is not None, _where(second)
+    assert second.totp[0] == _expected_code(first.otpauth_uri, second.totp[1]), _where(second)
+    assert second.os_up, _where(second)
+
+    # Boot 3: one byte of the OS kernel flipped on the disk: refused, file named, no OS.
+    tampered = tamper_os_kernel(machine)
+    assert tampered == f"/{OS_KERNEL_NAME}"
+    third = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    assert third.refusal is not None, _where(third)
+    assert any(OS_KERNEL_NAME in line and "changed" in line for line in third.report), (
+        third.report,
+        _where(third),
+    )
+    assert not third.os_up, _where(third)
+    assert "kexec" not in third.marks, _where(third)
+    assert (4, "string", "recovery") in third.log, _where(third)
+    assert (4, "string", "generic") not in third.log, _where(third)
