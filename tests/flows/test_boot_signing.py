@@ -33,7 +33,13 @@ from heads.errors import (
     SignatureError,
     UsageError,
 )
-from heads.flows.boot_signing import STAGING_NAME, recover_boot, sign_boot, verify_boot
+from heads.flows.boot_signing import (
+    STAGING_NAME,
+    preflight_rollback,
+    recover_boot,
+    sign_boot,
+    verify_boot,
+)
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 from heads.testing.swtpm import Swtpm
 
@@ -381,8 +387,11 @@ def fault(step):
     if step == stop_at:
         os.kill(os.getpid(), signal.SIGKILL)
 
-with open_tpm(tcti) as tpm:
-    sign_boot(Path(boot), gnupghome=Path(home), key=key, tpm=tpm, fault=fault)
+if tcti == "none":
+    sign_boot(Path(boot), gnupghome=Path(home), key=key, tpm=None, rollback=False, fault=fault)
+else:
+    with open_tpm(tcti) as tpm:
+        sign_boot(Path(boot), gnupghome=Path(home), key=key, tpm=tpm, fault=fault)
 """
 
 _STEPS = [
@@ -555,3 +564,48 @@ def test_kexec_txt_that_is_a_symlink_is_refused(boot: Path, owner: Owner, tmp_pa
     v = verify(boot, owner)
     assert v.signature.state is SignatureState.ERROR
     assert "kexec_tree.txt" in v.signature.detail
+
+
+_STEPS_NO_TPM = [("staged", "old"), ("signed", "old"), ("prepared", "new"), ("moved-all", "new")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop_at", "expected"), _STEPS_NO_TPM, ids=[s for s, _ in _STEPS_NO_TPM])
+def test_killed_signer_without_tpm_commits_at_the_commit_record(
+    boot: Path, owner: Owner, stop_at: str, expected: str
+) -> None:
+    sign(boot, owner)
+    old = kexec_files(boot)
+    (boot / "vmlinuz-6.2").write_bytes(b"the update")
+    result = run(
+        [sys.executable, "-c", _CHILD, boot, owner.home, owner.fpr, "none", stop_at],
+        desc="signer killed at a step",
+        check=False,
+        timeout_s=120,
+    )
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()
+    v = verify(boot, owner)
+    assert v.signature.state is SignatureState.VERIFIED, v.render_text()
+    assert ("new" if v.ok else "old") == expected
+    assert recover_boot(boot, None) == ("completed" if expected == "new" else "discarded")
+    assert (kexec_files(boot) == old) == (expected == "old")
+    assert ("new" if verify(boot, owner).ok else "old") == expected
+
+
+@pytest.mark.swtpm
+def test_preflight_checks_the_counter_value_without_hashing(
+    boot: Path, owner: Owner, swtpm: Swtpm
+) -> None:
+    with open_tpm(swtpm.tcti) as tpm:
+        assert preflight_rollback(boot, tpm).state is RollbackReportState.NOT_CHECKED
+        sign(boot, owner, tpm)
+        assert preflight_rollback(boot, tpm).state is RollbackReportState.OK
+        old = kexec_files(boot)
+        sign(boot, owner, tpm)
+        for name, data in old.items():
+            (boot / name).write_bytes(data)
+        assert preflight_rollback(boot, tpm).state is RollbackReportState.ROLLED_BACK
+        (boot / "kexec_rollback.txt").unlink()
+        missing = preflight_rollback(boot, tpm)
+    assert missing.state is RollbackReportState.MISSING
+    assert "restored or swapped" in missing.detail

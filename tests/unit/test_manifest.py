@@ -225,3 +225,36 @@ def test_build_then_parse_round_trips(digests: dict[bytes, bytes]) -> None:
     assert again.to_bytes() == m.to_bytes()
     tree = TreeList.build(digests)
     assert TreeList.from_bytes(tree.to_bytes()).paths == frozenset({b"", *digests})
+
+
+@given(
+    st.dictionaries(names, st.binary(min_size=32, max_size=32), min_size=1, max_size=12),
+    st.data(),
+)
+def test_any_single_change_to_a_signed_tree_is_detected(
+    digests: dict[bytes, bytes], data: st.DataObject
+) -> None:
+    hashes = HashManifest.build(digests)
+    parents = {p.rsplit(b"/", 1)[0] for p in digests if b"/" in p}
+    dirs = {b"/".join(d.split(b"/")[:i]) for d in parents for i in range(1, d.count(b"/") + 2)}
+    dirs -= set(digests)
+    scan = dict.fromkeys(digests, EntryKind.FILE) | dict.fromkeys(dirs, EntryKind.DIR)
+    tree = TreeList.build(scan)
+    assert check_manifest(hashes, tree, scan, digests).all_ok
+    victim = data.draw(st.sampled_from(sorted(digests)))
+    change = data.draw(st.sampled_from(["flip", "remove", "symlink", "add"]))
+    now_scan, now_digests = dict(scan), dict(digests)
+    if change == "flip":
+        now_digests[victim] = bytes([victim_byte ^ 1 for victim_byte in digests[victim][:1]])
+        now_digests[victim] += digests[victim][1:]
+    elif change == "remove":
+        del now_scan[victim], now_digests[victim]
+    elif change == "symlink":
+        now_scan[victim] = EntryKind.SYMLINK
+        del now_digests[victim]
+    else:
+        added = victim + b".new"
+        while added in now_scan:
+            added += b".new"
+        now_scan[added] = EntryKind.FILE
+    assert not check_manifest(hashes, tree, now_scan, now_digests).all_ok

@@ -10,6 +10,7 @@ Public API (used by the boot runtime and the QEMU platform; kept stable)::
     verify_boot(bootdir: Path, *, keyring: Path, tpm: RollbackCounter | None,
                 progress: Progress | None = None) -> BootVerification
     recover_boot(bootdir: Path, tpm: RollbackCounter | None) -> str | None
+    preflight_rollback(bootdir: Path, tpm: RollbackCounter) -> RollbackReport
 
 ``tpm`` is anything with ``nv_exists``/``nv_counter_create``/``nv_counter_read``/
 ``nv_counter_increment`` (``heads.adapters.tpm.Tpm`` is one); None skips the rollback counter
@@ -92,6 +93,7 @@ __all__ = [
     "Progress",
     "RollbackCounter",
     "SignResult",
+    "preflight_rollback",
     "recover_boot",
     "sign_boot",
     "verify_boot",
@@ -636,3 +638,32 @@ def _check_counter(files: Mapping[bytes, bytes], tpm: RollbackCounter | None) ->
     return RollbackReport(
         state, result.counter_id, result.tpm_value, result.signed_value, result.describe()
     )
+
+
+def preflight_rollback(bootdir: Path, tpm: RollbackCounter) -> RollbackReport:
+    """The start-up check of the rollback counter, before anything is unsealed or resealed.
+
+    Port of ``preflight_rollback_counter_before_reseal`` (HEADS_REFERENCE §3.6), which only
+    checks that the counter is readable; this also compares its value (§9.2 item 6).  It reads
+    ``kexec_rollback.txt`` without checking the signature (that is :func:`verify_boot`'s job,
+    later in the boot), so an OK here is necessary, not sufficient.  A /boot with no trust
+    metadata at all (a fresh install) passes as "not checked".
+
+    Raises:
+        HeadsError: /boot cannot be read.
+    """
+    files = _signed_set(bootdir, tpm)
+    has_metadata = any(
+        n in files for n in (_SIG_NAME_B, ROLLBACK_NAME.encode(), b"kexec_default_hashes.txt")
+    )
+    if ROLLBACK_NAME.encode() not in files:
+        if not has_metadata:
+            return RollbackReport(
+                RollbackReportState.NOT_CHECKED, detail="/boot holds no signed state yet"
+            )
+        return RollbackReport(
+            RollbackReportState.MISSING,
+            detail=f"{ROLLBACK_NAME} is missing although /boot was signed: "
+            "/boot was restored or swapped",
+        )
+    return _check_counter(files, tpm)
