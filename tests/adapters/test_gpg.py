@@ -156,3 +156,10 @@ def test_status_parser_requires_every_signature_good() -> None:
     assert parse_verify_status(missing_valid, 0).verdict is GpgVerdict.ERROR
     assert parse_verify_status(good, 2).verdict is GpgVerdict.ERROR
     assert parse_verify_status(b"gpgv: Good signature\n", 0).verdict is GpgVerdict.NO_DATA
+
+
+def test_keybox_keyring_as_stored_in_the_rom_verifies(owner: tuple[Path, str]) -> None:
+    # Heads keeps heads/initrd/.gnupg/pubring.kbx in CBFS; gpgv reads the keybox directly.
+    home, fpr = owner
+    sig, _ = sign_detached(DATA, gnupghome=home, key=fpr)
+    assert verify_detached(sig, DATA, home / "pubring.kbx").verdict is GpgVerdict.GOOD
