@@ -1,0 +1,219 @@
+"""`heads boot list | default | kexec` in process, on a real /boot tree (and real gpg/gpgv
+for the signed paths).  `kexec` runs with --dry-run only: never load or execute on the host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tools
+from heads.adapters._run import run
+from heads.cli.main import main
+from heads.core.bootcfg.entry import parse_entry_line
+from heads.errors import HeadsError
+from heads.flows.boot_entries import read_default, save_default
+from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+
+GRUB_CFG = """
+set timeout=5
+menuentry 'Debian GNU/Linux' {
+    linux /vmlinuz-6.1 root=/dev/mapper/root ro quiet
+    initrd /initrd.img-6.1
+}
+submenu 'Advanced options' {
+    menuentry 'Debian, recovery' {
+        linux /vmlinuz-6.1 root=/dev/mapper/root ro single
+        initrd /intel-ucode.img /initrd.img-6.1
+    }
+    menuentry 'Debian, old kernel' {
+        linux /vmlinuz-5.10 root=/dev/mapper/root ro
+    }
+}
+"""
+
+
+@pytest.fixture
+def boot(tmp_path: Path) -> Path:
+    d = tmp_path / "boot"
+    (d / "grub").mkdir(parents=True)
+    (d / "grub" / "grub.cfg").write_text(GRUB_CFG)
+    (d / "vmlinuz-6.1").write_bytes(os.urandom(5000))
+    (d / "initrd.img-6.1").write_bytes(os.urandom(9000))
+    (d / "intel-ucode.img").write_bytes(os.urandom(300))
+    return d
+
+
+def test_list_text_shows_entries_submenus_and_what_was_left_out(
+    boot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "list", str(boot), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "  1  Debian GNU/Linux  [/vmlinuz-6.1 | /initrd.img-6.1]" in out
+    assert "  2  Advanced options > Debian, recovery" in out
+    assert "root=/dev/mapper/root ro single" in out
+    assert "Debian, old kernel (/grub/grub.cfg:12): kernel /vmlinuz-5.10 does not exist" in out
+
+
+def test_list_json_is_stable_and_lines_are_heads_format(
+    boot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "list", str(boot), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "heads.boot-entries/1"
+    assert [e["index"] for e in doc["entries"]] == [1, 2]
+    second = doc["entries"][1]
+    assert second["submenu"] == ["Advanced options"]
+    assert second["initrds"] == ["/intel-ucode.img", "/initrd.img-6.1"]
+    assert second["source"] == {"file": "/grub/grub.cfg", "line": 8}
+    assert parse_entry_line(second["line"]).title == "Debian, recovery"
+    assert doc["dropped"][0]["title"] == "Debian, old kernel"
+    assert doc["configs"] == ["/grub/grub.cfg"]
+
+
+def test_list_exits_1_when_nothing_is_bootable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "list", str(tmp_path)]) == 1
+    assert "no bootable entries" in capsys.readouterr().out
+    assert main(["boot", "list", str(tmp_path / "missing")]) == 2
+
+
+def test_default_writes_heads_files_and_says_to_sign(
+    boot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (boot / "kexec_default.1.txt").write_text("old|elf|kernel /old\n")
+    assert main(["boot", "default", str(boot), "--entry", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "default entry 2: Advanced options > Debian, recovery" in out
+    assert "removed kexec_default.1.txt" in out
+    assert "/boot must be re-signed: heads boot sign" in out
+    assert not (boot / "kexec_default.1.txt").exists()
+    assert (boot / "kexec_default.2.txt").read_text() == (
+        "Debian, recovery|elf|kernel /vmlinuz-6.1|initrd /intel-ucode.img"
+        "|initrd /initrd.img-6.1|append root=/dev/mapper/root ro single\n"
+    )
+    # kexec_default_hashes.txt: sha256sum lines, ./names, entry order; `sha256sum -c` accepts it.
+    lines = (boot / "kexec_default_hashes.txt").read_text().splitlines()
+    names = [line.split("  ", 1)[1] for line in lines]
+    assert names == ["./vmlinuz-6.1", "./intel-ucode.img", "./initrd.img-6.1"]
+    kernel = hashlib.sha256((boot / "vmlinuz-6.1").read_bytes()).hexdigest()
+    assert lines[0] == f"{kernel}  ./vmlinuz-6.1"
+    require_tools("sha256sum")
+    check = run(["sha256sum", "-c", "kexec_default_hashes.txt"], desc="check", cwd=boot)
+    assert check.stdout.count(b": OK") == 3
+    saved = read_default(boot)
+    assert (saved.index, saved.entry.title) == (2, "Debian, recovery")
+    assert saved.digests["/vmlinuz-6.1"].hex() == kernel
+
+
+def test_default_with_a_bad_index_is_a_usage_error(boot: Path) -> None:
+    assert main(["boot", "default", str(boot), "--entry", "3"]) == 2
+    assert not list(boot.glob("kexec_*"))
+
+
+def test_failed_signing_restores_the_previous_default(boot: Path) -> None:
+    save_default(boot, 1)
+    before = {p.name: p.read_bytes() for p in boot.glob("kexec_*")}
+
+    def refuse() -> None:
+        raise HeadsError("card removed")
+
+    with pytest.raises(HeadsError, match="card removed"):
+        save_default(boot, 2, sign=refuse)
+    assert {p.name: p.read_bytes() for p in boot.glob("kexec_*")} == before
+
+
+def test_kexec_dry_run_unsafe_prints_the_exact_command(
+    boot: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["boot", "kexec", str(boot), "--entry", "2", "--dry-run", "--unsafe-skip-verification"]
+    assert main([*args, "--remove", "single", "--board-add", "intel_iommu=on"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "verified by: NOTHING (unsafe boot)"
+    assert out[2] == (
+        f"kexec -s -l {boot}/vmlinuz-6.1 "
+        f"'--initrd=<concatenation of {boot}/intel-ucode.img {boot}/initrd.img-6.1>' "
+        "'--append=root=/dev/mapper/root ro intel_iommu=on'"
+    )
+
+
+def test_kexec_needs_a_keyring_unless_told_to_skip_verification(boot: Path) -> None:
+    assert main(["boot", "kexec", str(boot), "--entry", "1", "--dry-run"]) == 2
+
+
+# --- signed /boot (real gpg) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Owner:
+    home: Path
+    fpr: str
+    keyring: Path
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
+    require_tools("gpg", "gpgv", "gpgconf")
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path)
+        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
+        yield Owner(home.path, fpr, keyring)
+
+
+def _sign_args(owner: Owner) -> list[str]:
+    return ["--gnupghome", str(owner.home), "--key", owner.fpr, "--no-rollback"]
+
+
+@pytest.mark.gpg
+def test_default_sign_then_verified_dry_run_of_the_default(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "default", str(boot), "--entry", "1", "--sign", *_sign_args(owner)]) == 0
+    assert "/boot signed" in capsys.readouterr().out
+    verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
+    assert main(["boot", "kexec", str(boot), "--default", *verify, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["verified_by"] == "kexec_hashes.txt under a verified kexec.sig"
+    assert plan["argv"] == [
+        "kexec",
+        "-s",
+        "-l",
+        f"{boot}/vmlinuz-6.1",
+        f"--initrd={boot}/initrd.img-6.1",
+        "--append=root=/dev/mapper/root ro quiet",
+    ]
+    kernel = hashlib.sha256((boot / "vmlinuz-6.1").read_bytes()).hexdigest()
+    assert plan["files"][0] == {"path": "/vmlinuz-6.1", "sha256": kernel}
+
+
+@pytest.mark.gpg
+def test_tampered_kernel_refuses_to_plan_with_exit_3(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "default", str(boot), "--entry", "1", "--sign", *_sign_args(owner)]) == 0
+    with (boot / "vmlinuz-6.1").open("r+b") as f:
+        f.write(b"\x00")
+    verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
+    assert main(["boot", "kexec", str(boot), "--default", *verify]) == 3
+    assert main(["boot", "kexec", str(boot), "--entry", "1", *verify]) == 3
+    capsys.readouterr()
+
+
+@pytest.mark.gpg
+def test_default_whose_saved_hashes_are_stale_is_refused(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The default was saved for one kernel; the kernel was updated and /boot re-signed
+    # without choosing the default again: its saved digests no longer match.
+    assert main(["boot", "default", str(boot), "--entry", "1"]) == 0
+    (boot / "vmlinuz-6.1").write_bytes(os.urandom(5000))
+    assert main(["boot", "sign", str(boot), *_sign_args(owner)]) == 0
+    verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
+    assert main(["boot", "kexec", str(boot), "--default", *verify]) == 3
+    assert "kexec_default_hashes.txt" in capsys.readouterr().err
