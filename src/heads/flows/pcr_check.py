@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from heads.adapters.tpm import Tpm
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
     MAX_LOG_BYTES,
@@ -31,6 +30,10 @@ from heads.core.eventlog import (
 from heads.core.pcr import PcrSelection
 from heads.errors import UsageError
 from heads.flows.measure import default_log_path
+
+if TYPE_CHECKING:
+    # Only a type here: replay and prediction must not pay for loading the TPM stack.
+    from heads.adapters.tpm import Tpm
 
 __all__ = [
     "FIRMWARE_LOG_PATH",

@@ -1,0 +1,92 @@
+"""Replay every test event log: heads vs Debian's `tpm2_eventlog` (tpm2-tools), same run.
+
+For each round, all logs in ../shared/testdata/eventlogs are replayed:
+
+* heads, in-process: read + parse + replay (what `heads pcr check` and the boot runtime do);
+* heads, one `python -m heads pcr replay --json` process per log (what a shell user pays);
+* `tpm2_eventlog LOG`, one process per log (parse, print YAML, replay), the tool a user would
+  otherwise run.
+
+Prints the medians of the whole-set times and the ratios.  Logs `tpm2_eventlog` fails on are
+reported (and still timed: the time to fail).
+
+    .venv/bin/python bench/eventlog_replay.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from heads.core.eventlog import parse_log, replay_logs
+
+LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "eventlogs"
+
+
+def _ours_in_process(paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for p in paths:
+        replay_logs([parse_log(p.read_bytes(), str(p))]).to_json()
+    return time.perf_counter() - start
+
+
+def _ours_cli(paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for p in paths:
+        subprocess.run(
+            [sys.executable, "-m", "heads", "pcr", "replay", "--json", str(p)],
+            check=True,
+            capture_output=True,
+        )
+    return time.perf_counter() - start
+
+
+def _tool(paths: list[Path], failures: set[str]) -> float:
+    start = time.perf_counter()
+    for p in paths:
+        rc = subprocess.run(["tpm2_eventlog", str(p)], check=False, capture_output=True)
+        if rc.returncode != 0:
+            failures.add(f"{p.name} (rc {rc.returncode})")
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--cli-rounds", type=int, default=3)
+    args = parser.parse_args()
+    if shutil.which("tpm2_eventlog") is None:
+        print("tpm2_eventlog is not installed (Debian package tpm2-tools)")
+        return 1
+    paths = sorted(LOGS.glob("*.bin"))
+    size = sum(p.stat().st_size for p in paths)
+    failures: set[str] = set()
+    ours: list[float] = []
+    tool: list[float] = []
+    for _ in range(args.rounds):
+        ours.append(_ours_in_process(paths))
+        tool.append(_tool(paths, failures))
+    cli = [_ours_cli(paths) for _ in range(args.cli_rounds)]
+    ours_ms = statistics.median(ours) * 1e3
+    tool_ms = statistics.median(tool) * 1e3
+    cli_ms = statistics.median(cli) * 1e3
+    print(f"{len(paths)} logs, {size} bytes, {args.rounds} rounds")
+    print(f"heads in-process (parse+replay)      median {ours_ms:9.2f} ms")
+    print(f"tpm2_eventlog, one process per log   median {tool_ms:9.2f} ms")
+    print(
+        f"heads CLI, one process per log       median {cli_ms:9.2f} ms ({args.cli_rounds} rounds)"
+    )
+    print(f"ratio tpm2_eventlog / heads in-process: {tool_ms / ours_ms:.1f}x")
+    print(f"ratio tpm2_eventlog / heads CLI:        {tool_ms / cli_ms:.2f}x")
+    if failures:
+        print(f"tpm2_eventlog failed on: {', '.join(sorted(failures))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
