@@ -47,7 +47,7 @@ from heads.core.bootcfg import EntryKind, parse_entry_line
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
 from heads.core.qr import qr_matrix, render_half_blocks
-from heads.errors import HeadsError, KexecError, UsageError
+from heads.errors import HeadsError, KexecError, UsageError, VerificationError
 from heads.flows.boot_signing import verify_boot
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
@@ -100,7 +100,7 @@ class RuntimeEnv:
             fw_cfg ``opt/heads/mode``; anything but ``interactive`` is a batch boot).
         label: the TOTP label shown in authenticator apps.
         now: the clock (UTC).
-        do_kexec: really run ``kexec -e`` (False on a host test: stop after loading).
+        do_kexec: really run kexec (False on a host test: print the command, run nothing).
     """
 
     tcti: str = "device:/dev/tpmrm0"
@@ -319,12 +319,14 @@ def _kexec(env: RuntimeEnv, plan: _Plan, con: _Console) -> int:
     elif plan.initrds:
         raise KexecError("several initrds for one entry are not supported here yet")
     con.say(f"kexec {plan.kernel} ({plan.title})")
+    if not env.do_kexec:
+        # Tests on a host: never load a kernel into the machine running them.
+        con.say(f"kexec not run (dry run): {' '.join(argv)}")
+        return EXIT_POWEROFF
     try:
         run(argv, desc="load the OS kernel", timeout_s=120)
     except HeadsError as err:
         raise KexecError(f"kexec could not load {plan.kernel}: {err.message}") from None
-    if not env.do_kexec:
-        return EXIT_POWEROFF
     run(["kexec", "-e"], desc="start the OS kernel", timeout_s=60)
     raise KexecError("kexec -e returned: the OS kernel did not start")
 
@@ -368,6 +370,7 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
                 con.say('PCR 4 extended with "generic"')
                 _print_log(log, con)
+                return _kexec(env, plan, con)
             except BootRefused as refused:
                 con.say(f"INTEGRITY REPORT: {refused.message}")
                 for line in refused.report:
@@ -375,7 +378,8 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 con.say("not booting: /boot does not match what the owner signed")
                 return _recovery(env, tpm, log, con)
             except HeadsError as err:
-                con.say(f"INTEGRITY REPORT: {err.message}")
+                label = "INTEGRITY REPORT" if isinstance(err, VerificationError) else "BOOT FAILED"
+                con.say(f"{label}: {err.message}")
                 for line in err.details:
                     con.say(f"  {line}")
                 if err.hint:
@@ -386,7 +390,6 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
         if err.hint:
             con.say(f"hint: {err.hint}")
         return _recovery(env, None, log, con)
-    return _kexec(env, plan, con)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

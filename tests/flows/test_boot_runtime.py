@@ -1,0 +1,156 @@
+"""The boot runtime on the host against a real swtpm (no QEMU, kexec only printed).
+
+What the guest does, minus the kernel: user files from a CBFS image measured into PCR 7, TOTP
+provisioning then display, /boot verification against a keyring from the image, PCR 4
+``generic`` on success and ``recovery`` on any failure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.conftest import require_tools
+
+from heads.adapters.tpm import open_tpm
+from heads.core.cbfs import CbfsFile, build_cbfs
+from heads.core.digest import HashAlg, extend, zero_digest
+from heads.core.otp import parse_otpauth_uri, totp_code
+from heads.flows.boot_signing import sign_boot
+from heads.runtime.boot import EXIT_POWEROFF, RuntimeEnv, run_boot
+from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+from heads.testing.swtpm import Swtpm
+
+pytestmark = [pytest.mark.swtpm, pytest.mark.gpg]
+
+CONFIG = b'export CONFIG_BOOT_DEV="/dev/nvme0n1"\n'
+
+
+@pytest.fixture
+def owner() -> Iterator[tuple[GpgHome, str]]:
+    require_tools("gpg", "gpgv")
+    with GpgHome() as home:
+        yield home, make_owner_key(home.path)
+
+
+def _machine(tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str], config: bytes) -> RuntimeEnv:
+    home, fpr = owner
+    keyring = export_public_keyring(home.path, tmp_path / "pubring.gpg")
+    rom = tmp_path / "user.rom"
+    rom.write_bytes(
+        build_cbfs(
+            [
+                CbfsFile("heads/initrd/.gnupg/pubring.kbx", keyring.read_bytes()),
+                CbfsFile("heads/initrd/etc/config.user", config),
+                CbfsFile("not-a-user-file", b"ignored"),
+            ]
+        )
+    )
+    boot = tmp_path / "boot"
+    if not boot.exists():
+        boot.mkdir()
+        (boot / "vmlinuz").write_bytes(b"kernel " * 1000)
+        (boot / "initrd.img").write_bytes(b"initrd " * 1000)
+        (boot / "kexec_default.1.txt").write_text(
+            "OS|elf|kernel /vmlinuz|initrd /initrd.img|append console=ttyS0\n"
+        )
+        with open_tpm(swtpm.tcti) as tpm:
+            sign_boot(boot, gnupghome=home.path, key=fpr, tpm=tpm)
+    return RuntimeEnv(
+        tcti=swtpm.tcti,
+        rom=rom,
+        root=tmp_path / "root",
+        firmware_log=tmp_path / "no-firmware-log",
+        event_log=tmp_path / "root" / "run" / "measurements.cel.jsonl",
+        boot_device="",
+        boot_dir=boot,
+        module_dir=tmp_path / "no-modules",
+        profile="uefi",
+        batch=True,
+        do_kexec=False,
+    )
+
+
+def _boot(env: RuntimeEnv) -> tuple[int, str]:
+    out = io.StringIO()
+    code = run_boot(env, out)
+    return code, out.getvalue()
+
+
+def test_first_boot_provisions_then_second_boot_shows_same_secret(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    code, text = _boot(env)
+    assert code == EXIT_POWEROFF
+    uri = re.search(r"heads: TOTP URI (\S+)", text)
+    shown = re.search(r"heads: TOTP (\d{6}) at (\S+)", text)
+    assert uri is not None, text
+    assert shown is not None, text
+    assert "heads: /boot verified" in text
+    assert "heads: kexec not run (dry run): kexec -s -l" in text
+    assert '"generic"' in text
+    assert "recovery" not in text
+    # The user files were written where Heads' cbfs-init puts them.
+    assert (env.root / "etc" / "config.user").read_bytes() == CONFIG
+    assert not (env.root / "not-a-user-file").exists()
+    # PCR 7 = path string then bytes, per file, in image order.
+    pcr7 = zero_digest(HashAlg.SHA256)
+    keyring = (env.root / ".gnupg" / "pubring.kbx").read_bytes()
+    for rel, data in (("/.gnupg/pubring.kbx", keyring), ("/etc/config.user", CONFIG)):
+        pcr7 = extend(HashAlg.SHA256, pcr7, hashlib.sha256(rel.encode()).digest())
+        pcr7 = extend(HashAlg.SHA256, pcr7, hashlib.sha256(data).digest())
+    with open_tpm(swtpm.tcti) as tpm:
+        assert tpm.read_pcrs(HashAlg.SHA256, [7])[7] == pcr7
+
+    swtpm.restart()  # power cycle: PCRs reset, sealed secret kept (new port)
+    env.event_log.unlink()
+    code, text2 = _boot(replace(env, tcti=swtpm.tcti))
+    assert code == EXIT_POWEROFF
+    assert "TOTP URI" not in text2
+    again = re.search(r"heads: TOTP (\d{6}) at (\S+)", text2)
+    assert again is not None, text2
+    secret = parse_otpauth_uri(uri.group(1)).secret
+    when = datetime.strptime(again.group(2), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert again.group(1) == totp_code(secret, when).code
+
+
+def test_changed_file_in_boot_is_refused_with_recovery(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    data = bytearray((env.boot_dir / "vmlinuz").read_bytes())
+    data[10] ^= 1
+    (env.boot_dir / "vmlinuz").write_bytes(bytes(data))
+    code, text = _boot(env)
+    assert code == EXIT_POWEROFF
+    assert "heads: INTEGRITY REPORT:" in text
+    assert re.search(r"\(changed\)\s+\./vmlinuz", text), text
+    assert 'PCR 4 extended with "recovery"' in text
+    assert re.search(r"heads: log #\d+ PCR 4 string recovery", text)
+    assert "generic" not in text
+    assert "kexec" not in text.replace("kexec_", "")
+
+
+def test_changed_config_user_moves_pcr7_and_totp_is_refused(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    code, text = _boot(env)
+    assert "TOTP URI" in text
+    swtpm.restart()
+    env.event_log.unlink()
+    env2 = _machine(tmp_path, swtpm, owner, CONFIG + b'export CONFIG_X="y"\n')
+    code, text = _boot(env2)
+    assert code == EXIT_POWEROFF
+    assert "heads: INTEGRITY REPORT:" in text
+    assert "PCR 7" in text
+    assert "TOTP URI" not in text
+    assert not re.search(r"heads: TOTP \d{6}", text)
+    assert 'PCR 4 extended with "recovery"' in text
