@@ -114,6 +114,8 @@ def test_sign_then_verify_passes(boot: Path, owner: Owner) -> None:
     assert v.signature.form is SignedForm.RELATIVE
     assert v.counts()["ok"] == 8
     assert v.rollback.state is RollbackReportState.NOT_CHECKED
+    assert v.verified_hashes is not None
+    assert v.verified_hashes.to_bytes() == (boot / "kexec_hashes.txt").read_bytes()
     v.raise_if_failed()
     assert not (boot / STAGING_NAME).exists()
 

@@ -43,7 +43,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
-from heads.core.manifest import FileStatus, ManifestCheck, SignedForm, display_path
+from heads.core.manifest import (
+    FileStatus,
+    HashManifest,
+    ManifestCheck,
+    SignedForm,
+    display_path,
+)
 from heads.errors import HashMismatchError, RollbackError, SignatureError
 
 __all__ = [
@@ -131,6 +137,10 @@ class BootVerification:
     manifest: ManifestReport
     files: ManifestCheck | None
     rollback: RollbackReport
+    # The signed kexec_hashes.txt these results were checked against (None unless the
+    # signature verified and it parsed): use its digests, not a fresh read of /boot, to plan
+    # a boot, so what was verified is what is booted.
+    verified_hashes: HashManifest | None = None
 
     @property
     def ok(self) -> bool:

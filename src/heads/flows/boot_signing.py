@@ -600,7 +600,9 @@ def verify_boot(
     check = check_manifest(hashes, tree, scan.kinds, hashed.digests, hashed.errors)
     detail = "" if tree is not None else f"no {TREE_NAME}: new files found by the hashes only"
     manifest = ManifestReport(ManifestState.OK, detail)
-    return BootVerification(name, signature, manifest, check, _check_counter(files, tpm))
+    return BootVerification(
+        name, signature, manifest, check, _check_counter(files, tpm), verified_hashes=hashes
+    )
 
 
 def _check_counter(files: Mapping[bytes, bytes], tpm: RollbackCounter | None) -> RollbackReport:
