@@ -39,9 +39,11 @@ def make_owner_key(
     argv = ["gpg", "--homedir", str(home), "--batch", "--no-tty", "--with-colons"]
     if faked_time:
         argv += ["--faked-system-time", faked_time]
-    argv += ["--passphrase", passphrase or "", "--pinentry-mode", "loopback"]
+    # The passphrase goes through stdin (--passphrase-fd 0), never argv, even for test keys.
+    argv += ["--passphrase-fd", "0", "--pinentry-mode", "loopback"]
     argv += ["--quick-gen-key", f"{name} <{email}>", algo, "sign", expire]
-    run(argv, desc="generate a test OpenPGP key", timeout_s=120)
+    secret = (passphrase or "").encode() + b"\n"
+    run(argv, desc="generate a test OpenPGP key", timeout_s=120, stdin=secret)
     listing = run(
         ["gpg", "--homedir", str(home), "--batch", "--with-colons", "--list-secret-keys", email],
         desc="list the new key",
