@@ -464,7 +464,8 @@ def _decode_tag(data: bytes) -> dict[str, JsonValue]:
 def _decode_separator(data: bytes) -> dict[str, JsonValue]:
     out: dict[str, JsonValue] = {"value": data.hex()}
     if data == b"\xff\xff\xff\xff":
-        out["meaning"] = "error"
+        # PFP §3.3.4: an error separator; SeaBIOS logs this value for every separator.
+        out["meaning"] = "error (or SeaBIOS)"
     return out
 
 
