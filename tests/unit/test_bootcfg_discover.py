@@ -132,3 +132,35 @@ def test_bootdir_reads_hashes_and_caps(tmp_path: Path) -> None:
     with pytest.raises(FormatError, match="larger than 1024"):
         tree.read("/big.cfg", limit=1024)
     assert list(tree.walk()) == ["/big.cfg"]
+
+
+def test_grub_legacy_conf_with_xen_and_chainloader() -> None:
+    conf = b"""default 0
+timeout 5
+# RHEL 5 style
+title CentOS (2.6.18)
+\troot (hd0,0)
+\tkernel /vmlinuz-2.6.18 ro root=/dev/VolGroup00/LogVol00 rhgb quiet
+\tinitrd /initrd-2.6.18.img
+title Xen
+\tkernel (hd0,0)/xen.gz dom0_mem=1G
+\tmodule /vmlinuz-xen ro root=/dev/sda2
+\tmodule /initrd-xen.img
+title Other
+\trootnoverify (hd0,1)
+\tchainloader +1
+"""
+    names = ["/vmlinuz-2.6.18", "/initrd-2.6.18.img", "/xen.gz", "/vmlinuz-xen", "/initrd-xen.img"]
+    tree = MemoryTree({"/grub/grub.conf": conf, **dict.fromkeys(names, b"")})
+    found = discover_entries(tree)
+    centos, xen = found.entries
+    assert centos.to_line() == (
+        "CentOS (2.6.18)|elf|kernel /vmlinuz-2.6.18|initrd /initrd-2.6.18.img"
+        "|append ro root=/dev/VolGroup00/LogVol00 rhgb quiet"
+    )
+    assert xen.to_line() == (
+        "Xen|xen|kernel /xen.gz dom0_mem=1G|module /vmlinuz-xen ro root=/dev/sda2"
+        "|module /initrd-xen.img"
+    )
+    (other,) = found.dropped
+    assert "chainloader" in other.reason

@@ -3,8 +3,8 @@
 Port of ``scan_boot_options`` (Heads ``initrd/etc/functions.sh``) + ``kexec-parse-boot.sh`` +
 ``kexec-parse-bls.sh`` (HEADS_REFERENCE §1 rows 17-19), over a :class:`~.tree.BootFiles`:
 
-* GRUB: every ``grub.cfg`` and ``grub.conf``; on media (ISO/USB) also ``loopback.cfg``, which
-  is written for exactly that case (``iso_path`` set);
+* GRUB: every ``grub.cfg``, and ``grub.conf``/``menu.lst`` (GRUB 2 or Legacy syntax); on
+  media (ISO/USB) also ``loopback.cfg``, which is written for that case (``iso_path`` set);
 * SYSLINUX: ``isolinux.cfg``, ``syslinux.cfg``, ``extlinux.conf`` (their includes follow);
 * BLS: ``loader/entries/*.conf`` when no GRUB configuration pulled them in with ``blscfg`` and
   GRUB found nothing (as Heads), with ``kernelopts`` from a ``grubenv`` beside a grub.cfg.
@@ -25,7 +25,9 @@ from typing import Final
 
 from heads.core.bootcfg.bls import parse_bls
 from heads.core.bootcfg.entry import BootEntry, DroppedEntry, EntrySource
-from heads.core.bootcfg.grub import GrubContext, parse_grub, parse_grubenv
+from heads.core.bootcfg.grub import GrubContext, GrubResult, parse_grub, parse_grubenv
+from heads.core.bootcfg.grub_legacy import is_legacy_config, parse_grub_legacy
+from heads.core.bootcfg.grub_lexer import decode_config
 from heads.core.bootcfg.syslinux import parse_syslinux
 from heads.core.bootcfg.tree import BootFiles
 from heads.errors import FormatError
@@ -33,7 +35,7 @@ from heads.errors import FormatError
 __all__ = ["MAX_CONFIGS", "Discovery", "discover_entries", "find_configs"]
 
 MAX_CONFIGS: Final = 64
-_GRUB_NAMES: Final = frozenset({"grub.cfg", "grub.conf"})
+_GRUB_NAMES: Final = frozenset({"grub.cfg", "grub.conf", "menu.lst"})
 _SYSLINUX_NAMES: Final = frozenset({"isolinux.cfg", "syslinux.cfg", "extlinux.conf"})
 
 
@@ -105,6 +107,16 @@ def _missing(files: BootFiles, entry: BootEntry) -> str | None:
     return None
 
 
+def _parse_any_grub(files: BootFiles, cfg: str, ctx: GrubContext | None) -> GrubResult:
+    """GRUB 2 script, or GRUB Legacy for a ``grub.conf``/``menu.lst`` written in its syntax."""
+    if posixpath.basename(cfg) in ("grub.conf", "menu.lst"):
+        data = files.read(cfg)
+        if data is not None and is_legacy_config(decode_config(data, cfg)):
+            legacy = parse_grub_legacy(files, cfg)
+            return GrubResult(legacy.entries, legacy.dropped, {}, (cfg,))
+    return parse_grub(files, cfg, ctx)
+
+
 def discover_entries(
     files: BootFiles,
     *,
@@ -135,7 +147,7 @@ def discover_entries(
     pulled_bls = False
     for cfg in grub_configs:
         try:
-            result = parse_grub(files, cfg, ctx)
+            result = _parse_any_grub(files, cfg, ctx)
         except FormatError as exc:
             problems.append(exc.message)
             continue

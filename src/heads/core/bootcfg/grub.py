@@ -627,7 +627,8 @@ class _Interp:
         target = targets[0]
         device = self.search_device(mode, target)
         if device is None:
-            self.set_var(var, "", node)
+            # Not in this tree: GRUB would look on the machine's other disks.  On failure it
+            # leaves the variable as it was; either way its value is not known here.
             self.uncertain.add(var)
             return None
         self.set_var(var, device, node)
