@@ -611,3 +611,57 @@ def test_preflight_checks_the_counter_value_without_hashing(
         missing = preflight_rollback(boot, tpm)
     assert missing.state is RollbackReportState.MISSING
     assert "restored or swapped" in missing.detail
+
+
+@pytest.mark.swtpm
+def test_shell_heads_rollback_binding_verifies_and_ours_continues_its_counter(
+    boot: Path, owner: Owner, swtpm: Swtpm
+) -> None:
+    with open_tpm(swtpm.tcti) as tpm:
+        index = tpm.nv_counter_create()
+        value = tpm.nv_counter_increment(index)
+    counter_id = f"{index:x}"
+    counter = Path(f"/tmp/counter-{counter_id}")
+    try:
+        # kexec-sign-config.sh -r: tpmr counter_increment writes the runtime counter file,
+        # then `sha256sum /tmp/counter-<id> > kexec_rollback.txt`.
+        counter.write_text(f"{counter_id}: {value:016x}\n")
+        run(
+            ["sh", "-c", f"sha256sum {counter} > kexec_rollback.txt"],
+            desc="bind",
+            cwd=boot,
+        )
+    finally:
+        counter.unlink(missing_ok=True)
+    (boot / "kexec_default.1.txt").write_text("Debian|elf|kernel /vmlinuz\n")
+    shell_manifests(boot)
+    shell_sign(boot, owner)
+    with open_tpm(swtpm.tcti) as tpm:
+        v = verify(boot, owner, tpm)
+        assert v.ok, v.render_text()
+        assert v.rollback.tpm_value == value
+        assert "kexec_default.1.txt" in v.signature.signed_files
+        sign(boot, owner, tpm)  # ours takes over the same counter
+        again = verify(boot, owner, tpm)
+    assert again.ok
+    assert again.rollback.counter_id == counter_id
+    assert again.rollback.tpm_value == value + 1
+    assert (boot / "kexec_default.1.txt").read_text() == "Debian|elf|kernel /vmlinuz\n"
+
+
+def test_cli_sign_reads_the_pin_from_a_file_descriptor(
+    boot: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path, passphrase="card pin 123456")
+        keyring = export_public_keyring(home.path, tmp_path / "k.gpg")
+        read_fd, write_fd = os.pipe()
+        os.write(write_fd, b"card pin 123456\n")
+        os.close(write_fd)
+        try:
+            args = ["boot", "sign", str(boot), "--gnupghome", str(home.path), "--key", fpr]
+            assert main([*args, "--no-rollback", "--pin-fd", str(read_fd)]) == 0
+        finally:
+            os.close(read_fd)
+    capsys.readouterr()
+    assert verify_boot(boot, keyring=keyring, tpm=None).ok
