@@ -14,11 +14,22 @@ import pytest
 
 from conftest import require_tools
 from heads.adapters._run import run
+from heads.adapters.tpm import open_tpm
 from heads.cli.main import main
 from heads.core.bootcfg.entry import parse_entry_line
+from heads.core.digest import HashAlg
+from heads.core.kexec_plan import KexecPlan
 from heads.errors import HeadsError
-from heads.flows.boot_entries import read_default, save_default
+from heads.flows.boot_entries import (
+    boot_plan,
+    dry_run_argv,
+    list_entries,
+    plan_entry,
+    read_default,
+    save_default,
+)
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+from heads.testing.swtpm import Swtpm
 
 GRUB_CFG = """
 set timeout=5
@@ -217,3 +228,65 @@ def test_default_whose_saved_hashes_are_stale_is_refused(
     verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
     assert main(["boot", "kexec", str(boot), "--default", *verify]) == 3
     assert "kexec_default_hashes.txt" in capsys.readouterr().err
+
+
+# --- with the TPM (swtpm): rollback counter, and PCR 4 before kexec -e ----------------------
+
+
+@pytest.mark.gpg
+@pytest.mark.swtpm
+def test_default_signed_with_rollback_then_verified_against_the_tpm(
+    boot: Path, owner: Owner, swtpm: Swtpm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sign = ["--gnupghome", str(owner.home), "--key", owner.fpr, "--tcti", swtpm.tcti]
+    assert main(["boot", "default", str(boot), "--entry", "2", "--sign", *sign]) == 0
+    assert (boot / "kexec_rollback.txt").is_file()
+    kexec = ["boot", "kexec", str(boot), "--default", "--dry-run", "--tcti", swtpm.tcti]
+    assert main([*kexec, "--keyring", str(owner.keyring)]) == 0
+    assert "verified by: kexec_hashes.txt under a verified kexec.sig" in capsys.readouterr().out
+    # A newer signing moves the counter on; the old signed /boot is then a rollback.
+    old = {p.name: p.read_bytes() for p in boot.glob("kexec*")}
+    assert main(["boot", "sign", str(boot), *sign]) == 0
+    for name, data in old.items():
+        (boot / name).write_bytes(data)
+    assert main([*kexec, "--keyring", str(owner.keyring)]) == 3
+
+
+class RecordingKexec:
+    """Stands in for kexec-tools outside QEMU: checks the plan's digests and records state."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, bytes] = {}
+        self.executed = False
+
+    def load(self, plan: KexecPlan, bootdir: Path) -> list[str]:
+        for f in plan.files:
+            data = (bootdir / f.path.lstrip("/")).read_bytes()
+            assert f.sha256 is None or hashlib.sha256(data).digest() == f.sha256
+            self.loaded[f.path] = data
+        return dry_run_argv(plan, bootdir)
+
+    def execute(self) -> None:
+        assert self.loaded, "execute before load"
+        self.executed = True
+
+
+@pytest.mark.swtpm
+def test_boot_extends_pcr4_with_generic_after_loading_and_before_executing(
+    boot: Path, swtpm: Swtpm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_path = tmp_path / "measurements.cel.jsonl"
+    monkeypatch.setenv("HEADS_EVENT_LOG", str(log_path))
+    entry = list_entries(boot).entries[0]
+    plan = plan_entry(entry, None, unsafe_reason="test")
+    with open_tpm(swtpm.tcti) as tpm:
+        before = tpm.read_pcrs(HashAlg.SHA256, [4])[4]
+    kexec = RecordingKexec()
+    boot_plan(plan, boot, kexec, tcti=swtpm.tcti)
+    assert kexec.executed
+    assert set(kexec.loaded) == {"/vmlinuz-6.1", "/initrd.img-6.1"}
+    with open_tpm(swtpm.tcti) as tpm:
+        after = tpm.read_pcrs(HashAlg.SHA256, [4])[4]
+    assert after == hashlib.sha256(before + hashlib.sha256(b"generic").digest()).digest()
+    record = json.loads(log_path.read_text().splitlines()[-1])
+    assert (record["pcr"], record["content"]["string"]) == (4, "generic")
