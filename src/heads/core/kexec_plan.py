@@ -20,7 +20,7 @@ any that differ, so what boots is what was verified.  Recovery uses
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -187,8 +187,3 @@ def unsafe_plan_without_verification(
     """
     _log.warning("booting %r WITHOUT verifying its files: %s", entry.title, reason)
     return _plan(entry, None, rules or CmdlineRules(), None)
-
-
-def covered_paths(plan: KexecPlan) -> Iterable[str]:
-    """The boot paths the plan loads (kernel, initrds, modules), in load order."""
-    return (f.path for f in plan.files)
