@@ -665,3 +665,13 @@ def test_cli_sign_reads_the_pin_from_a_file_descriptor(
             os.close(read_fd)
     capsys.readouterr()
     assert verify_boot(boot, keyring=keyring, tpm=None).ok
+
+
+def test_fifo_under_a_signed_name_is_changed_and_never_opened(boot: Path, owner: Owner) -> None:
+    sign(boot, owner)
+    (boot / "grub" / "grub.cfg").unlink()
+    os.mkfifo(boot / "grub" / "grub.cfg")  # opening it for reading would block
+    v = verify(boot, owner)
+    assert statuses(v) == {"grub/grub.cfg": FileStatus.CHANGED}
+    assert v.files is not None
+    assert "special file" in v.render_text()

@@ -74,6 +74,7 @@ from heads.core.manifest import (
     MAX_MANIFEST_BYTES,
     SIGNATURE_NAME,
     TREE_NAME,
+    EntryKind,
     HashManifest,
     SignedForm,
     TreeList,
@@ -595,7 +596,8 @@ def verify_boot(
             name, signature, ManifestReport(ManifestState.INVALID, exc.message), None, not_checked
         )
     scan = scan_tree(bootdir)
-    wanted = [p for p in hashes.digests() if p in scan.kinds]
+    # Only what lstat saw as a regular file is opened: never a device or FIFO under a signed name.
+    wanted = [p for p in hashes.digests() if scan.kinds.get(p) is EntryKind.FILE]
     hashed = hash_files(bootdir, wanted, sizes=scan.sizes, progress=progress)
     check = check_manifest(hashes, tree, scan.kinds, hashed.digests, hashed.errors)
     detail = "" if tree is not None else f"no {TREE_NAME}: new files found by the hashes only"
