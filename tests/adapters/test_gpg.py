@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters._run import run
 from heads.adapters.gpg import GpgVerdict, parse_verify_status, sign_detached, verify_detached
 from heads.core.secret import Secret
