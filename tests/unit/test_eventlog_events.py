@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import uuid
 
@@ -137,7 +138,7 @@ def test_every_event_of_every_real_log_decodes_without_error(name: str) -> None:
 @given(st.sampled_from(sorted(EVENT_TYPE_NAMES)), st.binary(max_size=200))
 def test_decoding_never_raises(etype: int, data: bytes) -> None:
     ev = Event(0, 0, etype, {HashAlg.SHA256: b"\0" * 32}, data)
-    assert isinstance(decode_event(ev), dict)
+    json.dumps(decode_event(ev))  # JSON-ready: `heads pcr log --json` prints it as is
     assert isinstance(event_summary(ev), str)
 
 
@@ -146,3 +147,30 @@ def test_summary_escapes_control_characters() -> None:
     assert summary == "grub_cmd: echo hi\\x0anext"
     # Text with terminal escapes is not shown as text at all.
     assert "\x1b" not in event_summary(Event(1, 8, 0x0D, {}, b"echo \x1b[2Jcleared"))
+
+
+_nodes = st.lists(
+    st.tuples(st.integers(0, 0x7F), st.integers(0, 0x20), st.binary(max_size=48)), max_size=8
+)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(_nodes)
+def test_device_path_text_never_raises(nodes: list[tuple[int, int, bytes]]) -> None:
+    assert isinstance(device_path_text(b"".join(_node(t, s, b) for t, s, b in nodes)), str)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(
+    st.sampled_from(["Boot0001", "BootOrder", "SecureBoot", "db", "MokList", "Other"]),
+    st.binary(max_size=120),
+    st.sampled_from([0x80000001, 0x80000002, 0x8000000C, 0x800000E0]),
+)
+def test_well_framed_variables_with_random_values_decode(
+    name: str, value: bytes, etype: int
+) -> None:
+    raw_name = name.encode("utf-16-le")
+    data = uuid.uuid4().bytes_le + struct.pack("<QQ", len(name), len(value)) + raw_name + value
+    decoded = decode_event(Event(0, 7, etype, {}, data))
+    json.dumps(decoded)
+    assert decoded["variable"] == name
