@@ -94,12 +94,14 @@ def test_model_refuses_what_the_line_cannot_carry() -> None:
     with pytest.raises(ValueError, match="command line"):
         BootEntry("t", EntryKind.ELF, "/k", cmdline="a\nb")
     assert path_problem("/ok/path-1.2") is None
+    # A comma would split the path in an initrd field (Heads writes comma lists there).
+    assert path_problem("/initrd,old.img") is not None
 
 
 _path = st.lists(
     st.text(
         st.characters(
-            blacklist_categories=["Cs", "Cc", "Zs", "Zl", "Zp"], blacklist_characters="|/"
+            blacklist_categories=["Cs", "Cc", "Zs", "Zl", "Zp"], blacklist_characters="|/,"
         ),
         min_size=1,
         max_size=8,

@@ -345,7 +345,7 @@ def test_recursive_function_is_a_format_error() -> None:
 
 
 def test_exponential_variable_growth_is_a_format_error() -> None:
-    with pytest.raises(FormatError, match="grows beyond"):
+    with pytest.raises(FormatError, match="grows beyond|expands to more than"):
         grub('set a=xxxxxxxxxxxxxxxx\nfunction d { set a="$a$a"; d }\nd')
 
 
@@ -388,3 +388,10 @@ def test_large_valid_file_parses() -> None:
     # The work is bounded by MAX_STEPS and the size caps, not by a clock.
     cfg = "".join(f"menuentry 'e{i}' {{ linux /k{i} a=$x\n initrd /i{i} }}\n" for i in range(3000))
     assert len(grub(cfg).entries) == 3000
+
+
+def test_expansion_blowup_within_one_command_is_a_format_error() -> None:
+    big = "x" * 60_000
+    with pytest.raises(FormatError, match="expands to more than") as err:
+        grub(f"set a={big}\n\necho {'$a' * 1000}")
+    assert err.value.line == 3

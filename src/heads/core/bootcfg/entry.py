@@ -152,8 +152,9 @@ def path_problem(path: str) -> str | None:
     """Why ``path`` cannot be a boot-entry path, or ``None`` when it can."""
     if not path.startswith("/"):
         return "is not an absolute path inside the boot directory"
-    if any(c.isspace() or ord(c) < 0x20 or c in "|\x7f" for c in path):
-        return "contains whitespace, '|' or a control character"
+    if any(c.isspace() or ord(c) < 0x20 or c in "|,\x7f" for c in path):
+        # ',' separates initrds in one field of the line format (kexec-parse-boot.sh).
+        return "contains whitespace, '|', ',' or a control character"
     if any(part == ".." for part in path.split("/")):
         return "contains '..'"
     return None

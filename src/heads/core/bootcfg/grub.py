@@ -334,7 +334,6 @@ class _Interp:
         self.uncertain_hits = 0
         self.args_uncertain = False
         self.functions: dict[str, tuple[_Node, ...]] = {}
-        self.pending: list[_Pending] = []
         self.bls_dropped: list[DroppedEntry] = []
         self.order: list[_Pending | BootEntry] = []
         self.cond_notes: list[str] = []
@@ -410,8 +409,18 @@ class _Interp:
 
     def expand_all(self, words: Sequence[Token], args: Sequence[str]) -> list[str]:
         out: list[str] = []
+        size = 0
         for tok in words:
-            out.extend(self.expand(tok, args))
+            fields = self.expand(tok, args)
+            size += sum(len(f) for f in fields)
+            if size > MAX_VALUE_CHARS:
+                # `$a$a$a...` with a large $a: bounded like a variable's value.
+                raise FormatError(
+                    f"command expands to more than {MAX_VALUE_CHARS} characters",
+                    source=self.current_file(),
+                    line=tok.line,
+                )
+            out.extend(fields)
         return out
 
     # -- paths --
@@ -521,7 +530,6 @@ class _Interp:
             notes=notes,
             cfg_dir=self.cfg_dir,
         )
-        self.pending.append(pending)
         self.order.append(pending)
 
     def run_command(self, node: _Command, args: Sequence[str]) -> bool | None:
