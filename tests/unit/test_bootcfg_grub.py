@@ -345,7 +345,7 @@ def test_recursive_function_is_a_format_error() -> None:
 
 
 def test_exponential_variable_growth_is_a_format_error() -> None:
-    with pytest.raises(FormatError, match="grows beyond|expands to more than"):
+    with pytest.raises(FormatError, match=r"grows beyond|expands to more than"):
         grub('set a=xxxxxxxxxxxxxxxx\nfunction d { set a="$a$a"; d }\nd')
 
 
