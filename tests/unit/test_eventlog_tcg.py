@@ -20,7 +20,7 @@ from test_eventlog_builder import (
 
 from conftest import shared_testdata
 from heads.core.digest import HashAlg
-from heads.core.eventlog import EventLog, LogFormat, parse_log, parse_tcg
+from heads.core.eventlog import MAX_LOG_BYTES, EventLog, LogFormat, parse_log, parse_tcg
 from heads.errors import FormatError
 
 
@@ -208,3 +208,16 @@ def test_built_sha1_logs_round_trip(events: list[Ev]) -> None:
     assert got == want[: len(got)]
     rest = sha1_log(events[len(got) :])
     assert rest.count(0) == len(rest)
+
+
+def test_input_over_the_cap_is_refused_before_parsing() -> None:
+    with pytest.raises(FormatError, match="larger than"):
+        parse_log(b"\1" * (MAX_LOG_BYTES + 1), "huge.bin")
+
+
+def test_many_tiny_events_parse_in_one_pass() -> None:
+    # 32 768 header-only SHA-1 events: a parser that rescans the tail per event would crawl.
+    one = struct.pack("<II20sI", 7, 5, b"\x01" * 20, 0)
+    log = parse_tcg(one * 32768 + b"\0" * 4096)
+    assert len(log.events) == 32768
+    assert not log.truncated
