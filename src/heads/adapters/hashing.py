@@ -21,7 +21,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -41,6 +41,9 @@ class TreeScan:
 
     kinds: Mapping[bytes, EntryKind]
     sizes: Mapping[bytes, int]
+    # Directories that could not be listed (e.g. lost+found without permission): their
+    # contents are unknown, so a caller must not claim the tree is complete.
+    unlisted: Mapping[bytes, str] = field(default_factory=dict)
 
     def files(self) -> list[bytes]:
         return [p for p, k in self.kinds.items() if k is EntryKind.FILE]
@@ -65,12 +68,16 @@ def _kind(mode: int) -> EntryKind:
 def scan_tree(root: Path, *, max_entries: int = MAX_TREE_ENTRIES) -> TreeScan:
     """Walk ``root`` without following symlinks (the ``find ./ ! -path './kexec*'`` set).
 
+    A subdirectory that cannot be listed is recorded in ``unlisted``, not raised, so a
+    verifier can still report everything else.
+
     Raises:
-        HeadsError: the root is not a readable directory, a subdirectory cannot be listed, or
-            the tree has more than ``max_entries`` entries.
+        HeadsError: the root is not a readable directory, or the tree has more than
+            ``max_entries`` entries.
     """
     kinds: dict[bytes, EntryKind] = {}
     sizes: dict[bytes, int] = {}
+    unlisted: dict[bytes, str] = {}
     base = os.fsencode(root)
     pending: list[bytes] = [b""]
     while pending:
@@ -80,8 +87,10 @@ def scan_tree(root: Path, *, max_entries: int = MAX_TREE_ENTRIES) -> TreeScan:
             with os.scandir(full) as it:
                 entries = list(it)
         except OSError as exc:
-            where = os.fsdecode(full)
-            raise HeadsError(f"cannot list {where}: {exc.strerror}") from None
+            if not rel_dir:
+                raise HeadsError(f"cannot list {os.fsdecode(full)}: {exc.strerror}") from None
+            unlisted[rel_dir] = exc.strerror or str(exc)
+            continue
         for entry in entries:
             rel = rel_dir + b"/" + entry.name if rel_dir else entry.name
             if is_excluded(rel):
@@ -100,7 +109,7 @@ def scan_tree(root: Path, *, max_entries: int = MAX_TREE_ENTRIES) -> TreeScan:
                 )
             if kind is EntryKind.DIR:
                 pending.append(rel)
-    return TreeScan(kinds, sizes)
+    return TreeScan(kinds, sizes, unlisted)
 
 
 def open_beneath(root_fd: int, rel: bytes) -> int:

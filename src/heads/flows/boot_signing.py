@@ -75,7 +75,10 @@ from heads.core.manifest import (
     SIGNATURE_NAME,
     TREE_NAME,
     EntryKind,
+    FileCheck,
+    FileStatus,
     HashManifest,
+    ManifestCheck,
     SignedForm,
     TreeList,
     check_manifest,
@@ -389,6 +392,12 @@ def _sign_locked(
     step("recovered")
 
     scan = scan_tree(bootdir)
+    if scan.unlisted:
+        path, reason = sorted(scan.unlisted.items())[0]
+        raise HeadsError(
+            f"cannot sign /boot: {display_path(path)} cannot be listed ({reason})",
+            hint="sign as root, or fix the directory's permissions",
+        )
     for path in sorted(scan.kinds):
         check_signable(path)
     current = _signed_set(bootdir, tpm)
@@ -600,6 +609,12 @@ def verify_boot(
     wanted = [p for p in hashes.digests() if scan.kinds.get(p) is EntryKind.FILE]
     hashed = hash_files(bootdir, wanted, sizes=scan.sizes, progress=progress)
     check = check_manifest(hashes, tree, scan.kinds, hashed.digests, hashed.errors)
+    if scan.unlisted:
+        # What is inside is unknown: new files could hide there, so the check cannot pass.
+        found = {f.path: f for f in check.files}
+        for path, reason in scan.unlisted.items():
+            found[path] = FileCheck(path, FileStatus.CHANGED, f"cannot be listed: {reason}")
+        check = ManifestCheck(tuple(found[p] for p in sorted(found)))
     detail = "" if tree is not None else f"no {TREE_NAME}: new files found by the hashes only"
     manifest = ManifestReport(ManifestState.OK, detail)
     return BootVerification(
