@@ -290,3 +290,14 @@ def test_boot_extends_pcr4_with_generic_after_loading_and_before_executing(
     assert after == hashlib.sha256(before + hashlib.sha256(b"generic").digest()).digest()
     record = json.loads(log_path.read_text().splitlines()[-1])
     assert (record["pcr"], record["content"]["string"]) == (4, "generic")
+
+
+@pytest.mark.gpg
+def test_interrupted_signing_must_be_settled_before_booting(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "sign", str(boot), *_sign_args(owner)]) == 0
+    (boot / "kexec.staging").mkdir()
+    verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
+    assert main(["boot", "kexec", str(boot), "--entry", "1", *verify]) == 3
+    assert "signing of /boot was interrupted" in capsys.readouterr().err

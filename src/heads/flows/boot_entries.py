@@ -238,8 +238,18 @@ def verified_digests(
         VerificationError: the verification failed (its report is the message's details).
         UsageError / GpgError: see :func:`heads.flows.boot_signing.verify_boot`.
     """
-    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415 - gpg only when booting
+    from heads.flows.boot_signing import (  # noqa: PLC0415 - gpg only when booting
+        STAGING_NAME,
+        verify_boot,
+    )
 
+    if (bootdir / STAGING_NAME).exists():
+        # verify_boot may vouch for a committed but not yet moved signing, whose digests are
+        # not the ones in kexec_hashes.txt on disk: boot only from a settled /boot.
+        raise VerificationError(
+            f"{bootdir / STAGING_NAME} exists: a signing of /boot was interrupted",
+            hint="finish it first: heads boot sign (it completes or discards the transaction)",
+        )
     hashes_path = bootdir / HASHES_NAME
     before = hashes_path.read_bytes() if hashes_path.is_file() else None
     report = verify_boot(bootdir, keyring=keyring, tpm=tpm)
