@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import require_tools
 from heads.adapters._run import run
@@ -163,3 +165,37 @@ def test_keybox_keyring_as_stored_in_the_rom_verifies(owner: tuple[Path, str]) -
     home, fpr = owner
     sig, _ = sign_detached(DATA, gnupghome=home, key=fpr)
     assert verify_detached(sig, DATA, home / "pubring.kbx").verdict is GpgVerdict.GOOD
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"[GNUPG:] NEWSIG",
+                b"[GNUPG:] GOODSIG AAAA u",
+                b"[GNUPG:] VALIDSIG F 1 2 3 4 5 6 7 8 F",
+                b"[GNUPG:] BADSIG AAAA u",
+                b"[GNUPG:] ERRSIG AAAA 22 8 00 1 9 F",
+                b"[GNUPG:] ERRSIG",
+                b"[GNUPG:] NODATA 1",
+                b"[GNUPG:] EXPKEYSIG",
+                b"[GNUPG:] ",
+                b"junk \xff",
+            ]
+        )
+        | st.binary(max_size=40).map(lambda b: b"[GNUPG:] " + b),
+        max_size=12,
+    ),
+    st.integers(0, 3),
+)
+def test_status_parser_never_raises_and_good_needs_complete_good_lines(
+    lines: list[bytes], rc: int
+) -> None:
+    output = b"\n".join(lines)
+    result = parse_verify_status(output, rc)
+    if result.verdict is GpgVerdict.GOOD:
+        keywords = [ln.split(b" ")[1] for ln in output.splitlines() if ln.startswith(b"[GNUPG:] ")]
+        assert rc == 0
+        assert b"BADSIG" not in keywords
+        assert b"ERRSIG" not in keywords
+        assert keywords.count(b"GOODSIG") == keywords.count(b"NEWSIG") >= 1
