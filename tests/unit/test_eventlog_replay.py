@@ -189,3 +189,11 @@ def test_sha1_only_log_replays_sha1_only(tmp_path: Path) -> None:
     data = (shared_testdata() / "eventlogs" / "tt-event-uefi-sha1-log.bin").read_bytes()
     replay = replay_logs([parse_tcg(data)])
     assert list(replay.pcrs) == [HashAlg.SHA1]
+
+
+def test_untouched_pcr0_still_reports_its_locality_start() -> None:
+    log = parse_tcg(agile_log([startup_locality(3), Ev(4, EV_EFI_ACTION, b"x")]))
+    replay = replay_logs([log])
+    assert 0 not in replay.pcrs[HashAlg.SHA256]
+    assert replay.value(HashAlg.SHA256, 0) == b"\0" * 31 + b"\x03"
+    assert replay.value(HashAlg.SHA256, 9) == Z32

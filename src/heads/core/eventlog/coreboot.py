@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import dataclass, field
 from typing import Final
 
 from heads.core.digest import HashAlg
@@ -172,6 +173,17 @@ def looks_like_cbmem_text(data: bytes) -> bool:
     return any(head.startswith(h.encode()) for h in _TEXT_HEADS) or b"\n PCR-" in data[:4096]
 
 
+@dataclass
+class _Entry:
+    """One `TCPA/TPM2 log entry N:` block being collected."""
+
+    line: int
+    pcr: int | None = None
+    etype: int | None = None
+    digests: dict[HashAlg, bytes] = field(default_factory=dict)
+    data: bytes = b""
+
+
 class _TextParser:
     """State for one ``cbmem -L`` text: the current entry being collected."""
 
@@ -179,8 +191,7 @@ class _TextParser:
         self.source = source
         self.events: list[Event] = []
         self.banks: list[HashAlg] = []
-        self.cur: dict[str, object] | None = None
-        self.cur_line = 0
+        self.cur: _Entry | None = None
 
     def fail(self, line: int, reason: str) -> FormatError:
         return FormatError(
@@ -229,19 +240,9 @@ class _TextParser:
         if cur is None:
             return
         self.cur = None
-        pcr = cur.get("pcr")
-        digests = cur.get("digests")
-        if not isinstance(pcr, int) or not isinstance(digests, dict) or not digests:
-            raise self.fail(self.cur_line, "entry has no PCR or no digest")
-        etype = cur.get("type")
-        data = cur.get("data", b"")
-        self.add(
-            self.cur_line,
-            pcr,
-            etype if isinstance(etype, int) else None,
-            digests,
-            data=data if isinstance(data, bytes) else b"",
-        )
+        if cur.pcr is None or not cur.digests:
+            raise self.fail(cur.line, "entry has no PCR or no digest")
+        self.add(cur.line, cur.pcr, cur.etype, cur.digests, data=cur.data)
 
 
 def parse_cbmem_text(data: bytes, source: str = "<cbmem -L>") -> EventLog:
@@ -292,42 +293,39 @@ def parse_cbmem_text(data: bytes, source: str = "<cbmem -L>") -> EventLog:
             raise p.fail(lineno, f"not `cbmem -L` output: {stripped[:80]!r}")
         if re.fullmatch(r"(TCPA|TPM2) log entry \d+:", stripped):
             p.flush()
-            p.cur = {"digests": {}}
-            p.cur_line = lineno
+            p.cur = _Entry(lineno)
             in_digests = False
             continue
         if stripped.startswith(("Specification:", "Platform class:")) and p.cur is None:
             continue
-        if p.cur is None:
+        cur = p.cur
+        if cur is None:
             raise p.fail(lineno, f"unexpected line {stripped[:80]!r}")
         key, sep, value = stripped.partition(":")
         value = value.strip()
-        digests = p.cur["digests"]
-        assert isinstance(digests, dict)  # noqa: S101 - set above, narrows for mypy
-        if in_digests and sep and _alg_from_cb_name(key) is not None:
-            alg = _alg_from_cb_name(key)
-            assert alg is not None  # noqa: S101 - checked in the condition
-            digests[alg] = p.digest(lineno, alg, value)
+        bank = _alg_from_cb_name(key) if in_digests and sep else None
+        if bank is not None:
+            cur.digests[bank] = p.digest(lineno, bank, value)
             continue
         in_digests = False
         if key == "PCR" and sep:
             if not value.isdigit() or len(value) > 10:
                 raise p.fail(lineno, f"bad PCR {value[:20]!r}")
-            p.cur["pcr"] = int(value)
+            cur.pcr = int(value)
         elif key == "Event type" and sep:
             m = _UNKNOWN_TYPE.fullmatch(value)
             if m is not None:
-                p.cur["type"] = int(m.group(1), 16)
+                cur.etype = int(m.group(1), 16)
             elif value in _CBMEM_TYPE_NAMES:
-                p.cur["type"] = _CBMEM_TYPE_NAMES[value]
+                cur.etype = _CBMEM_TYPE_NAMES[value]
             else:
                 raise p.fail(lineno, f"unknown event type {value[:40]!r}")
         elif key == "Digest" and sep:
-            digests[HashAlg.SHA1] = p.digest(lineno, HashAlg.SHA1, value)
+            cur.digests[HashAlg.SHA1] = p.digest(lineno, HashAlg.SHA1, value)
         elif key == "Digests" and sep:
             in_digests = True
         elif key == "Event data" and sep:
-            p.cur["data"] = raw.split(":", 1)[1].lstrip(" ").encode()
+            cur.data = raw.split(":", 1)[1].lstrip(" ").encode()
         elif stripped in ("Event data not provided", "No digests in this log entry"):
             continue
         else:

@@ -116,7 +116,7 @@ def predict_pcr(
         raise UsageError(f"PCR {pcr} does not exist (0-23)")
     if firmware is None:
         start = initial_value(alg, pcr, None, hcrtm=False)
-    elif firmware.pcrs.get(alg) is None and alg not in firmware.banks:
+    elif alg not in firmware.banks:
         raise UsageError(
             f"the firmware log has no {alg.value} bank",
             hint=f"choose one of: {', '.join(a.value for a in firmware.banks) or 'none'}",

@@ -131,7 +131,10 @@ class Replay:
         bank = self.pcrs.get(alg, {})
         if pcr in bank:
             return bank[pcr]
-        return self.start.get(alg, {}).get(pcr, initial_value(alg, pcr, None, hcrtm=False))
+        start = self.start.get(alg, {}).get(pcr)
+        if start is None:
+            start = initial_value(alg, pcr, self.startup_locality, hcrtm=self.hcrtm)
+        return start
 
     def steps_for(self, alg: HashAlg, pcr: int) -> list[ExtendStep]:
         return [s for s in self.steps if s.alg is alg and s.pcr == pcr]

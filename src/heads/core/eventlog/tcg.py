@@ -36,7 +36,7 @@ from heads.core.eventlog.model import (
 )
 from heads.errors import FormatError
 
-__all__ = ["looks_like_tcg", "parse_tcg"]
+__all__ = ["parse_tcg"]
 
 _SHA1_HEADER: Final = struct.Struct("<II20sI")  # pcrIndex, eventType, digest, eventDataSize
 _U32: Final = struct.Struct("<I")
@@ -49,16 +49,6 @@ _SPEC_FIXED: Final = struct.Struct("<16sIBBBB")
 # A TPM has at most a handful of banks; more is garbage.
 _MAX_ALGORITHMS: Final = 32
 _HINT: Final = "is this a TCG binary event log (binary_bios_measurements)?"
-
-
-def looks_like_tcg(data: bytes) -> bool:
-    """True when the first event has the shape of a TCG log's first event."""
-    if len(data) < _SHA1_HEADER.size:
-        return False
-    etype: int
-    size: int
-    _pcr, etype, _digest, size = _SHA1_HEADER.unpack_from(data, 0)
-    return size <= len(data) - _SHA1_HEADER.size and (etype < 0x100 or etype >= 0x80000000)
 
 
 def _fail(source: str, offset: int, number: int, reason: str) -> FormatError:
