@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Final
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
-from heads.errors import ExitCode
+from heads.errors import ExitCode, TpmNotFoundError
 from heads.flows.boot_signing import Progress, RollbackCounter, sign_boot, verify_boot
 
 __all__ = ["register_boot"]
@@ -56,7 +56,15 @@ def _maybe_tpm(args: argparse.Namespace) -> Iterator[RollbackCounter | None]:
         return
     from heads.adapters.tpm import open_tpm  # noqa: PLC0415 - tpm2-pytss loads only when needed
 
-    with open_tpm(tcti_from(args)) as tpm:
+    with contextlib.ExitStack() as stack:
+        try:
+            tpm = stack.enter_context(open_tpm(tcti_from(args)))
+        except TpmNotFoundError as err:
+            raise TpmNotFoundError(
+                err.message,
+                rc=err.rc,
+                hint=f"{err.hint}; or pass --no-rollback to skip the counter",
+            ) from None
         yield tpm
 
 
