@@ -17,6 +17,7 @@ from heads.core.pcr import PcrSelection
 from heads.flows.measure import EventLogWriter, measure_digests, measure_file, measure_string
 from heads.flows.pcr_check import (
     check_pcrs,
+    default_logs,
     predict_from_logs,
     predicted_policy,
     read_log,
@@ -153,3 +154,31 @@ def test_check_names_the_first_logged_event_the_tpm_never_saw(
     assert r256.first_unexplained.source == str(cel_path)
     assert r256.first_unexplained.number == 1
     assert "not in the TPM" in r256.explanation
+
+
+def test_default_logs_prefer_the_kernels_copy_then_cbmem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fw = tmp_path / "binary_bios_measurements"
+    cel = tmp_path / "measurements.cel.jsonl"
+    fw.write_bytes(_firmware_log_bytes())
+    cel.write_text("")
+    logs = default_logs(fw, cel)
+    assert [lg.source for lg in logs] == [str(fw), str(cel)]
+    # Linux shows coreboot's TPM2 log as an empty file: fall back to `cbmem -L`.  Real cbmem
+    # needs coreboot firmware, so a stand-in prints what coreboot's cbmem prints.
+    fw.write_bytes(b"")
+    digest = _h(HashAlg.SHA256, b"fmap").hex()
+    stub = tmp_path / "bin" / "cbmem"
+    stub.parent.mkdir()
+    stub.write_text(
+        f"#!/bin/sh\nprintf 'coreboot TPM log:\\n\\n PCR-2 {digest} SHA256 [FMAP: FMAP]\\n'\n"
+    )
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}:/usr/bin:/bin")
+    (firmware,) = default_logs(fw, tmp_path / "absent.cel")
+    assert firmware.source == "cbmem -L"
+    assert firmware.events[0].description == "FMAP: FMAP"
+    # No coreboot tables (cbmem fails): no firmware log at all.
+    stub.write_text("#!/bin/sh\necho 'No coreboot table found.' >&2\nexit 1\n")
+    assert default_logs(fw, tmp_path / "absent.cel") == []

@@ -85,9 +85,10 @@ from heads.errors import ExitCode, MeasurementError, UsageError
 from heads.flows.pcr_check import (
     FIRMWARE_LOG_PATH,
     check_pcrs,
-    default_log_paths,
+    default_logs,
     predict_from_logs,
     predicted_policy,
+    read_firmware_log,
     read_log,
     read_measurement_file,
 )
@@ -232,13 +233,13 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    paths = [Path(p) for p in args.log] if args.log else default_log_paths()
-    if not paths:
+    logs = [read_log(Path(p), args.format) for p in args.log] if args.log else default_logs()
+    if not logs:
         raise UsageError(
-            f"no event log found ({FIRMWARE_LOG_PATH} is missing)",
+            f"no event log found ({FIRMWARE_LOG_PATH} is missing or empty, no `cbmem -L` log, "
+            "no heads measurement log)",
             hint="give the logs with --log (a firmware log, `cbmem -L` output, our log)",
         )
-    logs = [read_log(p, args.format) for p in paths]
     pcrs = parse_pcr_list(args.pcrs) if args.pcrs else None
     with open_tpm(tcti_from(args)) as tpm:
         result = check_pcrs(tpm, logs, pcrs)
@@ -295,13 +296,17 @@ def _predict(args: argparse.Namespace) -> int:
         raise UsageError("--no-log and --log exclude each other")
     logs: list[EventLog] = []
     if not args.no_log:
-        paths = [Path(p) for p in args.log] if args.log else [FIRMWARE_LOG_PATH]
-        if not args.log and not FIRMWARE_LOG_PATH.exists():
-            raise UsageError(
-                f"{FIRMWARE_LOG_PATH} does not exist",
-                hint="give the firmware log with --log (e.g. `cbmem -L` output), or --no-log",
-            )
-        logs = [read_log(p, args.format) for p in paths]
+        if args.log:
+            logs = [read_log(Path(p), args.format) for p in args.log]
+        else:
+            firmware = read_firmware_log()
+            if firmware is None:
+                raise UsageError(
+                    f"no firmware log: {FIRMWARE_LOG_PATH} is missing or empty and "
+                    "`cbmem -L` gives none",
+                    hint="give the firmware log with --log (e.g. `cbmem -L` output), or --no-log",
+                )
+            logs = [firmware]
         for log in logs:
             _warn(log)
     prediction = predict_from_logs(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from heads.adapters._run import run
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
     MAX_LOG_BYTES,
@@ -28,7 +29,7 @@ from heads.core.eventlog import (
     replay_logs,
 )
 from heads.core.pcr import PcrSelection
-from heads.errors import UsageError
+from heads.errors import ToolError, UsageError
 from heads.flows.measure import default_log_path
 
 if TYPE_CHECKING:
@@ -39,10 +40,12 @@ __all__ = [
     "FIRMWARE_LOG_PATH",
     "CheckResult",
     "check_pcrs",
-    "default_log_paths",
+    "default_logs",
     "order_logs",
     "predict_from_logs",
     "predicted_policy",
+    "read_cbmem_log",
+    "read_firmware_log",
     "read_log",
     "read_measurement_file",
 ]
@@ -89,9 +92,57 @@ def read_measurement_file(path: Path) -> Measurement:
     return Measurement.data(str(path), _read_capped(path, _MAX_MEASURED_FILE, "file"))
 
 
-def default_log_paths() -> list[Path]:
-    """The kernel's copy of the firmware log and our runtime log, those that exist."""
-    return [p for p in (FIRMWARE_LOG_PATH, default_log_path()) if p.exists()]
+def read_cbmem_log() -> EventLog | None:
+    """coreboot's TPM log as `cbmem -L` prints it (Heads' ``calcfuturepcr`` source).
+
+    Runs ``cbmem -L``.  None when cbmem is missing or finds no coreboot tables (not a
+    coreboot machine, or no access to /dev/mem).
+
+    Raises:
+        FormatError: cbmem printed something that is not a TPM log.
+    """
+    try:
+        result = run(["cbmem", "-L"], desc="read coreboot's TPM log", timeout_s=20, check=False)
+    except ToolError:
+        return None
+    if result.returncode != 0 or not result.stdout.strip():
+        return None
+    return parse_log(result.stdout, "cbmem -L", "coreboot")
+
+
+def read_firmware_log(path: Path = FIRMWARE_LOG_PATH) -> EventLog | None:
+    """The firmware's event log: the kernel's copy when it holds events, else `cbmem -L`.
+
+    Linux shows coreboot's TPM 2.0 CBMEM log as an empty ``binary_bios_measurements`` on
+    some boards, so an empty or absent file falls back to cbmem.  None when neither exists.
+
+    Raises:
+        UsageError: the file exists but cannot be read.
+        FormatError: the log does not parse.
+    """
+    if path.exists():
+        log = read_log(path)
+        if log.events:
+            return log
+    return read_cbmem_log()
+
+
+def default_logs(
+    firmware_path: Path = FIRMWARE_LOG_PATH, runtime_path: Path | None = None
+) -> list[EventLog]:
+    """The firmware log (see :func:`read_firmware_log`) and our runtime log, those present.
+
+    Raises:
+        UsageError, FormatError: as :func:`read_log`.
+    """
+    logs: list[EventLog] = []
+    firmware = read_firmware_log(firmware_path)
+    if firmware is not None:
+        logs.append(firmware)
+    ours = runtime_path if runtime_path is not None else default_log_path()
+    if ours.exists():
+        logs.append(read_log(ours, "cel"))
+    return logs
 
 
 def order_logs(logs: Iterable[EventLog]) -> list[EventLog]:
