@@ -26,7 +26,8 @@ Commands and their stable JSON shapes (``--json``; keys sorted, hex in lower cas
                      "digest_matches_payload": true|false|null}]}
 
 ``heads pcr check [--log LOG ...] [--format ...] [--pcrs LIST] [--tcti T] [--json]``
-    Default logs: the kernel's firmware log and our runtime log.  Exit 0 when every
+    Default logs: the kernel's firmware log (or `cbmem -L` when that is missing or empty,
+    as on coreboot boards) and our runtime log.  Exit 0 when every
     compared PCR matches, 3 otherwise::
 
         {"ok": bool,
