@@ -379,32 +379,43 @@ class _Interp:
         return self.env.get(name, "")
 
     def expand(self, tok: Token, args: Sequence[str]) -> list[str]:
+        """The argument(s) a word becomes: unquoted expansions split on blanks (as GRUB).
+
+        Raises:
+            FormatError: the word expands to more than MAX_VALUE_CHARS characters.
+        """
         fields: list[str] = []
-        current: str | None = None
+        current: list[str] | None = None  # chunks of the field being built
+        size = 0
         for part in tok.parts:
-            if isinstance(part, Literal):
-                current = (current or "") + part.text
+            text = part.text if isinstance(part, Literal) else self.lookup(part.name, args)
+            size += len(text)
+            if size > MAX_VALUE_CHARS:
+                # `$a$a$a...` with a large $a: bounded like a variable's value.
+                raise FormatError(
+                    f"command expands to more than {MAX_VALUE_CHARS} characters",
+                    source=self.current_file(),
+                    line=tok.line,
+                )
+            if isinstance(part, Literal) or part.quoted:
+                current = _join_chunks(current, text)
                 continue
-            value = self.lookup(part.name, args)
-            if part.quoted:
-                current = (current or "") + value
-                continue
-            pieces = value.split()
+            pieces = text.split()
             if not pieces:
                 continue
-            if value[:1].isspace() and current is not None:
-                fields.append(current)
+            if text[:1].isspace() and current is not None:
+                fields.append("".join(current))
                 current = None
             for i, piece in enumerate(pieces):
                 if i > 0 and current is not None:
-                    fields.append(current)
+                    fields.append("".join(current))
                     current = None
-                current = (current or "") + piece
-            if value[-1:].isspace() and current is not None:
-                fields.append(current)
+                current = _join_chunks(current, piece)
+            if text[-1:].isspace() and current is not None:
+                fields.append("".join(current))
                 current = None
         if current is not None:
-            fields.append(current)
+            fields.append("".join(current))
         return fields
 
     def expand_all(self, words: Sequence[Token], args: Sequence[str]) -> list[str]:
@@ -414,7 +425,6 @@ class _Interp:
             fields = self.expand(tok, args)
             size += sum(len(f) for f in fields)
             if size > MAX_VALUE_CHARS:
-                # `$a$a$a...` with a large $a: bounded like a variable's value.
                 raise FormatError(
                     f"command expands to more than {MAX_VALUE_CHARS} characters",
                     source=self.current_file(),
@@ -889,6 +899,13 @@ def _build_entry(
         source=pending.source,
         notes=notes,
     )
+
+
+def _join_chunks(chunks: list[str] | None, text: str) -> list[str]:
+    if chunks is None:
+        return [text]
+    chunks.append(text)
+    return chunks
 
 
 def _is_disk_name(device: str) -> bool:

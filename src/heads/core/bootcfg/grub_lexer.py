@@ -123,6 +123,8 @@ class _Lexer:
         self.line = 1
         self.tokens: list[Token] = []
         self.parts: list[Part] = []
+        self.chunks: list[str] = []
+        self.chunks_quoted: bool | None = None
         self.in_word = False
         self.word_line = 1
 
@@ -138,16 +140,29 @@ class _Lexer:
         if not self.in_word:
             self.in_word = True
             self.word_line = self.line
-        prev = self.parts[-1] if self.parts else None
-        if isinstance(part, Literal) and isinstance(prev, Literal) and prev.quoted == part.quoted:
-            self.parts[-1] = Literal(prev.text + part.text, part.quoted)
-        else:
-            self.parts.append(part)
+        if isinstance(part, Literal):
+            # Adjacent literal text of one kind is joined once, at the end (linear time).
+            if self.chunks_quoted is not None and self.chunks_quoted != part.quoted:
+                self.flush_literal()
+            self.chunks.append(part.text)
+            self.chunks_quoted = part.quoted
+            return
+        self.flush_literal()
+        self.parts.append(part)
+
+    def flush_literal(self) -> None:
+        if self.chunks_quoted is not None:
+            self.parts.append(Literal("".join(self.chunks), self.chunks_quoted))
+        self.chunks = []
+        self.chunks_quoted = None
 
     def end_word(self) -> None:
         if self.in_word:
+            self.flush_literal()
             self.emit(Token(TokenKind.WORD, self.word_line, tuple(self.parts)))
         self.parts = []
+        self.chunks = []
+        self.chunks_quoted = None
         self.in_word = False
 
     def variable(self, quoted: bool) -> None:
