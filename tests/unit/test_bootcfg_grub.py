@@ -395,3 +395,9 @@ def test_expansion_blowup_within_one_command_is_a_format_error() -> None:
     with pytest.raises(FormatError, match="expands to more than") as err:
         grub(f"set a={big}\n\necho {'$a' * 1000}")
     assert err.value.line == 3
+
+
+def test_source_fan_out_is_bounded() -> None:
+    files = {f"/grub/l{i}.cfg": (f"source /grub/l{i + 1}.cfg\n" * 10).encode() for i in range(5)}
+    with pytest.raises(FormatError, match="more than 64 source"):
+        grub("source /grub/l0.cfg\n", files)

@@ -121,3 +121,10 @@ def test_arbitrary_bytes_give_a_result_or_format_error(data: bytes) -> None:
         return
     for entry in result.entries:
         assert entry.kernel.startswith("/")
+
+
+def test_include_fan_out_is_bounded() -> None:
+    # Each level includes the next ten times: 10**5 reads without a bound.
+    files = {f"/isolinux/l{i}.cfg": (f"include l{i + 1}.cfg\n" * 10).encode() for i in range(5)}
+    with pytest.raises(FormatError, match="more than 64 includes"):
+        parse("include l0.cfg\n", files)

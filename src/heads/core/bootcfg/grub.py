@@ -56,6 +56,7 @@ MAX_INCLUDE_DEPTH: Final = 8
 MAX_CALL_DEPTH: Final = 32
 MAX_STEPS: Final = 200_000
 MAX_VALUE_CHARS: Final = 64 * 1024
+MAX_SOURCES: Final = 64  # source/configfile runs per parse, counting repeats (fan-out bound)
 _MACHINE: Final = "depends on the machine"
 _ASSIGNMENT: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _DEVICE_PREFIX: Final = re.compile(r"\(([^()]*)\)")
@@ -344,6 +345,8 @@ class _Interp:
         self.include_stack: list[str] = []
         self.problems: list[str] = []
         self.steps = 0
+        self.sources = 0
+        self.parsed: dict[str, tuple[_Node, ...]] = {}
         self.call_depth = 0
         self.cfg_dir = "/"
         self.entry: _EntryState | None = None
@@ -723,6 +726,13 @@ class _Interp:
                 source=node.file,
                 line=node.line,
             )
+        self.sources += 1
+        if self.sources > MAX_SOURCES:
+            raise FormatError(
+                f"more than {MAX_SOURCES} source/configfile commands run",
+                source=node.file,
+                line=node.line,
+            )
         data = self.files.read(resolved)
         if data is None:
             self.problems.append(f"{node.file}:{node.line}: {argv[0]} does not exist; not read")
@@ -771,7 +781,9 @@ class _Interp:
     # -- files and entries --
 
     def run_file(self, path: str, data: bytes) -> None:
-        nodes = _parse_script(data, path)
+        nodes = self.parsed.get(path)
+        if nodes is None:
+            nodes = self.parsed[path] = _parse_script(data, path)
         self.files_read.append(path)
         saved_dir = self.cfg_dir
         self.include_stack.append(path)

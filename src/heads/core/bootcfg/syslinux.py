@@ -33,6 +33,7 @@ __all__ = ["MAX_INCLUDE_DEPTH", "SyslinuxResult", "parse_syslinux"]
 
 MAX_INCLUDE_DEPTH: Final = 8
 MAX_LABELS: Final = 10_000
+MAX_READS: Final = 64  # files read per parse, counting repeats: bounds include fan-out
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,7 @@ class _State:
     labels: list[_Label] = field(default_factory=list)
     menus: list[str] = field(default_factory=list)
     default: str | None = None
+    reads: int = 0
     files_read: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -71,6 +73,13 @@ def _run(state: _State, path: str, depth: int, where: EntrySource | None) -> Non
     if depth > MAX_INCLUDE_DEPTH:
         raise FormatError(
             f"{path} is included more than {MAX_INCLUDE_DEPTH} deep (recursive include?)",
+            source=where.file if where else path,
+            line=where.line if where else None,
+        )
+    state.reads += 1
+    if state.reads > MAX_READS:
+        raise FormatError(
+            f"more than {MAX_READS} includes in one configuration",
             source=where.file if where else path,
             line=where.line if where else None,
         )
