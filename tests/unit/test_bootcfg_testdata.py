@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.conftest import shared_testdata
 
+from conftest import shared_testdata
 from heads.core.bootcfg.cmdline import build_cmdline
 from heads.core.bootcfg.discover import Discovery, discover_entries
 from heads.core.bootcfg.entry import BootEntry, parse_entry_line
