@@ -227,7 +227,24 @@ def test_default_whose_saved_hashes_are_stale_is_refused(
     assert main(["boot", "sign", str(boot), *_sign_args(owner)]) == 0
     verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
     assert main(["boot", "kexec", str(boot), "--default", *verify]) == 3
-    assert "kexec_default_hashes.txt" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "kexec_default_hashes.txt" in err
+    assert "no longer entry" not in err
+
+
+@pytest.mark.gpg
+def test_changed_menu_is_noted_but_the_saved_default_boots(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["boot", "default", str(boot), "--entry", "1"]) == 0
+    cfg = boot / "grub" / "grub.cfg"
+    cfg.write_text(cfg.read_text().replace("ro quiet", "ro quiet splash"))
+    assert main(["boot", "sign", str(boot), *_sign_args(owner)]) == 0
+    verify = ["--keyring", str(owner.keyring), "--no-rollback", "--dry-run"]
+    assert main(["boot", "kexec", str(boot), "--default", *verify]) == 0
+    out, err = capsys.readouterr()
+    assert "no longer entry 1 of the menu" in err
+    assert "--append=root=/dev/mapper/root ro quiet'" in out
 
 
 # --- with the TPM (swtpm): rollback counter, and PCR 4 before kexec -e ----------------------

@@ -23,6 +23,7 @@ from heads.core.kexec_plan import CmdlineRules, KexecPlan
 from heads.errors import ExitCode, UsageError
 from heads.flows.boot_entries import (
     boot_plan,
+    default_is_current,
     dry_run_argv,
     list_entries,
     plan_entry,
@@ -209,6 +210,11 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
     reason = "--unsafe-skip-verification given" if args.unsafe_skip_verification else None
     if args.default:
         default = read_default(bootdir)
+        if not default_is_current(bootdir, default):
+            sys.stderr.write(
+                f"note: the saved default is no longer entry {default.index} of the menu "
+                "(the boot configuration changed since it was saved); booting the saved entry\n"
+            )
         return plan_entry(
             default.entry, verified, rules=rules, default=default, unsafe_reason=reason
         )

@@ -50,6 +50,7 @@ __all__ = [
     "SavedDefault",
     "boot_plan",
     "default_entry_name",
+    "default_is_current",
     "dry_run_argv",
     "list_entries",
     "plan_entry",
@@ -216,6 +217,14 @@ def read_default(bootdir: Path) -> DefaultEntry:
     manifest = HashManifest.from_bytes(_read_small(hashes_path), source=str(hashes_path))
     digests = {"/" + os.fsdecode(rel): d for rel, d in manifest.digests().items()}
     return DefaultEntry(int(match.group(1)), entry, digests)
+
+
+def default_is_current(bootdir: Path, default: DefaultEntry) -> bool:
+    """Whether entry N of today's menu is still the saved default (Heads' ``default_select``
+    compares the two and warns that the default changed when they differ)."""
+    entries = list_entries(bootdir).entries
+    index = default.index
+    return 1 <= index <= len(entries) and entries[index - 1].to_line() == default.entry.to_line()
 
 
 def _read_small(path: Path) -> bytes:
