@@ -383,12 +383,14 @@ def _add_elf_closure(tree: _Tree, files: DebFiles, roots: Iterable[tuple[str, by
     queue = list(roots)
     seen: set[str] = set()
     missing: dict[str, str] = {}
+    loaders: set[str] = set()
     while queue:
         name, data, source = queue.pop()
         info = _elf_info(data, source)
         if info is None:
             continue
         if info.interp is not None:
+            loaders.add(PurePosixPath(info.interp).name)
             interp_path = info.interp.lstrip("/")
             if interp_path not in tree.entries:
                 loader = files.resolve(info.interp)
@@ -400,6 +402,13 @@ def _add_elf_closure(tree: _Tree, files: DebFiles, roots: Iterable[tuple[str, by
             if soname in seen:
                 continue
             seen.add(soname)
+            if soname in loaders:
+                # libc names the loader as a library too: one copy, at the PT_INTERP path.
+                tree.add(
+                    CpioEntry.symlink(f"{_LIBDIR.lstrip('/')}/{soname}", f"/lib64/{soname}"),
+                    "libc6",
+                )
+                continue
             lib = _find_lib(files, soname)
             if lib is None:
                 missing[soname] = name
@@ -505,7 +514,7 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
 
 _PROBE: Final = r"""
 import ast, importlib, json, os, pkgutil, sys
-src, site, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+src, site, extra, result = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 sys.path[:0] = [src, site]
 failed = {}
 names = set(extra)
@@ -539,14 +548,15 @@ for top, ds in md.packages_distributions().items():
 versions = {}
 for d in md.distributions(path=[site]):
     versions[d.metadata["Name"]] = d.version
-print(json.dumps({"modules": mods, "failed": failed, "dists": dists, "versions": versions}))
+with open(result, "w") as fh:
+    json.dump({"modules": mods, "failed": failed, "dists": dists, "versions": versions}, fh)
 """
 
 _COMPILE: Final = r"""
 import json, py_compile, sys
 jobs = json.load(sys.stdin)
-for src, cfile, dfile in jobs:
-    py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True,
+for src, cfile, dfile, optimize in jobs:
+    py_compile.compile(src, cfile=cfile, dfile=dfile, doraise=True, optimize=optimize,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 """
 
@@ -574,13 +584,25 @@ def _python_paths() -> tuple[Path, Path]:
 
 def _probe_python(extra: Iterable[str]) -> _PySelection:
     src, site = _python_paths()
-    out = run(
-        [sys.executable, "-I", "-c", _PROBE, str(src), str(site), json.dumps(sorted(extra))],
-        desc="find the modules the runtime imports",
-        timeout_s=300,
-        env={"PYTHONHASHSEED": "0"},
-    ).stdout
-    info: dict[str, Any] = json.loads(out)
+    # The result goes to a file: a module may print while being imported.
+    with tempfile.TemporaryDirectory(prefix="heads-probe-") as tmp:
+        result = Path(tmp) / "modules.json"
+        run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                _PROBE,
+                str(src),
+                str(site),
+                json.dumps(sorted(extra)),
+                str(result),
+            ],
+            desc="find the modules the runtime imports",
+            timeout_s=300,
+            env={"PYTHONHASHSEED": "0"},
+        )
+        info: dict[str, Any] = json.loads(result.read_bytes())
     stdlib: set[str] = set()
     tops: set[str] = set()
     site_s = str(site) + "/"
@@ -634,13 +656,14 @@ def _python_pins(sel: _PySelection) -> tuple[PythonPin, ...]:
     return tuple(pins)
 
 
-def _compile_all(jobs: list[tuple[bytes, str]], workdir: Path) -> list[bytes]:
-    """Compile sources (bytes, in-image path) to hash-based .pyc in one fixed child process."""
-    specs = []
-    for i, (source, dfile) in enumerate(jobs):
+def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[bytes]:
+    """Compile sources (bytes, in-image path, optimize level) to hash-based .pyc, in one child
+    with a fixed hash seed and order (marshal output depends on both)."""
+    specs: list[list[str | int]] = []
+    for i, (source, dfile, optimize) in enumerate(jobs):
         src = workdir / f"{i}.py"
         src.write_bytes(source)
-        specs.append([str(src), str(workdir / f"{i}.pyc"), dfile])
+        specs.append([str(src), str(workdir / f"{i}.pyc"), dfile, optimize])
     run(
         [sys.executable, "-I", "-c", _COMPILE],
         desc="compile Python modules",
@@ -649,6 +672,24 @@ def _compile_all(jobs: list[tuple[bytes, str]], workdir: Path) -> list[bytes]:
         env={"PYTHONHASHSEED": "0"},
     )
     return [(workdir / f"{i}.pyc").read_bytes() for i in range(len(jobs))]
+
+
+def _strip_elf(data: bytes, workdir: Path) -> bytes:
+    """Drop symbol tables from a wheel's extension module (cryptography's _rust.so: 14 -> 11
+    MB, tpm2-pytss's: 2.7 -> 0.9 MB); Debian's own binaries are stripped already."""
+    if _elf_info(data, "extension module") is None:
+        return data
+    src, dst = workdir / "strip-in.so", workdir / "strip-out.so"
+    src.write_bytes(data)
+    run(
+        ["strip", "--strip-unneeded", "-o", dst, src],
+        desc="strip an extension module",
+        timeout_s=120,
+    )
+    out = dst.read_bytes()
+    src.unlink()
+    dst.unlink()
+    return out
 
 
 def _stored_zip(members: Mapping[str, bytes]) -> bytes:
@@ -667,7 +708,9 @@ def _add_python(
 ) -> tuple[list[tuple[str, bytes, str]], dict[str, bytes]]:
     """Stdlib zip, lib-dynload, third-party and heads .pyc. Returns (ELF roots, zip members)."""
     roots: list[tuple[str, bytes, str]] = []
-    jobs: list[tuple[bytes, str]] = []
+    # Stdlib and third-party code is compiled with docstrings and asserts removed (-OO: about
+    # 0.4 MiB less after compression); heads keeps both.
+    jobs: list[tuple[bytes, str, int]] = []
     targets: list[tuple[str, str]] = []  # ("zip" | "tree", path)
     for path in sel.stdlib:
         rel = path.removeprefix(_STDLIB + "/")
@@ -682,16 +725,17 @@ def _add_python(
             tree.add(CpioEntry.file(dst, entry.data, executable=True), files.origin(path) or "?")
             roots.append((dst, entry.data, path))
         elif path.endswith(".py"):
-            jobs.append((entry.data, path))
+            jobs.append((entry.data, path, 2))
             targets.append(("zip", rel[:-3] + ".pyc"))
     for dist, paths in sorted(sel.packages.items()):
         for p in paths:
             rel = p.relative_to(sel.site).as_posix()
             data = p.read_bytes()
             if p.suffix == ".py":
-                jobs.append((data, f"/{_SITE}/{rel}"))
+                jobs.append((data, f"/{_SITE}/{rel}", 2))
                 targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
             else:
+                data = _strip_elf(data, workdir)
                 tree.add(CpioEntry.file(f"{_SITE}/{rel}", data, executable=True), dist)
                 roots.append((f"{_SITE}/{rel}", data, str(p)))
     src, _site = _python_paths()
@@ -699,7 +743,7 @@ def _add_python(
         rel = p.relative_to(src).as_posix()
         if rel.startswith("heads/testing/") or "__pycache__" in rel:
             continue
-        jobs.append((p.read_bytes(), f"/{_SITE}/{rel}"))
+        jobs.append((p.read_bytes(), f"/{_SITE}/{rel}", 0))
         targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
     pycs = _compile_all(jobs, workdir)
     zip_members: dict[str, bytes] = {}
@@ -713,6 +757,32 @@ def _add_python(
 
 
 # ------------------------------------------------------------------------------------ build
+
+
+def _in_top(path: str) -> bool:
+    return path == "init" or path.startswith(f"{_SITE}/heads/") or path == f"{_SITE}/heads"
+
+
+def _compress(data: bytes, cache: Path | None, say: Progress) -> bytes:
+    """zstd with fixed settings; a cached result is used only if it decompresses to ``data``."""
+    key = _sha(data + " ".join(_ZSTD_ARGS).encode())
+    cached = cache / f"{key}.zst" if cache is not None else None
+    if cached is not None and cached.is_file():
+        frame = cached.read_bytes()
+        back = run(
+            ["zstd", "-dc", "-q"], desc="check a cached compressed archive", stdin=frame
+        ).stdout
+        if back == data:
+            say("base archive: compressed form taken from the cache (verified)")
+            return frame
+    if len(data) > 1 << 20:
+        say(f"compressing {len(data) / 2**20:.1f} MiB with zstd {_ZSTD_ARGS[0]} (slow once)")
+    frame = run(
+        ["zstd", *_ZSTD_ARGS], desc="compress the initramfs", timeout_s=900, stdin=data
+    ).stdout
+    if cached is not None:
+        _atomic_write(cached, frame)
+    return frame
 
 
 def _default_init() -> Path:
@@ -757,6 +827,7 @@ def build_payload(
     init_script: Path | None = None,
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
+    compression_cache: bool = True,
 ) -> Payload:
     """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
 
@@ -768,6 +839,8 @@ def build_payload(
         source_date_epoch: the one mtime of every member (default: the lock's value, or
             ``$SOURCE_DATE_EPOCH`` when set).
         progress: called with one short line per stage.
+        compression_cache: reuse a cached zstd output of an identical base archive (checked by
+            decompressing it); :func:`check_reproducible` turns this off.
 
     Returns:
         The paths and sizes of what was built.
@@ -813,13 +886,22 @@ def build_payload(
     say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
         tree, zip_members, kernel, kver = _assemble(lock, files, sel, init, Path(tmp))
-    buf = io.BytesIO()
-    write_newc(tree.entries.values(), buf, mtime=epoch)
-    cpio = buf.getvalue()
-    say(f"initramfs: {len(tree.entries)} members, {len(cpio) / 2**20:.1f} MiB uncompressed")
-    zstd = run(
-        ["zstd", *_ZSTD_ARGS], desc="compress the initramfs", timeout_s=600, stdin=cpio
-    ).stdout
+    # Two archives, concatenated: the kernel unpacks each in turn (as it does for early
+    # microcode + initramfs).  The base (Debian files, Python, libraries) rarely changes, so its
+    # slow zstd -19 output is cached; the top part (heads itself and /init) is small.
+    top = [e for p, e in tree.entries.items() if _in_top(p)]
+    base = [e for p, e in tree.entries.items() if not _in_top(p)]
+    cpios = []
+    for part in (base, top):
+        buf = io.BytesIO()
+        write_newc(part, buf, mtime=epoch)
+        cpios.append(buf.getvalue())
+    total = sum(len(c) for c in cpios)
+    say(f"initramfs: {len(tree.entries)} members, {total / 2**20:.1f} MiB uncompressed")
+    zcache = cache_dir / "zstd" if compression_cache else None
+    frames = [_compress(c, zcache, say) for c in cpios]
+    zstd = b"".join(frames)
+    cpio = b"".join(cpios)
     members = {path: _member_digest(e) for path, e in tree.entries.items()}
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
@@ -840,6 +922,10 @@ def build_payload(
             "size": len(zstd),
             "cpio_sha256": _sha(cpio),
             "cpio_size": len(cpio),
+            "parts": [
+                {"cpio_sha256": _sha(c), "cpio_size": len(c), "zstd_size": len(f)}
+                for c, f in zip(cpios, frames, strict=True)
+            ],
             "compression": "zstd " + " ".join(_ZSTD_ARGS[:2]),
         },
         "members": members,
@@ -915,6 +1001,7 @@ def check_reproducible(
             lock_path=lock_path,
             init_script=init_script,
             progress=say,
+            compression_cache=False,
         )
         old_umask = os.umask(0o077)
         try:
@@ -925,6 +1012,7 @@ def check_reproducible(
                 lock_path=lock_path,
                 init_script=init_script,
                 progress=say,
+                compression_cache=False,
             )
         finally:
             os.umask(old_umask)
