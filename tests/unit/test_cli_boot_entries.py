@@ -147,10 +147,11 @@ def test_kexec_dry_run_unsafe_prints_the_exact_command(
     assert main([*args, "--remove", "single", "--board-add", "intel_iommu=on"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "verified by: NOTHING (unsafe boot)"
+    red = ",".join(["0xff"] * 16)
     assert out[2] == (
         f"kexec -s -l {boot}/vmlinuz-6.1 "
         f"'--initrd=<concatenation of {boot}/intel-ucode.img {boot}/initrd.img-6.1>' "
-        "'--append=root=/dev/mapper/root ro intel_iommu=on'"
+        f"'--append=vt.default_red={red} root=/dev/mapper/root ro intel_iommu=on'"
     )
 
 

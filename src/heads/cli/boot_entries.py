@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
+from heads.core.bootcfg.cmdline import FORCE_BOOT_ADD, FORCE_BOOT_REMOVE
 from heads.core.bootcfg.discover import Discovery
 from heads.core.bootcfg.entry import BootEntry
 from heads.core.bootcfg.grub import GrubContext
@@ -191,11 +192,11 @@ def _cmd_default(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
-    rules = CmdlineRules(
-        add=args.add or "",
-        remove=tuple((args.remove or "").split()),
-        board_add=args.board_add or "",
-    )
+    add, remove = args.add or "", tuple((args.remove or "").split())
+    if args.unsafe_skip_verification:
+        # As Heads' forced boot: the unverified OS runs on a red console.
+        add, remove = f"{add} {FORCE_BOOT_ADD}".strip(), (*remove, *FORCE_BOOT_REMOVE)
+    rules = CmdlineRules(add=add, remove=remove, board_add=args.board_add or "")
     verified = None
     if args.unsafe_skip_verification:
         _log.warning("--unsafe-skip-verification: /boot is NOT verified")
@@ -332,7 +333,7 @@ def register_boot(boot_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     kexec.add_argument(
         "--unsafe-skip-verification",
         action="store_true",
-        help="boot files that were NOT verified (recovery only)",
+        help="boot files that were NOT verified (recovery only; red console, as Heads)",
     )
     kexec.add_argument("--add", metavar="PARAMS", help="parameters to add (ISO boot)")
     kexec.add_argument("--remove", metavar="WORDS", help="parameters to remove")

@@ -10,12 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["BLOB_JAIL_PARAM", "ISO_KEYS", "build_cmdline", "strip_separator"]
+__all__ = [
+    "BLOB_JAIL_PARAM",
+    "FORCE_BOOT_ADD",
+    "FORCE_BOOT_REMOVE",
+    "ISO_KEYS",
+    "build_cmdline",
+    "strip_separator",
+]
 
 # Parameters that tell a live system where its ISO is; the ISO boot's values replace the
 # entry's (HEADS_REFERENCE §2.8, kexec-boot.sh).
 ISO_KEYS: Final = ("iso-scan/filename", "findiso", "img_dev", "img_loop", "iso", "live-media")
 BLOB_JAIL_PARAM: Final = "firmware_class.path=/firmware/"
+# Heads' "Ignore tampering and force a boot": a red console, no splash hiding it
+# (kexec-select-boot.sh -f).  vt.default_red takes the 16 palette entries (kernel-parameters).
+FORCE_BOOT_ADD: Final = "vt.default_red=" + ",".join(["0xff"] * 16)
+FORCE_BOOT_REMOVE: Final = ("splash", "quiet")
 
 
 def strip_separator(cmdline: str) -> str:
