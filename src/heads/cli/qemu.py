@@ -40,6 +40,8 @@ _DEFAULT_PAYLOAD: Final = Path("out/payload")
 _DEFAULT_DEMO_DIR: Final = Path("out/qemu-demo")
 _MARKS: Final = (
     ("init", "first line of /init"),
+    ("python", "Python started"),
+    ("runtime", "runtime imported"),
     ("totp", "TOTP shown"),
     ("kexec", "kexec"),
     ("os", "OS marker"),

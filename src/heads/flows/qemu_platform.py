@@ -394,7 +394,8 @@ class BootResult:
     Attributes:
         transcript: the console transcript file.
         returncode: QEMU's exit status.
-        marks: seconds from QEMU start to ``init`` (first init line), ``totp`` (code shown),
+        marks: seconds from QEMU start to ``init`` (first line of /init), ``python``
+            (interpreter up), ``runtime`` (runtime imported), ``totp`` (code shown),
             ``kexec`` and ``os`` (the OS's marker); absent when not reached.
         totp: (code, UTC time string) the runtime showed, if any.
         otpauth_uri: the provisioning URI (first boot only).
@@ -456,6 +457,8 @@ def _result(transcript: Path, rc: int, lines: Sequence[ConsoleLine]) -> BootResu
     marks: dict[str, float] = {}
     for name, pattern in (
         ("init", _RE_INIT),
+        ("python", r"^heads: python started"),
+        ("runtime", r"^heads: runtime started"),
         ("totp", _RE_TOTP),
         ("kexec", _RE_KEXEC),
         ("os", "^" + re.escape(OS_MARKER)),

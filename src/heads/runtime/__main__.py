@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 import traceback
 
-from heads.runtime.boot import EXIT_POWEROFF, main
+# First line from Python: the console shows when the interpreter is up, before the imports.
+print("heads: python started", flush=True)
+
+from heads.runtime.boot import EXIT_POWEROFF, main  # noqa: E402 - after the marker on purpose
 
 if __name__ == "__main__":
     try:

@@ -43,12 +43,9 @@ from typing import Final, TextIO
 
 from heads.adapters._run import run
 from heads.adapters.tpm import Tpm, open_tpm
-from heads.core.bootcfg import EntryKind, parse_entry_line
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
-from heads.core.qr import qr_matrix, render_half_blocks
 from heads.errors import HeadsError, KexecError, UsageError, VerificationError
-from heads.flows.boot_signing import verify_boot
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
 
@@ -226,6 +223,8 @@ def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
         )
         con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
         con.say(f"TOTP URI {prov.uri}")
+        from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
+
         con.raw(render_half_blocks(qr_matrix(prov.uri)))
     code = show_totp(tpm, now=env.now())
     stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -265,6 +264,10 @@ def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> _Plan:
         BootRefused: /boot does not verify; the report names what differs.
         HeadsError: no default entry, or it names a file the signed hashes do not cover.
     """
+    # Imported here, after the TOTP code is on the screen: the owner sees it sooner.
+    from heads.core.bootcfg import EntryKind, parse_entry_line  # noqa: PLC0415
+    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415
+
     keyring = env.root / ".gnupg" / "pubring.kbx"
     if not keyring.is_file():
         raise BootRefused("no keyring in the firmware image", [f"{keyring}: missing"])
