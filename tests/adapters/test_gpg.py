@@ -80,9 +80,10 @@ def test_garbage_or_truncated_signature_is_no_valid_data(
 
 def test_expired_key_is_reported_as_expired(tmp_path: Path) -> None:
     with GpgHome() as home:
-        old = "20200101T000000"
-        fpr = make_owner_key(home.path, expire="1d", faked_time=old)
-        # gpg refuses to sign with an expired key today, so sign at the key's birth.
+        fpr = make_owner_key(home.path, expire="1d", faked_time="20200101T000000")
+        # gpg refuses to sign with an expired key today, so sign while it was valid: twelve
+        # hours after its creation (each faked clock starts afresh, so signing at the same
+        # faked instant could land before the key's creation second and be refused).
         sig = run(
             [
                 "gpg",
@@ -90,7 +91,7 @@ def test_expired_key_is_reported_as_expired(tmp_path: Path) -> None:
                 str(home.path),
                 "--batch",
                 "--faked-system-time",
-                old,
+                "20200101T120000",
                 "--armor",
                 "--detach-sign",
                 "-u",
