@@ -4,4 +4,4 @@ set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$top/scripts/setup.sh"
 cd "$top"
-exec heads tpm demo "$@"
+exec heads qemu demo "$@"
