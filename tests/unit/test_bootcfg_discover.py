@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from heads.adapters.bootdir import BootDir
 from heads.core.bootcfg.discover import discover_entries, find_configs
@@ -164,3 +166,29 @@ title Other
     )
     (other,) = found.dropped
     assert "chainloader" in other.reason
+
+
+_cfg_text = st.lists(
+    st.sampled_from(
+        [
+            "menuentry 'a' {", "}", "linux /k", "initrd /i", "label x", "kernel /k",
+            "append initrd=/i q", "include a.cfg", "source /grub/grub.cfg", "if [ -f /k ]; then",
+            "fi", "blscfg", "title T", "options $kernelopts", "\\", "'", "\0", "\xff",
+        ]
+    ),
+    max_size=25,
+).map("\n".join)  # fmt: skip
+_names = st.sampled_from(
+    [
+        "/grub/grub.cfg", "/isolinux/isolinux.cfg", "/isolinux/a.cfg", "/grub/grub.conf",
+        "/loader/entries/x.conf", "/boot/grub/loopback.cfg", "/k", "/i", "/grub/grubenv",
+    ]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_names, _cfg_text.map(lambda t: t.encode("utf-8", "surrogateescape"))))
+def test_any_tree_gives_a_discovery(files: dict[str, bytes]) -> None:
+    found = discover_entries(MemoryTree(files), media=True)
+    for entry in found.entries:
+        assert all(MemoryTree(files).is_file(p) for p in entry.files)

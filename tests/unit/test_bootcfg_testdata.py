@@ -335,3 +335,9 @@ def test_efi_platform_selects_the_efi_branches() -> None:
     assert "Test memory" not in titles  # only in the non-EFI branch
     dropped = {d.title: d.reason for d in found.dropped}
     assert "fwsetup" in dropped["UEFI Firmware Settings"]
+
+
+@pytest.mark.parametrize(("kind", "case"), CASES)
+def test_every_real_entry_round_trips_through_the_line_format(kind: str, case: str) -> None:
+    for entry in _discover(kind, case).entries:
+        assert parse_entry_line(entry.to_line()) == entry

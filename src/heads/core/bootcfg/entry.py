@@ -97,7 +97,9 @@ class BootEntry:
     initrds: tuple[str, ...] = ()
     cmdline: str = ""
     modules: tuple[MultibootModule, ...] = ()
-    submenu: tuple[str, ...] = ()
+    # Where the entry sits and why it looks as it does are not part of what it boots (nor of
+    # its line): equality is the line's content.
+    submenu: tuple[str, ...] = field(default=(), compare=False)
     source: EntrySource | None = field(default=None, compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
 
