@@ -191,6 +191,7 @@ class QemuConsole:
         *,
         transcript: Path,
         echo: Callable[[ConsoleLine], None] | None = None,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         require_tool(QEMU, package="qemu-system-x86")
         if not spec.firmware.is_file():
@@ -201,6 +202,9 @@ class QemuConsole:
         self.transcript = transcript
         self.lines: list[ConsoleLine] = []
         self._echo = echo
+        # The transcript is a file: what the guest shows once to a person (a provisioned
+        # secret) must not be kept in it.  The lines kept in memory are unchanged.
+        self._redact = redact or (lambda text: text)
         self._cond = threading.Condition()
         self._eof = False
         self._partial = b""
@@ -230,7 +234,7 @@ class QemuConsole:
     def _add_line(self, raw: bytes) -> None:
         text = raw.decode("utf-8", "replace").rstrip("\r")
         line = ConsoleLine(time.monotonic() - self.t0, text)
-        self._tfile.write(f"[{line.t_s:8.3f}] {text}\n")
+        self._tfile.write(f"[{line.t_s:8.3f}] {self._redact(text)}\n")
         self._tfile.flush()
         self.lines.append(line)
         if self._echo is not None:

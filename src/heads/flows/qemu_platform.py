@@ -62,6 +62,7 @@ __all__ = [
     "cached_payload",
     "create_machine",
     "provision_machine",
+    "redact_console",
     "run_demo",
     "tamper_os_kernel",
     "totp_matches",
@@ -418,6 +419,17 @@ class BootResult:
     lines: tuple[ConsoleLine, ...] = field(repr=False)
 
 
+_RE_SECRET: Final = re.compile(r"(secret=)[A-Za-z2-7=]+")
+_QR_CHARS: Final = frozenset("█▀▄ ")
+
+
+def redact_console(text: str) -> str:
+    """A console line fit for the transcript file: TOTP secrets and QR codes removed."""
+    if len(text) > 8 and set(text) <= _QR_CHARS:
+        return "[QR code line not kept]"
+    return _RE_SECRET.sub(r"\1****", text)
+
+
 def _next_boot_dir(machine: Machine) -> Path:
     boots = machine.root / "boots"
     boots.mkdir(parents=True, exist_ok=True)
@@ -514,7 +526,7 @@ def boot_machine(
     with serve_qemu(machine.tpm_state) as swtpm:
         assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
         spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "batch")
-        with QemuConsole(spec, transcript=transcript, echo=echo) as console:
+        with QemuConsole(spec, transcript=transcript, echo=echo, redact=redact_console) as console:
             rc = console.wait(timeout_s=timeout_s)
             lines = list(console.lines)
     return _result(transcript, rc, lines)
