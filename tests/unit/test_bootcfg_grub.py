@@ -318,6 +318,12 @@ def test_search_keeps_paths_on_the_boot_partition_or_drops_foreign_ones() -> Non
     assert "another device" in known.dropped[0].reason
 
 
+def test_search_fs_uuid_short_form_sets_the_named_variable() -> None:
+    cfg = "search.fs_uuid 2222 other\nmenuentry there { linux ($other)/vmlinuz }"
+    assert grub(cfg, boot_uuid="1111").dropped[0].reason.startswith("kernel")
+    assert grub(cfg, boot_uuid="2222").entries[0].kernel == "/vmlinuz"
+
+
 def test_source_reads_other_files_and_reports_missing_ones() -> None:
     result = grub(
         "source /grub/more.cfg\nsource /grub/missing.cfg",

@@ -569,10 +569,6 @@ class _Interp:
             return True
         if name not in _NO_EFFECT:
             self.skipped[name] += 1
-        if name in ("true",):
-            return True
-        if name in ("false",):
-            return False
         return None
 
     def call(
@@ -618,9 +614,20 @@ class _Interp:
     def cmd_false(self, node: _Command, argv: list[str]) -> bool | None:
         return False
 
-    def cmd_search(self, node: _Command, argv: list[str]) -> bool | None:
+    def cmd_search_uuid(self, node: _Command, argv: list[str]) -> bool | None:
+        # search.fs_uuid UUID [VAR]
+        return self.cmd_search(node, argv, mode="uuid", positional_var=True)
+
+    def cmd_search_label(self, node: _Command, argv: list[str]) -> bool | None:
+        return self.cmd_search(node, argv, mode="label", positional_var=True)
+
+    def cmd_search_file(self, node: _Command, argv: list[str]) -> bool | None:
+        return self.cmd_search(node, argv, mode="file", positional_var=True)
+
+    def cmd_search(
+        self, node: _Command, argv: list[str], mode: str = "file", *, positional_var: bool = False
+    ) -> bool | None:
         var = "root"
-        mode = "file"
         targets: list[str] = []
         i = 0
         while i < len(argv):
@@ -646,6 +653,8 @@ class _Interp:
         if not targets:
             return None
         target = targets[0]
+        if positional_var and len(targets) > 1:
+            var = targets[1]
         device = self.search_device(mode, target)
         if device is None:
             # Not in this tree: GRUB would look on the machine's other disks.  On failure it
@@ -1063,9 +1072,9 @@ _COMMANDS: Final = {
     "true": _Interp.cmd_true,
     "false": _Interp.cmd_false,
     "search": _Interp.cmd_search,
-    "search.file": _Interp.cmd_search,
-    "search.fs_uuid": _Interp.cmd_search,
-    "search.fs_label": _Interp.cmd_search,
+    "search.file": _Interp.cmd_search_file,
+    "search.fs_uuid": _Interp.cmd_search_uuid,
+    "search.fs_label": _Interp.cmd_search_label,
     "probe": _Interp.cmd_probe,
     "load_env": _Interp.cmd_load_env,
     "source": _Interp.cmd_source,
