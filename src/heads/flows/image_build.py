@@ -753,6 +753,9 @@ def _add_python(
         else:
             tree.add(CpioEntry.file(dst, pyc), "python")
     tree.add(CpioEntry.file("usr/lib/python311.zip", _stored_zip(zip_members)), "python")
+    # Read by the runtime's init.sh before it starts Python.
+    env = f"PYTHONHOME=/usr\nPYTHONPATH=/{_SITE}\nPYTHONDONTWRITEBYTECODE=1\n"
+    tree.add(CpioEntry.file("etc/heads/python.env", env.encode()), "heads")
     return roots, zip_members
 
 
