@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import require_tools
@@ -168,6 +168,7 @@ def test_keybox_keyring_as_stored_in_the_rom_verifies(owner: tuple[Path, str]) -
     assert verify_detached(sig, DATA, home / "pubring.kbx").verdict is GpgVerdict.GOOD
 
 
+@settings(deadline=None)
 @given(
     st.lists(
         st.sampled_from(

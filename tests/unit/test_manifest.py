@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heads.core.manifest import (
@@ -194,6 +194,7 @@ def test_unreadable_file_is_changed_with_the_reason() -> None:
     assert "Permission denied" in check.files[0].reason
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=600))
 def test_arbitrary_bytes_give_a_manifest_or_format_error(data: bytes) -> None:
     for parse in (HashManifest.from_bytes, TreeList.from_bytes):
@@ -217,6 +218,7 @@ names = st.lists(
 ).map(b"/".join)
 
 
+@settings(deadline=None)
 @given(st.dictionaries(names, st.binary(min_size=32, max_size=32), max_size=20))
 def test_build_then_parse_round_trips(digests: dict[bytes, bytes]) -> None:
     m = HashManifest.build(digests)
@@ -227,6 +229,7 @@ def test_build_then_parse_round_trips(digests: dict[bytes, bytes]) -> None:
     assert TreeList.from_bytes(tree.to_bytes()).paths == frozenset({b"", *digests})
 
 
+@settings(deadline=None)
 @given(
     st.dictionaries(names, st.binary(min_size=32, max_size=32), min_size=1, max_size=12),
     st.data(),

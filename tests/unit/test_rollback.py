@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heads.core.rollback import (
@@ -75,6 +75,7 @@ def test_malformed_binding_is_a_format_error(raw: bytes, reason: str) -> None:
         RollbackBinding.from_bytes(raw)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_give_a_binding_or_format_error(data: bytes) -> None:
     try:
@@ -84,6 +85,7 @@ def test_arbitrary_bytes_give_a_binding_or_format_error(data: bytes) -> None:
     assert binding.to_bytes() == data
 
 
+@settings(deadline=None)
 @given(st.integers(0x01000000, 0x01FFFFFF), st.integers(0, 2**63))
 def test_round_trip_and_check_for_any_counter(index: int, value: int) -> None:
     binding = RollbackBinding.from_bytes(RollbackBinding.for_counter(index, value).to_bytes())
