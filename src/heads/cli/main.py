@@ -24,7 +24,16 @@ _GROUPS: Final = ("tpm", "pcr", "boot", "totp", "hotp", "build", "qemu")
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _wanted_groups(argv: Sequence[str]) -> tuple[str, ...]:
+    """Only the group being run is imported (each pulls in heavy modules); all for help."""
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        return (arg,) if arg in _GROUPS else _GROUPS
+    return _GROUPS
+
+
+def _build_parser(groups: Sequence[str] = _GROUPS) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="heads",
         description="Tamper-evident boot: TPM measurements, owner attestation, signed /boot.",
@@ -32,7 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"heads {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for name in _GROUPS:
+    for name in groups:
         try:
             module = importlib.import_module(f"heads.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -53,8 +62,9 @@ def _render(err: HeadsError) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
-    parser = _build_parser()
-    args = parser.parse_args(argv)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(_wanted_groups(args_list))
+    args = parser.parse_args(args_list)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -51,7 +51,7 @@ class HashAlg(Enum):
     def hash(self, data: bytes) -> bytes:
         """Digest of ``data``.  Raises ValueError for SM3 when OpenSSL lacks it."""
         try:
-            return hashlib.new(self.value.replace("_", ""), data).digest()
+            return hashlib.new(_OPENSSL_NAMES[self], data).digest()
         except ValueError as exc:  # pragma: no cover - depends on the OpenSSL build
             raise ValueError(f"{self.value} is not available in this Python's OpenSSL") from exc
 
@@ -62,6 +62,13 @@ _ALG_IDS: Final = {
     HashAlg.SHA384: 0x000C,
     HashAlg.SHA512: 0x000D,
     HashAlg.SM3_256: 0x0012,
+}
+_OPENSSL_NAMES: Final = {
+    HashAlg.SHA1: "sha1",
+    HashAlg.SHA256: "sha256",
+    HashAlg.SHA384: "sha384",
+    HashAlg.SHA512: "sha512",
+    HashAlg.SM3_256: "sm3",
 }
 _SIZES: Final = {
     HashAlg.SHA1: 20,
