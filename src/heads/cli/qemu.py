@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 from heads.adapters.qemu import ConsoleLine
+from heads.core.qr import qr_matrix, render_half_blocks
 from heads.errors import ExitCode
 from heads.flows.image_build import default_cache_dir
 from heads.flows.qemu_platform import (
@@ -123,6 +124,11 @@ def _demo(args: argparse.Namespace) -> int:
     for n, result in enumerate(report.boots, start=1):
         print(f"  boot {n}: console transcript {result.transcript}")
         _print_boot(result)
+    uri = report.boots[0].otpauth_uri if report.boots else None
+    if uri is not None:
+        # What the guest showed on its console at provisioning: scan it to follow along.
+        print("  TOTP secret provisioned on boot 1 (scan with an authenticator app):")
+        print(render_half_blocks(qr_matrix(uri)))
     for name, passed in report.checks:
         print(f"  [{'ok' if passed else 'FAILED'}] {name}")
     if not report.ok:

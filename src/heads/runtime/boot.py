@@ -45,7 +45,13 @@ from heads.adapters._run import run
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
-from heads.errors import HeadsError, KexecError, UsageError, VerificationError
+from heads.errors import (
+    HeadsError,
+    KexecError,
+    MeasurementError,
+    UsageError,
+    VerificationError,
+)
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
 
@@ -66,6 +72,7 @@ TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,
 USER_FILE_PREFIX: Final = "heads/initrd"
 _PCR_BOOT_MODE: Final = 4
 _PCR_MODULES: Final = 5
+_PCR_PAYLOAD_STUB: Final = 9
 _PCR_USER_FILES: Final = 7
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
@@ -198,21 +205,55 @@ def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Co
     return count
 
 
-def _read_firmware_log(env: RuntimeEnv, con: _Console) -> bytes:
+def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None:
+    """The firmware's TCG log, replayed against the TPM (reported, never fatal).
+
+    Returns:
+        PCR 4's firmware-only sha256 value from the log, or None without a usable log.
+    """
+    from heads.core.eventlog import parse_tcg, replay_logs  # noqa: PLC0415 - large, once
+    from heads.flows.totp import firmware_pcr4  # noqa: PLC0415
+
     try:
         data = env.firmware_log.read_bytes()
     except OSError as exc:
         con.say(f"no firmware event log at {env.firmware_log} ({exc.strerror})")
-        return b""
-    con.say(f"firmware event log: {len(data)} bytes")
-    return data
+        return None
+    try:
+        log = parse_tcg(data, source=str(env.firmware_log))
+        pcr4 = firmware_pcr4(data, source=str(env.firmware_log))
+    except HeadsError as err:
+        con.say(f"firmware event log unusable: {err.message}")
+        return None
+    replayed = replay_logs([log], banks=[HashAlg.SHA256]).pcrs.get(HashAlg.SHA256, {})
+    firmware_pcrs = sorted(i for i in replayed if i < 10)
+    live = tpm.read_pcrs(HashAlg.SHA256, firmware_pcrs)
+    differ = [i for i in firmware_pcrs if live[i] != replayed[i]]
+    verdict = "matches the TPM" if not differ else f"DIFFERS from the TPM in PCR {differ}"
+    con.say(
+        f"firmware event log: {len(log.events)} events; replay of PCRs "
+        f"{','.join(map(str, firmware_pcrs))} {verdict}"
+    )
+    if env.profile == "uefi":
+        # The kernel's EFI stub, not OVMF, measures the initrd and command line (lab §1.3):
+        # a stub without TPM support would leave PCR 9 unmeasured.
+        tags = sum(1 for e in log.events if e.pcr == _PCR_PAYLOAD_STUB)
+        if tags < 2:
+            con.say("warning: no initrd/command-line measurements in PCR 9 (EFI stub)")
+    return pcr4
 
 
-def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
+def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: bytes | None) -> None:
     """First boot: seal a new secret and show it; every boot: show the code."""
     if not totp_exists(tpm):
         # PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.
+        # Where the firmware log gave that value too, the two must agree.
         current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
+        if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
+            raise MeasurementError(
+                "PCR 4 differs from its firmware-only value in the event log: "
+                "something extended it before the runtime; not sealing the TOTP secret"
+            )
         prov = seal_totp(
             tpm,
             pcr4_firmware=current_pcr4,
@@ -366,8 +407,8 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
             try:
                 _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
-                _read_firmware_log(env, con)
-                _totp(env, tpm, con)
+                pcr4_firmware = _read_firmware_log(env, tpm, con)
+                _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
                 plan = _verify_and_plan(env, tpm, con)
                 measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
