@@ -58,6 +58,8 @@ def test_demo_three_boots(tmp_path: Path) -> None:
     assert first.os_up, _where(first)
     assert (4, "string", "generic") in first.log, _where(first)
     assert first.returncode == 0, _where(first)
+    # OVMF's log replays to the TPM's PCRs (checked before the runtime extends anything).
+    assert any("replay of PCRs" in ln.text and "matches the TPM" in ln.text for ln in first.lines)
     # The secret was shown to the person at the console, but is not kept in the transcript.
     secret_b32 = first.otpauth_uri.split("secret=", 1)[1].split("&", 1)[0]
     assert secret_b32 not in first.transcript.read_text(encoding="utf-8")

@@ -4,17 +4,17 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (HEADS_REF
 rows 1, 2, 8, 9, 28, 39), for a serial console and for tests:
 
 1. find the TPM;
-2. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
-3. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
+2. read the firmware event log and replay it against the TPM's PCRs (a report, not a gate);
+3. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
+4. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
    ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
-4. read the firmware event log;
 5. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
    value: nothing of ours has extended it yet) and print the otpauth URI and its QR code;
    every boot: unseal it and print the code;
 6. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
    entry, extend PCR 4 with ``generic`` and kexec.
 
-Any failure of 5-6 prints an integrity report naming what failed, extends PCR 4 with
+Any failure of 3-6 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
 
@@ -405,9 +405,10 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
             banks = ",".join(a.value for a in tpm.banks())
             con.say(f"TPM found: {info.manufacturer} at {env.tcti} (banks {banks})")
             try:
+                # The firmware log first: compared with the TPM before we extend anything.
+                pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
-                pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
                 plan = _verify_and_plan(env, tpm, con)
