@@ -333,6 +333,11 @@ def provision_machine(machine: Machine, *, os_kernel: Path, say: Say | None = No
     tell = say or (lambda _m: None)
     if not is_manufactured(machine.tpm_state):
         raise UsageError(f"{machine.root} has no TPM yet", hint="run heads qemu create first")
+    if not os_kernel.is_file():
+        raise UsageError(
+            f"no kernel for the OS disk at {os_kernel}",
+            hint="build the payload first (heads build) or pass --payload DIR",
+        )
     fpr = _owner_key(machine)
     keyring = _gpg(machine.gnupghome, "--export", fpr, desc="export the owner's public key")
     write_atomic(machine.keyring, keyring)
