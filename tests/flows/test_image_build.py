@@ -3,11 +3,15 @@ and the result boots under OVMF with a TPM (Python, tpm2-pytss, kexec, gpgv, mod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.conftest import require_tools
 
 from heads.adapters._run import run
@@ -20,6 +24,8 @@ from heads.flows.image_build import (
     Payload,
     PayloadLock,
     PythonPin,
+    _elf_info,
+    _modinfo,
     build_payload,
     check_reproducible,
     default_cache_dir,
@@ -183,3 +189,26 @@ def test_payload_boots_and_runs_python_with_the_tpm(built: Payload, tmp_path: Pa
     assert not any("insmod failed" in s for s in smoke), smoke
     for want in ("fw_cfg ok", "kexec-tools 2.0", "gpgv (GnuPG) 2.2", "python ok, random 8", "done"):
         assert any(want in s for s in smoke), (want, smoke)
+
+
+def test_elf_reader_agrees_with_readelf() -> None:
+    require_tools("readelf")
+    binary = Path("/usr/bin/python3.11").resolve()
+    info = _elf_info(binary.read_bytes(), str(binary))
+    assert info is not None
+    out = run(["readelf", "-d", "-l", binary], desc="readelf").stdout.decode()
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+    assert list(info.needed) == needed
+    assert info.interp is not None
+    assert f"[Requesting program interpreter: {info.interp}]" in out
+    assert _elf_info(b"#!/bin/sh\n", "script") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_elf_reader_on_hostile_bytes(tail: bytes) -> None:
+    data = b"\x7fELF\x02\x01" + tail
+    with contextlib.suppress(FormatError):
+        _elf_info(data, "fuzz")
+    with contextlib.suppress(FormatError):
+        _modinfo(data, "fuzz.ko")
