@@ -79,7 +79,9 @@ OS_INITRD_NAME: Final = "initrd.img-demo"
 OS_APPEND: Final = "console=ttyS0 quiet heads_demo_os=1"
 OWNER_UID: Final = "Heads QEMU owner <owner@heads.invalid>"
 _DISK_MIB: Final = 64
-_ROM_SIZE: Final = 0x40000
+# The guest reads fw_cfg files byte by byte through an I/O port (slow under TCG): keep the
+# user-file image just large enough, in powers of two from 16 KiB.
+_ROM_MIN_SIZE: Final = 0x4000
 _BUSYBOX: Final = Path("/bin/busybox")
 _BOOT_TIMEOUT_S: Final = 300.0
 
@@ -242,7 +244,11 @@ def _user_rom(machine: Machine, keyring: bytes) -> bytes:
         CbfsFile("heads/initrd/.gnupg/pubring.kbx", keyring),
         CbfsFile("heads/initrd/etc/config.user", config),
     ]
-    return build_cbfs(files, size=_ROM_SIZE)
+    need = sum(len(f.name) + len(f.data) + 2 * 64 for f in files) + 256
+    size = _ROM_MIN_SIZE
+    while size < need:
+        size *= 2
+    return build_cbfs(files, size=size)
 
 
 _OS_INIT: Final = f"""#!/bin/busybox sh
