@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tests.conftest import require
 
-from heads.adapters.qemu import QemuSpec, qemu_argv
+from heads.adapters.qemu import QemuSpec, choose_accel, qemu_argv
 from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve_tcp
 from heads.adapters.tpm import open_tpm
 from heads.core.digest import HashAlg
@@ -46,6 +46,13 @@ def test_argv_is_the_measured_machine() -> None:
         assert part in joined
     assert argv[argv.index("-append") + 1] == "console=ttyS0"
     assert "-cpu" not in argv  # only with KVM
+
+
+def test_tcg_unless_hardware_virtualisation_is_loaded() -> None:
+    if not any(Path(p).exists() for p in ("/sys/module/kvm_intel", "/sys/module/kvm_amd")):
+        assert choose_accel() == "tcg"  # a paravirtual /dev/kvm alone is never used
+    else:
+        assert choose_accel() in {"tcg", "kvm"}
 
 
 def test_redaction_keeps_codes_and_drops_secrets() -> None:
