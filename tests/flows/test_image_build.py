@@ -17,6 +17,7 @@ from tests.conftest import require_tools
 from heads.adapters._run import run
 from heads.adapters.qemu import OVMF_BIOS, QemuConsole, QemuSpec
 from heads.adapters.swtpm import manufacture, serve_qemu
+from heads.cli.main import main
 from heads.core.cpio import Kind, read_newc
 from heads.errors import FormatError, HashMismatchError, UsageError
 from heads.flows.image_build import (
@@ -24,10 +25,10 @@ from heads.flows.image_build import (
     Payload,
     PayloadLock,
     PythonPin,
+    _diff_manifests,
     _elf_info,
     _modinfo,
     build_payload,
-    check_reproducible,
     default_cache_dir,
 )
 
@@ -152,14 +153,33 @@ def test_lock_round_trip_and_malformed_locks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_build_check_two_builds_are_identical(tmp_path: Path) -> None:
+def test_build_check_two_builds_are_identical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     require_tools("apt-get", "dpkg-deb", "zstd", "strip")
     init = tmp_path / "init"
     init.write_bytes(SMOKE_INIT)
-    result = check_reproducible(cache_dir=default_cache_dir(), init_script=init, work_dir=tmp_path)
-    assert result.differences == ()
-    assert result.identical
-    assert result.first.initramfs_size == result.second.initramfs_size
+    assert main(["build", "--check", "--init", str(init), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["differences"] == []
+    assert report["identical"] is True
+    assert report["first"]["initramfs_size"] > 0
+
+
+def test_build_cli_without_a_lock_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "none.json"
+    assert main(["build", "--lock", str(missing), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: lock file {missing} does not exist" in err
+    assert "--update-lock" in err
+
+
+def test_check_names_the_member_that_differs() -> None:
+    a = {"members": {"init": "0755 aa", "bin/x": "0755 bb"}, "kernel": {"sha256": "k"}}
+    b = {"members": {"init": "0755 aa", "bin/x": "0755 cc"}, "kernel": {"sha256": "k"}}
+    assert _diff_manifests(a, b) == ["member bin/x: 0755 bb vs 0755 cc"]
 
 
 @pytest.mark.slow
