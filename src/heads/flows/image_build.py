@@ -801,6 +801,21 @@ def _compress(data: bytes, cache: Path | None, say: Progress) -> bytes:
     return frame
 
 
+def _tool_versions() -> dict[str, str]:
+    """The host tools whose output is in the payload (not pinned by the lock: recorded so that
+    a digest change between machines can be traced to them)."""
+
+    def first_line(argv: list[str]) -> str:
+        out = run(argv, desc=f"{argv[0]} version", timeout_s=30).stdout.decode("utf-8", "replace")
+        return out.strip().splitlines()[0] if out.strip() else "?"
+
+    return {
+        "zstd": first_line(["zstd", "-V"]),
+        "strip": first_line(["strip", "--version"]),
+        "python": sys.version.split()[0],
+    }
+
+
 def _default_init() -> Path:
     return Path(heads.__file__).resolve().parent / "runtime" / "init.sh"
 
@@ -949,6 +964,7 @@ def build_payload(
             "compression": "zstd " + " ".join(_ZSTD_ARGS[:2]),
         },
         "members": members,
+        "tools": _tool_versions(),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / "vmlinuz", kernel)
