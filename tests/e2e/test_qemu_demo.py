@@ -1,6 +1,7 @@
-"""The demo's three boots under QEMU (TCG) with OVMF and the machine's own swtpm.
+"""The demo's three boots under QEMU (TCG) with OVMF and the machine's own swtpm, plus one
+boot of a changed payload initramfs (the TOTP secret must not be released).
 
-One machine directory is shared by the three boots (CI has 90 minutes on 2 cores).  The payload
+One machine directory is shared by the boots (CI has 90 minutes on 2 cores).  The payload
 is built once into ``out/payload`` (reused while its inputs are unchanged).  Console
 transcripts stay in the machine directory under pytest's temporary directory; every assertion
 names the one to read.
@@ -8,13 +9,16 @@ names the one to read.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from tests.conftest import require, require_tools
 
+from heads.adapters._run import run
 from heads.adapters.qemu import OVMF_BIOS
+from heads.core.cpio import CpioEntry, build_newc
 from heads.core.otp import parse_otpauth_uri, totp_code
 from heads.flows.image_build import default_cache_dir
 from heads.flows.qemu_platform import (
@@ -42,7 +46,7 @@ def _where(result: BootResult) -> str:
     return f"see the console transcript {result.transcript}"
 
 
-def test_demo_three_boots(tmp_path: Path) -> None:
+def test_demo_boots_then_changed_initramfs(tmp_path: Path) -> None:
     require_tools("qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4")
     require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
     payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
@@ -84,3 +88,17 @@ def test_demo_three_boots(tmp_path: Path) -> None:
     assert "kexec" not in third.marks, _where(third)
     assert (4, "string", "recovery") in third.log, _where(third)
     assert (4, "string", "generic") not in third.log, _where(third)
+
+    # Boot 4: the payload's initramfs with one more file (an appended archive): the EFI stub
+    # measures it into PCR 9 (its size also changes PCR 4), so the sealed secret stays sealed.
+    overlay = build_newc([CpioEntry.file("etc/heads/extra", b"changed\n")], mtime=0)
+    changed = tmp_path / "initramfs-changed.cpio.zst"
+    compressed = run(["zstd", "-q", "-c"], desc="compress the overlay", stdin=overlay).stdout
+    changed.write_bytes(payload.initramfs.read_bytes() + compressed)
+    fourth = boot_machine(machine, kernel=payload.kernel, initrd=changed)
+    assert fourth.totp is None, _where(fourth)
+    assert fourth.refusal is not None, _where(fourth)
+    assert "TOTP secret not released" in fourth.refusal, _where(fourth)
+    assert re.search(r"PCRs? [\d, ]*\b9\b", fourth.refusal), (fourth.refusal, _where(fourth))
+    assert not fourth.os_up, _where(fourth)
+    assert (4, "string", "recovery") in fourth.log, _where(fourth)
