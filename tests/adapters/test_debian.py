@@ -6,8 +6,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters import debian
 from heads.adapters.debian import DebFile, DebFiles, DebPin
 from heads.errors import HashMismatchError

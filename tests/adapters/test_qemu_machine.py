@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import require
 
+from conftest import require
 from heads.adapters.qemu import QemuSpec, choose_accel, qemu_argv
 from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve_tcp
 from heads.adapters.tpm import open_tpm

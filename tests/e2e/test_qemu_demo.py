@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.conftest import require, require_tools
 
+from conftest import require, require_tools
 from heads.adapters._run import run
 from heads.adapters.qemu import OVMF_BIOS
 from heads.core.cpio import CpioEntry, build_newc

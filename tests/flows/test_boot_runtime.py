@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters.tpm import open_tpm
 from heads.core.cbfs import CbfsFile, build_cbfs
 from heads.core.digest import HashAlg, extend, zero_digest

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters._run import run
 from heads.adapters.qemu import OVMF_BIOS, QemuConsole, QemuSpec
 from heads.adapters.swtpm import manufacture, serve_qemu

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.conftest import require_tools
 
+from conftest import require_tools
 from heads.adapters._run import run
 from heads.core.cpio import CpioEntry, Kind, build_newc, read_newc, write_newc
 from heads.errors import FormatError
