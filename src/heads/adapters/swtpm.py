@@ -75,7 +75,7 @@ def manufacture(state_dir: Path, *, banks: str = "sha1,sha256") -> None:
     )
 
 
-def _free_port_pair() -> tuple[int, int]:
+def free_port_pair() -> tuple[int, int]:
     """Two free consecutive ports: the swtpm TCTI looks for the control channel at port + 1."""
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
@@ -161,7 +161,7 @@ def serve_tcp(state_dir: Path) -> Iterator[SwtpmServer]:
     state = state_dir.resolve()  # swtpm needs an absolute path (lab pitfall)
     log_path = state / "swtpm-host.log"
     for _attempt in range(5):
-        port, ctrl_port = _free_port_pair()
+        port, ctrl_port = free_port_pair()
         proc = _spawn(
             [
                 "swtpm",

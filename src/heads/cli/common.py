@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Final
 
+from heads.core.pcr import PCR_COUNT
 from heads.core.secret import Secret
 from heads.errors import UsageError
 
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_TCTI",
     "add_json_option",
     "add_tcti_option",
+    "pcr_index",
     "print_json",
     "read_secret_fd",
     "read_secret_stdin",
@@ -84,3 +86,14 @@ def read_secret_stdin(what: str = "secret") -> Secret:
     if not data:
         raise UsageError(f"no {what} on standard input")
     return Secret(data)
+
+
+def pcr_index(text: str) -> int:
+    """argparse type: a PCR index 0-23."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PCR index") from None
+    if not 0 <= value < PCR_COUNT:
+        raise argparse.ArgumentTypeError(f"PCR {value} is outside 0-{PCR_COUNT - 1}")
+    return value

@@ -66,7 +66,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from heads.adapters.tpm import open_tpm
-from heads.cli.common import add_json_option, add_tcti_option, print_json, tcti_from
+from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
     FORMAT_CHOICES,
@@ -97,16 +97,6 @@ from heads.flows.pcr_check import (
 __all__ = ["register"]
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _pcr(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a PCR index") from None
-    if not 0 <= value < PCR_COUNT:
-        raise argparse.ArgumentTypeError(f"PCR {value} is outside 0-{PCR_COUNT - 1}")
-    return value
 
 
 def _bank(text: str) -> HashAlg:
@@ -387,7 +377,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = pcr_sub.add_parser(
         "predict", help="PCR value after the firmware log plus given extends (calcfuturepcr)"
     )
-    p.add_argument("pcr", type=_pcr, metavar="PCR")
+    p.add_argument("pcr", type=pcr_index, metavar="PCR")
     p.add_argument("--log", action="append", metavar="LOG", help="firmware log (repeatable)")
     p.add_argument("--no-log", action="store_true", help="start from the PCR's reset value")
     _add_format(p)

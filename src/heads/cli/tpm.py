@@ -14,6 +14,7 @@ from heads.adapters.tpm import LockoutState, TpmInfo, open_tpm
 from heads.cli.common import (
     add_json_option,
     add_tcti_option,
+    pcr_index,
     print_json,
     read_secret_fd,
     read_secret_stdin,
@@ -43,16 +44,6 @@ def _handle(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a handle (e.g. 0x81004d47)") from None
     if not 0 <= value <= 0xFFFFFFFF:
         raise argparse.ArgumentTypeError(f"{text!r} is out of range")
-    return value
-
-
-def _pcr(text: str) -> int:
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a PCR index") from None
-    if not 0 <= value < PCR_COUNT:
-        raise argparse.ArgumentTypeError(f"PCR {value} is outside 0-{PCR_COUNT - 1}")
     return value
 
 
@@ -309,7 +300,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--bank", help="only this bank (sha1, sha256, ...)")
 
     p = _add(tpm_sub, "extend", _extend, "extend a PCR and record it in the event log")
-    p.add_argument("pcr", type=_pcr, metavar="PCR")
+    p.add_argument("pcr", type=pcr_index, metavar="PCR")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--string", help="extend with SHA(STRING) (no trailing newline)")
     what.add_argument("--file", help="extend with SHA(bytes of FILE)")

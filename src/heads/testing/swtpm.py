@@ -13,7 +13,15 @@ import subprocess  # noqa: TID251 - a long-running child needs Popen, not adapte
 import time
 from pathlib import Path
 
-__all__ = ["Swtpm", "SwtpmUnavailableError", "manufacture", "swtpm_missing_reason"]
+from heads.adapters.swtpm import free_port_pair, manufacture
+
+__all__ = [
+    "Swtpm",
+    "SwtpmUnavailableError",
+    "free_port_pair",
+    "manufacture",
+    "swtpm_missing_reason",
+]
 
 _START_TIMEOUT_S = 10.0
 
@@ -28,43 +36,6 @@ def swtpm_missing_reason() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install swtpm swtpm-tools)"
     return None
-
-
-def manufacture(state_dir: Path, banks: str = "sha1,sha256") -> None:
-    """Run swtpm_setup: EK, platform certificate off, the given PCR banks (0.6 s)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "swtpm_setup",
-            "--tpm2",
-            "--tpmstate",
-            str(state_dir.resolve()),
-            "--createek",
-            "--pcr-banks",
-            banks,
-            "--overwrite",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-def free_port_pair() -> tuple[int, int]:
-    """Two free consecutive ports: the swtpm TCTI finds the control channel at port + 1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            if port >= 65535:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as second:
-                try:
-                    second.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-                return port, port + 1
-    raise RuntimeError("no two consecutive free loopback ports")
 
 
 class Swtpm:
