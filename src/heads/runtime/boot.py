@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from heads.adapters._run import run
+from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
+from heads.core.kexec_plan import KexecPlan, VerifiedDigests, plan_kexec
 from heads.errors import (
     HeadsError,
     KexecError,
@@ -52,6 +54,7 @@ from heads.errors import (
     UsageError,
     VerificationError,
 )
+from heads.flows.boot_entries import dry_run_argv
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
 
@@ -290,15 +293,7 @@ def _print_log(log: EventLogWriter, con: _Console) -> None:
         con.say(f"log #{rec.recnum} PCR {rec.pcr} {rec.kind} {what}")
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    kernel: Path
-    initrds: tuple[Path, ...]
-    cmdline: str
-    title: str
-
-
-def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> _Plan:
+def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
     """Verify /boot (signature, hashes, rollback counter) and read the signed default entry.
 
     Raises:
@@ -334,44 +329,49 @@ def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> _Plan:
     entry = parse_entry_line(text.split("\n", 1)[0], source=str(default), line_no=1)
     if entry.kind is not EntryKind.ELF:
         raise UsageError(f"the default entry {entry.title!r} is not a Linux kernel")
-    checked = result.files.files if result.files is not None else ()
-    covered = {os.fsdecode(f.path).removeprefix("./").lstrip("/") for f in checked}
-    for path in entry.files:
-        if path.lstrip("/") not in covered:
-            raise BootRefused(
-                "the default entry names a file the signature does not cover",
-                [f"{path}: not in kexec_hashes.txt"],
-            )
-    con.say(f"default entry: {entry.title}")
-    return _Plan(
-        kernel=env.boot_dir / entry.kernel.lstrip("/"),
-        initrds=tuple(env.boot_dir / p.lstrip("/") for p in entry.initrds),
-        cmdline=entry.cmdline,
-        title=entry.title,
+    if result.verified_hashes is None:
+        raise BootRefused("/boot verified but its signed hash list was not kept", [])
+    verified = VerifiedDigests(
+        {"/" + os.fsdecode(rel): d for rel, d in result.verified_hashes.digests().items()},
+        "kexec_hashes.txt under a verified kexec.sig",
     )
+    try:
+        plan = plan_kexec(entry, verified)
+    except VerificationError as err:
+        raise BootRefused(
+            "the default entry names a file the signature does not cover", [err.message]
+        ) from None
+    con.say(f"default entry: {entry.title}")
+    return plan
 
 
-def _kexec(env: RuntimeEnv, plan: _Plan, con: _Console) -> int:
-    """Load the verified kernel with kexec_file_load and jump to it.
+def _measure_generic(tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
+    measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
+    con.say('PCR 4 extended with "generic"')
+    _print_log(log, con)
+
+
+def _kexec(env: RuntimeEnv, plan: KexecPlan, tpm: Tpm, log: EventLogWriter, con: _Console) -> int:
+    """Load exactly the verified bytes, extend PCR 4 with ``generic``, jump to the OS.
+
+    The kexec adapter copies each file into memory while hashing it and refuses any byte that
+    differs from the signed digest, so what runs is what was verified (no window between
+    verification and loading).  PCR 4 moves only once the kernel is loaded (kexec-boot.sh).
 
     Raises:
+        HashMismatchError: a file changed after verification.
         KexecError: kexec could not load or execute the kernel.
     """
-    argv = ["kexec", "-s", "-l", str(plan.kernel), f"--append={plan.cmdline}"]
-    if len(plan.initrds) == 1:
-        argv.insert(3, f"--initrd={plan.initrds[0]}")
-    elif plan.initrds:
-        raise KexecError("several initrds for one entry are not supported here yet")
-    con.say(f"kexec {plan.kernel} ({plan.title})")
+    con.say(f"kexec {plan.kernel.path} ({plan.title})")
     if not env.do_kexec:
         # Tests on a host: never load a kernel into the machine running them.
-        con.say(f"kexec not run (dry run): {' '.join(argv)}")
+        _measure_generic(tpm, log, con)
+        con.say(f"kexec not run (dry run): {' '.join(dry_run_argv(plan, env.boot_dir))}")
         return EXIT_POWEROFF
-    try:
-        run(argv, desc="load the OS kernel", timeout_s=120)
-    except HeadsError as err:
-        raise KexecError(f"kexec could not load {plan.kernel}: {err.message}") from None
-    run(["kexec", "-e"], desc="start the OS kernel", timeout_s=60)
+    kexec = KexecTools()
+    kexec.load(plan, env.boot_dir)
+    _measure_generic(tpm, log, con)
+    kexec.execute()
     raise KexecError("kexec -e returned: the OS kernel did not start")
 
 
@@ -412,10 +412,7 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
                 plan = _verify_and_plan(env, tpm, con)
-                measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
-                con.say('PCR 4 extended with "generic"')
-                _print_log(log, con)
-                return _kexec(env, plan, con)
+                return _kexec(env, plan, tpm, log, con)
             except BootRefused as refused:
                 con.say(f"INTEGRITY REPORT: {refused.message}")
                 for line in refused.report:
