@@ -250,7 +250,9 @@ class EsapiTpm:
         self._e = esapi
         self._tcti = tcti
         self._banks: tuple[HashAlg, ...] | None = None
-        self._primary: ESYS_TR | None = None  # the ESYS_TR of 0x81000000 once looked up
+        # ESYS_TRs of persistent objects and NV indices, looked up once: ESYS keeps every
+        # ESYS_TR in a list it searches on each command, so fresh lookups per call add up.
+        self._trs: dict[int, ESYS_TR] = {}
         self._session: ESYS_TR | None = None  # see _crypt_session
 
     # -- plumbing -----------------------------------------------------------------------
@@ -309,6 +311,31 @@ class EsapiTpm:
                 ) from None
             if _base_rc(exc.rc) != _RC_INITIALIZE:
                 raise self._fail("start the TPM", exc) from None
+
+    def _tr(self, handle: int) -> ESYS_TR:
+        """The ESYS_TR of a persistent object or NV index (TPM2_ReadPublic/NV_ReadPublic)."""
+        tr = self._trs.get(handle)
+        if tr is None:
+            tr = self._e.tr_from_tpmpublic(handle)
+            self._trs[handle] = tr
+        return tr
+
+    def _forget_all(self) -> None:
+        """Drop every ESYS_TR (after TPM2_Clear they name nothing)."""
+        for tr in self._trs.values():
+            with contextlib.suppress(TSS2_Exception):
+                self._e.tr_close(tr)
+        self._trs.clear()
+
+    def _evict(self, handle: int) -> None:
+        """TPM2_EvictControl of the persistent object at ``handle`` (ESYS frees its ESYS_TR)."""
+        self._e.evict_control(ESYS_TR.OWNER, self._tr(handle), handle)
+        self._trs.pop(handle, None)
+
+    def _undefine(self, index: int) -> None:
+        """TPM2_NV_UndefineSpace of ``index`` (ESYS frees its ESYS_TR)."""
+        self._e.nv_undefine_space(self._tr(index), ESYS_TR.OWNER)
+        self._trs.pop(index, None)
 
     @contextlib.contextmanager
     def _flushing(self, handle: ESYS_TR) -> Iterator[ESYS_TR]:
@@ -492,8 +519,7 @@ class EsapiTpm:
         try:
             if handle in self._persistent_handles():
                 self._set_owner_auth(owner_auth)
-                obj = self._e.tr_from_tpmpublic(handle)
-                self._e.evict_control(ESYS_TR.OWNER, obj, handle)
+                self._evict(handle)
             self._nv_undefine(seal_record_index(handle))
         except TSS2_Exception as exc:
             raise self._owner_fail(f"remove the object at 0x{handle:08x}", exc) from None
@@ -534,15 +560,16 @@ class EsapiTpm:
         )
         transient = self._e.create_primary(None, TPM2B_PUBLIC(publicArea=template))[0]
         with self._flushing(transient):
-            self._e.evict_control(ESYS_TR.OWNER, transient, PRIMARY_HANDLE)
+            self._trs[PRIMARY_HANDLE] = self._e.evict_control(
+                ESYS_TR.OWNER, transient, PRIMARY_HANDLE
+            )
         _log.info("created the storage primary key at 0x%08x", PRIMARY_HANDLE)
-        self._primary = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
-        return self._primary
+        return self._tr(PRIMARY_HANDLE)
 
     def _primary_or_none(self) -> ESYS_TR | None:
-        if self._primary is None and PRIMARY_HANDLE in self._persistent_handles():
-            self._primary = self._e.tr_from_tpmpublic(PRIMARY_HANDLE)
-        return self._primary
+        if PRIMARY_HANDLE in self._trs or PRIMARY_HANDLE in self._persistent_handles():
+            return self._tr(PRIMARY_HANDLE)
+        return None
 
     # -- sealing ------------------------------------------------------------------------
 
@@ -613,9 +640,8 @@ class EsapiTpm:
             with self._flushing(loaded):
                 self._set_owner_auth(owner_auth)
                 if handle in self._persistent_handles():
-                    old = self._e.tr_from_tpmpublic(handle)
-                    self._e.evict_control(ESYS_TR.OWNER, old, handle)
-                self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
+                    self._evict(handle)
+                self._trs[handle] = self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
             self._write_seal_record(handle, record)
         except TSS2_Exception as exc:
             raise self._owner_fail(f"seal a secret at 0x{handle:08x}", exc) from None
@@ -623,19 +649,18 @@ class EsapiTpm:
 
     def _nv_undefine(self, index: int) -> None:
         if index in self._nv_indices():
-            nvh = self._e.tr_from_tpmpublic(index)
-            self._e.nv_undefine_space(nvh, ESYS_TR.OWNER)
+            self._undefine(index)
 
     def _write_seal_record(self, handle: int, record: SealRecord) -> None:
         data = record.to_bytes()
         index = seal_record_index(handle)
         if index in self._nv_indices():
-            nvh = self._e.tr_from_tpmpublic(index)
+            nvh = self._tr(index)
             pub, _ = self._e.nv_read_public(nvh)
             if pub.nvPublic.dataSize == len(data):
                 self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
                 return
-            self._e.nv_undefine_space(nvh, ESYS_TR.OWNER)
+            self._undefine(index)
         nvh = self._e.nv_define_space(
             b"",
             TPM2B_NV_PUBLIC(
@@ -651,6 +676,7 @@ class EsapiTpm:
                 )
             ),
         )
+        self._trs[index] = nvh
         self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
 
     def seal_record(self, handle: int) -> SealRecord | None:
@@ -661,7 +687,7 @@ class EsapiTpm:
         index = seal_record_index(handle)
         try:
             try:
-                nvh = self._e.tr_from_tpmpublic(index)
+                nvh = self._tr(index)
             except TSS2_Exception as exc:
                 if _base_rc(exc.rc) == _RC_HANDLE:
                     return None
@@ -693,7 +719,7 @@ class EsapiTpm:
         """
         try:
             try:
-                obj = self._e.tr_from_tpmpublic(handle)
+                obj = self._tr(handle)
             except TSS2_Exception as exc:
                 if _base_rc(exc.rc) != _RC_HANDLE:
                     raise
@@ -822,6 +848,7 @@ class EsapiTpm:
             )
             try:
                 nvh = self._e.nv_define_space(b"", public)
+                self._trs[index] = nvh
             except TSS2_Exception as exc:
                 if _base_rc(exc.rc) == _RC_NV_DEFINED:
                     continue
@@ -840,7 +867,7 @@ class EsapiTpm:
                 hint="the TPM was reset or this /boot was signed on another machine; "
                 "re-sign /boot to create a new counter",
             )
-        return self._e.tr_from_tpmpublic(index)
+        return self._tr(index)
 
     def nv_counter_read(self, index: int) -> int:
         """TPM command: TPM2_NV_Read (8 bytes, big-endian)."""
@@ -972,7 +999,7 @@ class EsapiTpm:
             if owner_auth is not None:
                 self._e.hierarchy_change_auth(ESYS_TR.OWNER, owner_auth.reveal())
             self._banks = None
-            self._primary = None
+            self._forget_all()
             self._ensure_primary(owner_auth)
         except TSS2_Exception as exc:
             raise self._fail("take ownership of the cleared TPM", exc) from None
