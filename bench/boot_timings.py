@@ -4,7 +4,8 @@ Creates and provisions a throwaway machine, boots it once to provision the TOTP 
 boots it N more times (TOTP shown, /boot verified, kexec into the demo OS) and prints, for each
 mark, the median seconds from QEMU start: first line of /init, Python up, runtime imported,
 TOTP shown, kexec, OS marker.  Shell Heads cannot run here, so there is no tool to compare
-with: the figure is tracked against its own goal (DESIGN §15: TOTP shown within 6 s under TCG).
+with: the figure is tracked against its own goal (docs/architecture.md §Performance targets:
+TOTP shown within 6 s under TCG).
 
     .venv/bin/python bench/boot_timings.py [--boots N] [--payload out/payload]
 """

@@ -26,7 +26,8 @@ SELECTION = "sha256:0,1,2,3,4,7"
 
 
 def tools_seal_unseal(work: Path, env: dict[str, str]) -> bytes:
-    """The commands of shell Heads' tpmr seal/unseal (HEADS_REFERENCE §3.4), one process each."""
+    """Shell Heads' tpmr seal/unseal commands, one process each (docs/heads-compat.md §TOTP and
+    HOTP)."""
 
     def run(*argv: str) -> bytes:
         return subprocess.run(

@@ -1,11 +1,11 @@
 """Benchmark: verify a signed /boot with heads vs `sha256sum -c kexec_hashes.txt`.
 
 The /boot: 3 kernels of 10 MB, 3 initrds of 70 MB and 300 small files (grub modules, ~250 MB in
-all, as DESIGN §15).  Both sides run in this process's run, interleaved, with a warm page cache
-(a boot verifies a /boot just read from disk by the firmware's neighbour anyway; a cold cache
-would measure the disk).  Ours includes the gpgv signature check and the tree scan, i.e. more
-work than `sha256sum -c`; the shell Heads sequence (gpgv + sha256sum -c + find | sort -z) is
-printed too.
+all, as in docs/architecture.md §Performance targets).  Both sides run in this process's run,
+interleaved, with a warm page cache (a boot verifies a /boot just read from disk by the
+firmware's neighbour anyway; a cold cache would measure the disk).  Ours includes the gpgv
+signature check and the tree scan, i.e. more work than `sha256sum -c`; the shell Heads sequence
+(gpgv + sha256sum -c + find | sort -z) is printed too.
 
     .venv/bin/python bench/verify_boot.py [--runs 5] [--scale 1.0]
 """

@@ -9,7 +9,8 @@
   a FIFO planted under a hashed name from hanging the boot.
 * Progress: an optional callback ``(done_bytes, total_bytes)``, called under a lock.
 
-Port of ``find ./ ... | xargs -0 sha256sum`` and ``sha256sum -c`` (HEADS_REFERENCE §2.1).
+Port of ``find ./ ... | xargs -0 sha256sum`` and ``sha256sum -c`` (docs/heads-compat.md
+§kexec_hashes.txt).
 """
 
 from __future__ import annotations

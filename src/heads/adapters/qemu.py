@@ -1,6 +1,6 @@
 """QEMU with OVMF and a software TPM, its serial console driven from Python.
 
-The machine is the one the lab measured (lab/ovmf-measured-boot.md §1, §6): q35,
+The machine of docs/qemu-platform.md (§The machine, §What OVMF measures): q35,
 ``-bios OVMF.fd`` (Debian's unified image; UEFI variables in RAM, so PCR 1/7 are the same on
 every boot), ``-nodefaults`` (no NIC option ROM in PCR 2, no CD-ROM boot attempt in PCR 1/4),
 a fixed ``-m`` (PCR 0 and the kernel's PCR 4 digest depend on it), swtpm as a TPM 2.0 on
@@ -12,8 +12,8 @@ with the seconds since QEMU was spawned and appends it to a transcript file, whi
 (and named in the error) when an expectation fails.
 
 Accelerator: TCG, unless ``/sys/module/kvm_intel`` or ``/sys/module/kvm_amd`` exists and a
-probe start with ``-accel kvm -cpu host`` succeeds (lab/platform-notes.md §2.3: a nested
-paravirtual KVM exists on some hosts and fails in odd ways; it has neither module).
+probe start with ``-accel kvm -cpu host`` succeeds (docs/qemu-platform.md §Accelerator: a
+nested paravirtual KVM exists on some hosts and fails in odd ways; it has neither module).
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ _log = logging.getLogger(__name__)
 
 QEMU: Final = "qemu-system-x86_64"
 OVMF_BIOS: Final = Path("/usr/share/ovmf/OVMF.fd")
-#: Fixed guest RAM: PCR 0 and the kernel's PCR 4 digest depend on it (lab §1.4).
+#: Fixed guest RAM: PCR 0 and the kernel's PCR 4 digest depend on it (docs/qemu-platform.md
+#: §Guest RAM).
 DEFAULT_MEMORY_MIB: Final = 1024
 _KVM_MODULES: Final = ("/sys/module/kvm_intel", "/sys/module/kvm_amd")
 

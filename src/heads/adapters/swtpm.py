@@ -8,8 +8,9 @@ in its state directory across boots, like a soldered-down TPM.  It is served two
 * to the host while the guest is off (owner tools sign /boot against the machine's rollback
   counter), over TCP on a free loopback port, started with ``startup-clear``.
 
-swtpm locks its state directory, so the two never run at once.  See lab/platform-notes.md §1.2
-(absolute state paths; poll for the socket instead of sleeping).
+swtpm locks its state directory, so the two never run at once (docs/guest-host-contract.md
+§The TPM).  See docs/qemu-platform.md §Pitfalls (absolute state paths; poll for the socket
+instead of sleeping).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def serve_tcp(state_dir: Path) -> Iterator[SwtpmServer]:
     Raises:
         ToolError: swtpm is missing or did not start listening.
     """
-    state = state_dir.resolve()  # swtpm needs an absolute path (lab pitfall)
+    state = state_dir.resolve()  # swtpm needs an absolute path (docs/qemu-platform.md §Pitfalls)
     log_path = state / "swtpm-host.log"
     for _attempt in range(5):
         port, ctrl_port = free_port_pair()

@@ -1,8 +1,8 @@
 """USB security tokens that verify HOTP codes (Nitrokey Pro/Storage/3, Librem Key).
 
 The machine computes the next HOTP code from the TPM-sealed secret and the token says whether
-it matches (HEADS_REFERENCE §1 rows 10-11): a green light means the firmware is the one the
-secret was sealed to.  Every token is reached through :class:`HotpToken`;
+it matches (docs/heads-compat.md §TOTP and HOTP): a green light means the firmware is the one
+the secret was sealed to.  Every token is reached through :class:`HotpToken`;
 :class:`HotpVerificationToken` runs Nitrokey's ``hotp_verification`` tool, and
 ``heads.testing.token_sim`` holds a simulator with the same contract.
 

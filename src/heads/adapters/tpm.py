@@ -824,9 +824,10 @@ class EsapiTpm:
     def nv_counter_create(self, owner_auth: Secret | None = None) -> int:
         """Define a counter at a random index 0x01XXXXXX (as Heads) and increment it once.
 
-        Attributes ownerread|authread|authwrite|nt=counter, empty index auth (HEADS_REFERENCE
-        §3.3), plus no_da.  A new counter is unreadable until first incremented, and starts
-        at the highest value any counter on this TPM ever reached, not at 0.
+        Attributes ownerread|authread|authwrite|nt=counter, empty index auth (as Heads), plus
+        no_da (docs/tpm-objects.md §NV counters).  A new counter is unreadable until first
+        incremented, and starts at the highest value any counter on this TPM ever reached,
+        not at 0.
         TPM commands: TPM2_NV_DefineSpace, TPM2_NV_Increment.
         """
         self._set_owner_auth(owner_auth)
@@ -964,7 +965,7 @@ class EsapiTpm:
             raise self._fail("lock the platform hierarchy", exc) from None
 
     def reset(self, owner_auth: Secret | None = None) -> None:
-        """Clear the TPM and take ownership (Heads' TPM reset, HEADS_REFERENCE §3.5).
+        """Clear the TPM and take ownership (Heads' TPM reset; docs/tpm-objects.md §TPM reset).
 
         Everything in the owner hierarchy is destroyed (sealed secrets, counters, the primary
         key).  Then: owner auth set (when given), dictionary-attack parameters 10 tries /

@@ -77,7 +77,8 @@ def _discovery_json(found: Discovery) -> dict[str, object]:
 
 
 def _short(path: str) -> str:
-    # The Heads menu shows paths longer than 35 characters as their basename (§2.7).
+    # The Heads menu shows paths longer than 35 characters as their basename
+    # (docs/heads-compat.md §Boot entries).
     return path.rsplit("/", 1)[-1] if len(path) > 35 else path
 
 

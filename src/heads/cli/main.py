@@ -1,6 +1,7 @@
 """Entry point: builds the parser from the command groups, runs one, maps errors to exit codes.
 
-This is the only place that prints an error or chooses an exit status (STYLE §2.5).
+This is the only place that prints an error or chooses an exit status (docs/architecture.md
+§Errors).
 """
 
 from __future__ import annotations

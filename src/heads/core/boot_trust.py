@@ -1,8 +1,7 @@
 """The verdict on a /boot: signature first, then every file, then the rollback counter.
 
-Order matters (HEADS_REFERENCE §1 row 7: "hash results are never trusted if the signature is
-not trusted"): file results exist only when the signature verified, and the manifests they
-come from are the signed ones.
+Order matters (docs/heads-compat.md §Verification order): file results exist only when the
+signature verified, and the manifests they come from are the signed ones.
 
 JSON report (``BootVerification.to_json()``, ``heads boot verify --json``), schema
 ``heads.boot-verification/1``; keys are stable, new keys may be added::

@@ -1,7 +1,8 @@
 """Our own measurement log: TCG Canonical Event Log records as JSON lines.
 
-Every extend heads makes is appended here (DESIGN §3) so the PCRs it touches replay from logs
-like the firmware's do.  One JSON object per line, in the shape of the TCG CEL JSON encoding::
+Every extend heads makes is appended here (docs/pcr-layout.md §The CEL log) so the PCRs it
+touches replay from logs like the firmware's do.  One JSON object per line, in the shape of the
+TCG CEL JSON encoding::
 
     {"recnum": 0, "pcr": 7,
      "digests": [{"hashAlg": "sha256", "digest": "<hex>"}, {"hashAlg": "sha1", "digest": "<hex>"}],

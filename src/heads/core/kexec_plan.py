@@ -1,6 +1,7 @@
 """From a boot entry and verified digests to the exact kexec-tools invocation.
 
-Port of ``kexec-boot.sh`` (HEADS_REFERENCE §1 row 20, §2.8), with the type-state of STYLE §2.3:
+Port of ``kexec-boot.sh`` (docs/heads-compat.md §kexec, §Kernel command line), with the
+type-state of docs/architecture.md §Conventions:
 a :class:`KexecPlan` normally comes from :func:`plan_kexec`, which needs a
 :class:`VerifiedDigests` covering every file the entry loads — the digests that a verified
 signature vouches for.  The kexec adapter hashes the bytes it hands to the kernel and refuses
@@ -58,7 +59,7 @@ class VerifiedDigests:
 
 @dataclass(frozen=True, slots=True)
 class CmdlineRules:
-    """Heads' command-line inputs (HEADS_REFERENCE §2.8)."""
+    """Heads' command-line inputs (docs/heads-compat.md §Kernel command line)."""
 
     add: str = ""
     remove: tuple[str, ...] = ()

@@ -1,6 +1,7 @@
 """The /boot manifests Heads signs: ``kexec_hashes.txt``, ``kexec_tree.txt`` and the signed text.
 
-Formats (HEADS_REFERENCE §2.1, port of ``kexec-sign-config.sh`` and ``verify_checksums``):
+Formats (docs/heads-compat.md §Signed /boot; port of ``kexec-sign-config.sh`` and
+``verify_checksums``):
 
 * ``kexec_hashes.txt``: the output of ``find ./ -type f ! -path './kexec*' -print0 | xargs -0
   sha256sum`` run inside /boot: ``<64 hex><two spaces>./relative/path\\n`` per regular file.
@@ -9,7 +10,8 @@ Formats (HEADS_REFERENCE §2.1, port of ``kexec-sign-config.sh`` and ``verify_ch
 * ``kexec_tree.txt``: ``find ./ ! -path './kexec*' -print0 | sort -z``: every path (``./``
   itself, directories, symlinks, files), each followed by a NUL byte, byte-sorted.
 * the signed text: ``sha256sum kexec*.txt`` run inside /boot, glob order (C collation), bare
-  names; the legacy form used absolute ``/boot/kexec*.txt`` names (HEADS_REFERENCE §2.2).
+  names; the legacy form used absolute ``/boot/kexec*.txt`` names (docs/heads-compat.md
+  §kexec.sig).
 
 Paths inside this module are ``bytes`` relative to the /boot root without the ``./`` prefix
 (``b"vmlinuz"``, ``b"grub/grub.cfg"``); the root itself is ``b""``.  File names are bytes on

@@ -1,9 +1,9 @@
 """One-time passwords the owner checks: HOTP (RFC 4226) and TOTP (RFC 6238).
 
 Heads proves the firmware is untouched by showing a 6-digit code that only a machine whose
-TPM released the sealed 20-byte secret can compute (HEADS_REFERENCE §1 rows 8-11).  This module
-holds the arithmetic and the text formats around it; it is pure: the secret, the counter and
-the time are passed in.
+TPM released the sealed 20-byte secret can compute (docs/heads-compat.md §TOTP and HOTP).
+This module holds the arithmetic and the text formats around it; it is pure: the secret, the
+counter and the time are passed in.
 
 * :func:`hotp_code`: RFC 4226 §5.3, HMAC-SHA1, dynamic truncation, 6 digits.
 * :func:`totp_code`: RFC 6238 §4, T0 = 0, X = 30 s, on top of HOTP.

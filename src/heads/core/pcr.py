@@ -1,4 +1,4 @@
-"""PCR selections ("sha256:0,1,2,3,4,7") and the Heads PCR layout (DESIGN §3)."""
+"""PCR selections ("sha256:0,1,2,3,4,7") and the Heads PCR layout (docs/pcr-layout.md)."""
 
 from __future__ import annotations
 

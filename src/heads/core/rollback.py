@@ -1,6 +1,6 @@
 """``kexec_rollback.txt``: the binding of a signed /boot to the TPM rollback counter.
 
-Format (HEADS_REFERENCE §2.3, port of ``kexec-sign-config.sh -r`` and
+Format (docs/heads-compat.md §kexec_rollback.txt; port of ``kexec-sign-config.sh -r`` and
 ``verify_rollback_counter``): one ``sha256sum`` line ``<sha256>  /tmp/counter-<id>\\n`` where
 the named runtime file holds ``"<id>: <value>\\n"``; ``<id>`` is the TPM2 NV index in lowercase
 hex without ``0x`` (``1a2b3c4``, Heads makes it ``"1"`` + 6 random hex digits) and ``<value>``

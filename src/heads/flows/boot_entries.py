@@ -1,13 +1,14 @@
 """Boot entries of /boot: list them, save the default one, plan and perform the kexec.
 
 Ports of ``kexec-select-boot.sh`` (listing, default selection), ``kexec-save-default.sh``
-(HEADS_REFERENCE §1 row 21) and ``kexec-boot.sh`` (row 20).
+and ``kexec-boot.sh`` (docs/heads-compat.md §Default entry, §kexec).
 
-The default entry is stored in Heads' formats (§2.1): ``kexec_default.N.txt`` holds the entry's
-line (N = its 1-based place in the menu) and ``kexec_default_hashes.txt`` the ``sha256sum``
-lines (``./path``) of every file it loads, in entry order.  Both are ``kexec*.txt`` files, so
-/boot must be signed again afterwards: :func:`save_default` says so, and signs when given a
-signing callback.  If that signing fails, the previous default files are put back.
+The default entry is stored in Heads' formats (docs/heads-compat.md §Default entry):
+``kexec_default.N.txt`` holds the entry's line (N = its 1-based place in the menu) and
+``kexec_default_hashes.txt`` the ``sha256sum`` lines (``./path``) of every file it loads, in
+entry order.  Both are ``kexec*.txt`` files, so /boot must be signed again afterwards:
+:func:`save_default` says so, and signs when given a signing callback.  If that signing fails,
+the previous default files are put back.
 
 Booting needs digests that a verified signature vouches for: :func:`verified_digests` checks
 /boot with :func:`heads.flows.boot_signing.verify_boot` (signature, every file, rollback
@@ -318,8 +319,9 @@ def boot_plan(
     """Load ``plan`` (the adapter re-checks every byte), measure the boot mode, jump to it.
 
     Port of the end of ``kexec-boot.sh``: once the kernel is loaded, PCR 4 is extended with
-    the string ``generic`` (DESIGN §3; the TOTP secret is sealed to PCR 4's firmware-only
-    value, so the booted OS can no longer unseal it), then ``kexec -e``.
+    the string ``generic`` (docs/pcr-layout.md §Boot mode (PCR 4); the TOTP secret is sealed
+    to PCR 4's firmware-only value, so the booted OS can no longer unseal it), then
+    ``kexec -e``.
 
     Args:
         plan: what to boot.

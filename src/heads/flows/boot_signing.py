@@ -600,7 +600,7 @@ def verify_boot(
         tree = TreeList.from_bytes(tree_bytes) if tree_bytes is not None else None
     except FormatError as exc:
         # Signed, yet malformed: treat as tampering (a FormatError in a signed file becomes a
-        # verification failure, STYLE §2.5), and check nothing against it.
+        # verification failure, docs/architecture.md §Errors), and check nothing against it.
         return BootVerification(
             name, signature, ManifestReport(ManifestState.INVALID, exc.message), None, not_checked
         )
@@ -662,11 +662,11 @@ def _check_counter(files: Mapping[bytes, bytes], tpm: RollbackCounter | None) ->
 def preflight_rollback(bootdir: Path, tpm: RollbackCounter) -> RollbackReport:
     """The start-up check of the rollback counter, before anything is unsealed or resealed.
 
-    Port of ``preflight_rollback_counter_before_reseal`` (HEADS_REFERENCE §3.6), which only
-    checks that the counter is readable; this also compares its value (§9.2 item 6).  It reads
-    ``kexec_rollback.txt`` without checking the signature (that is :func:`verify_boot`'s job,
-    later in the boot), so an OK here is necessary, not sufficient.  A /boot with no trust
-    metadata at all (a fresh install) passes as "not checked".
+    Port of ``preflight_rollback_counter_before_reseal`` (docs/heads-compat.md §Rollback
+    preflight), which only checks that the counter is readable; this also compares its value.
+    It reads ``kexec_rollback.txt`` without checking the signature (that is
+    :func:`verify_boot`'s job, later in the boot), so an OK here is necessary, not sufficient.
+    A /boot with no trust metadata at all (a fresh install) passes as "not checked".
 
     Raises:
         HeadsError: /boot cannot be read.

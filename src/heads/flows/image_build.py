@@ -1,4 +1,6 @@
-"""The boot payload, built reproducibly: a Debian kernel and our initramfs (DESIGN §11).
+"""The boot payload, built reproducibly: a Debian kernel and our initramfs.
+
+The layout the runtime relies on is docs/guest-host-contract.md §Payload layout.
 
 Inputs are pinned in a lock file (``payload/lock.json``): every Debian package by name, version
 and SHA-256 of its ``.deb`` (fetched once into the cache, checked on every use, offline
@@ -30,8 +32,8 @@ What goes into the initramfs (paths as in the archive):
 The stdlib closure: on the host, the same interpreter imports every ``heads`` module (except
 ``heads.testing``) and every module named in an ``import`` statement anywhere in ``heads``, plus
 ``runpy`` and the extra modules listed in the lock, and reports ``sys.modules``.  Third-party
-packages are shipped whole (platform-notes §3: a package's ``__init__`` may import a module that
-failed on the host).
+packages are shipped whole (docs/guest-host-contract.md §Python in the payload: a package's
+``__init__`` may import a module that failed on the host).
 
 Determinism: the cpio writer fixes names, order, modes, owners, inodes and mtime
 (``SOURCE_DATE_EPOCH``); ``.pyc`` files are compiled in a child with ``PYTHONHASHSEED=0`` and a
@@ -92,7 +94,8 @@ ROOT_PACKAGES: Final = (
     "libtss2-tcti-device0",
 )
 # Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
-# firmware image's user files, virtio-blk disks, and dm-crypt for LUKS (lab notes §2.1).
+# firmware image's user files, virtio-blk disks, and dm-crypt for LUKS
+# (docs/guest-host-contract.md §Kernel modules).
 KERNEL_MODULES: Final = ("qemu_fw_cfg", "virtio_pci", "virtio_blk", "dm_crypt", "xts", "ecb")
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
@@ -916,8 +919,8 @@ def build_payload(
         )
     say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
     for name, why in sorted(sel.failed.items()):
-        # Not fatal: host-only failures exist (platform-notes §3: tpm2_pytss.policy); a module
-        # the runtime really needs fails the boot test instead.
+        # Not fatal: host-only failures exist (tpm2_pytss.policy, docs/guest-host-contract.md
+        # §Python in the payload); a module the runtime really needs fails the boot test instead.
         say(f"note: {name} did not import on the host ({why}); shipped as found")
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
         tree, zip_members, kernel, kver = _assemble(lock, files, sel, init, Path(tmp))

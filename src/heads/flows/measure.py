@@ -1,8 +1,9 @@
 """Measure strings, files and digests into PCRs, recording each extend in our event log.
 
-Every extend goes to the TPM and to our CEL log (DESIGN §3), in that order: a log line is only
-written for an extend the TPM accepted, so the log never claims more than happened.  If the log
-cannot be written after the extend, the error says so, because the PCR then no longer replays.
+Every extend goes to the TPM and to our CEL log (docs/pcr-layout.md §How heads measures), in
+that order: a log line is only written for an extend the TPM accepted, so the log never claims
+more than happened.  If the log cannot be written after the extend, the error says so, because
+the PCR then no longer replays.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class EventLogWriter:
 
 
 def _banks(tpm: Tpm) -> tuple[HashAlg, ...]:
-    # sha256 is primary; sha1 is extended too where the TPM has it (DESIGN §3).
+    # sha256 is primary; sha1 is extended too where the TPM has it (docs/pcr-layout.md §How
+    # heads measures).
     return tuple(a for a in (HashAlg.SHA256, HashAlg.SHA1) if a in tpm.banks())
 
 

@@ -1,8 +1,9 @@
 """Read event logs from files and PCRs from the TPM; replay, compare, predict.
 
-``heads pcr check`` is DESIGN §3's promise: replay the firmware log plus our own CEL log,
-compare with the TPM, and for each PCR that differs name the first event after which no
-extension of the log can explain the TPM value (or say the log is incomplete).
+``heads pcr check`` (docs/pcr-layout.md §Checking PCRs against the logs): replay the firmware
+log plus our own CEL log, compare with the TPM, and for each PCR that differs name the first
+event after which no extension of the log can explain the TPM value (or say the log is
+incomplete).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ __all__ = [
 ]
 
 FIRMWARE_LOG_PATH: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
-# PCRs checked even when no log mentions them: the firmware's and ours (DESIGN §3).
+# PCRs checked even when no log mentions them: the firmware's and ours
+# (docs/pcr-layout.md §Checking PCRs against the logs).
 _ALWAYS_CHECKED: Final = range(8)
 _MAX_MEASURED_FILE: Final = 512 * 1024 * 1024
 

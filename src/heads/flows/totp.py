@@ -1,7 +1,7 @@
 """Owner attestation: the TOTP/HOTP secret sealed to the measured boot state.
 
 Port of Heads' ``seal-totp.sh``, ``unseal-totp.sh``, ``seal-hotpkey.sh`` and
-``unseal-hotp.sh`` (HEADS_REFERENCE §1 rows 8-11, §3.4), with these differences:
+``unseal-hotp.sh`` (docs/heads-compat.md §TOTP and HOTP), with these differences:
 
 * the secret mixes the TPM's RNG with the OS's (XOR: as strong as the better source);
 * PCR 4 is sealed at its firmware-only value taken from the firmware event log (Heads'
@@ -98,7 +98,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 FIRMWARE_EVENT_LOG: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
-# The TOTP policy per platform profile (DESIGN §3 "Platform profiles", §4).
+# The TOTP policy per platform profile (docs/pcr-layout.md §Platform profiles).
 PROFILES: Final[Mapping[str, tuple[int, ...]]] = {
     "coreboot": (0, 1, 2, 3, 4, 7),
     "uefi": (0, 1, 2, 3, 4, 7, 9),
@@ -198,7 +198,7 @@ def _pcr4_for_sealing(
     if pcr4_firmware is not None:
         return pcr4_firmware, "given"
     if profile == "coreboot":
-        # coreboot measures nothing into PCR 4 (HEADS_REFERENCE §3.8: "= Z on x86 coreboot").
+        # coreboot measures nothing into PCR 4 (docs/pcr-layout.md §Firmware-only PCR 4).
         return zero_digest(HashAlg.SHA256), "coreboot: the firmware does not extend PCR 4"
     where = f"at {event_log}" if event_log is not None else "was given"
     raise UsageError(

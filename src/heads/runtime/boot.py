@@ -1,7 +1,7 @@
 """The boot runtime in line mode: what the payload does between /init and kexec.
 
-A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (HEADS_REFERENCE.md §1
-rows 1, 2, 8, 9, 28, 39), for a serial console and for tests:
+A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/architecture.md
+§Boot flow), for a serial console and for tests:
 
 1. find the TPM;
 2. read the firmware event log and replay it against the TPM's PCRs (a report, not a gate);
@@ -69,7 +69,7 @@ __all__ = [
 EXIT_RECOVERY: Final = 10
 EXIT_POWEROFF: Final = 11
 
-#: PCRs the TOTP secret is sealed to, per platform profile (DESIGN §3, §4).
+#: PCRs the TOTP secret is sealed to, per platform profile (docs/pcr-layout.md §Platform profiles).
 TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,7,9"}
 #: CBFS prefix of the user files (Heads' cbfs-init.sh).
 USER_FILE_PREFIX: Final = "heads/initrd"
@@ -238,8 +238,9 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
         f"{','.join(map(str, firmware_pcrs))} {verdict}"
     )
     if env.profile == "uefi":
-        # The kernel's EFI stub, not OVMF, measures the initrd and command line (lab §1.3):
-        # a stub without TPM support would leave PCR 9 unmeasured.
+        # The kernel's EFI stub, not OVMF, measures the initrd and command line
+        # (docs/qemu-platform.md §What OVMF measures): a stub without TPM support would leave
+        # PCR 9 unmeasured.
         tags = sum(1 for e in log.events if e.pcr == _PCR_PAYLOAD_STUB)
         if tags < 2:
             con.say("warning: no initrd/command-line measurements in PCR 9 (EFI stub)")

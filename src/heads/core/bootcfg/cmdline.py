@@ -1,8 +1,8 @@
 """Kernel command-line assembly with Heads' rules.
 
-Port of ``_build_final_cmdline`` in Heads' ``kexec-boot.sh`` (HEADS_REFERENCE §2.8).  All
-inputs are data: the shell version ``eval``-ed ``kexec_iso_add.txt``/``kexec_iso_remove.txt``
-contents, which we never do.
+Port of ``_build_final_cmdline`` in Heads' ``kexec-boot.sh`` (docs/heads-compat.md §Kernel
+command line).  All inputs are data: the shell version ``eval``-ed
+``kexec_iso_add.txt``/``kexec_iso_remove.txt`` contents, which we never do.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 # Parameters that tell a live system where its ISO is; the ISO boot's values replace the
-# entry's (HEADS_REFERENCE §2.8, kexec-boot.sh).
+# entry's (kexec-boot.sh; docs/heads-compat.md §Kernel command line).
 ISO_KEYS: Final = ("iso-scan/filename", "findiso", "img_dev", "img_loop", "iso", "live-media")
 BLOB_JAIL_PARAM: Final = "firmware_class.path=/firmware/"
 # Heads' "Ignore tampering and force a boot": a red console, no splash hiding it

@@ -1,7 +1,8 @@
 """Find every boot entry of a boot directory, an ISO or a USB tree, like Heads does.
 
 Port of ``scan_boot_options`` (Heads ``initrd/etc/functions.sh``) + ``kexec-parse-boot.sh`` +
-``kexec-parse-bls.sh`` (HEADS_REFERENCE §1 rows 17-19), over a :class:`~.tree.BootFiles`:
+``kexec-parse-bls.sh`` (docs/heads-compat.md §Boot configuration parsers), over a
+:class:`~.tree.BootFiles`:
 
 * GRUB: every ``grub.cfg``, and ``grub.conf``/``menu.lst`` (GRUB 2 or Legacy syntax); on
   media (ISO/USB) also ``loopback.cfg``, which is written for that case (``iso_path`` set);

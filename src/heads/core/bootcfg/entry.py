@@ -2,7 +2,8 @@
 
 Every boot-loader parser (GRUB, BLS, SYSLINUX) yields :class:`BootEntry`.  An entry serialises to
 the line format shell Heads writes into ``kexec_default.N.txt`` and ``kexec_menu.txt``
-(HEADS_REFERENCE §2.7, produced by ``kexec-parse-boot.sh``, consumed by ``kexec-boot.sh``)::
+(docs/heads-compat.md §Boot entries; produced by ``kexec-parse-boot.sh``, consumed by
+``kexec-boot.sh``)::
 
     <name>|elf|kernel <path>[|initrd <path>]...[|append <cmdline>]
     <name>|xen|kernel <xen path> <xen args>|module <vmlinuz> <args>|module <initrd>

@@ -1,11 +1,11 @@
 """GRUB configuration parser and safe evaluator (``grub.cfg``, ``loopback.cfg``, ``grub.conf``).
 
-Port of what ``kexec-parse-boot.sh`` extracts (HEADS_REFERENCE §1 row 17), done properly: the
-script is tokenized (:mod:`.grub_lexer`), parsed into statements, and *interpreted* over a
-small model of GRUB — variables, ``if``/``elif``/``else`` with ``[``/``test``, functions,
-``source``/``configfile``, ``load_env``, ``search``, ``blscfg`` — without ever running a shell.
-Menu entries are evaluated the way GRUB does when one is chosen: their body runs against the
-variables as they stand at the end of the configuration.
+Port of what ``kexec-parse-boot.sh`` extracts (docs/heads-compat.md §Boot configuration
+parsers), done properly: the script is tokenized (:mod:`.grub_lexer`), parsed into statements,
+and *interpreted* over a small model of GRUB — variables, ``if``/``elif``/``else`` with
+``[``/``test``, functions, ``source``/``configfile``, ``load_env``, ``search``, ``blscfg`` —
+without ever running a shell.  Menu entries are evaluated the way GRUB does when one is chosen:
+their body runs against the variables as they stand at the end of the configuration.
 
 Conditions that depend on the machine (``loadfont``, ``hwmatch``, a variable set by
 ``probe``...) cannot be decided here.  Both branches are then taken, every entry defined under

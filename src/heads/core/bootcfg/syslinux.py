@@ -1,13 +1,13 @@
 """SYSLINUX / ISOLINUX / EXTLINUX configuration parser.
 
-Port of the syslinux part of Heads' ``kexec-parse-boot.sh`` (HEADS_REFERENCE §1 row 19), after
-the SYSLINUX wiki "Config" page: keywords are case-insensitive; ``label`` starts an entry;
-``menu label`` names it (``^`` hotkey markers removed); ``kernel``/``linux`` give the image
-(``*.c32`` modules are skipped, except ``mboot.c32``: Xen, its ``append`` split on ``---`` into
-the hypervisor's arguments and the modules); ``append`` gives the command line, whose
-``initrd=`` is taken out as the initrd when there is no ``initrd`` line; ``include`` and
-``menu include`` read another file (bounded depth); ``menu begin``/``menu end`` nest submenus.
-Relative paths are relative to the configuration's directory.
+Port of the syslinux part of Heads' ``kexec-parse-boot.sh`` (docs/heads-compat.md §Boot
+configuration parsers), after the SYSLINUX wiki "Config" page: keywords are case-insensitive;
+``label`` starts an entry; ``menu label`` names it (``^`` hotkey markers removed);
+``kernel``/``linux`` give the image (``*.c32`` modules are skipped, except ``mboot.c32``: Xen,
+its ``append`` split on ``---`` into the hypervisor's arguments and the modules); ``append``
+gives the command line, whose ``initrd=`` is taken out as the initrd when there is no ``initrd``
+line; ``include`` and ``menu include`` read another file (bounded depth); ``menu begin``/``menu
+end`` nest submenus.  Relative paths are relative to the configuration's directory.
 """
 
 from __future__ import annotations

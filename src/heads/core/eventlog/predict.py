@@ -1,10 +1,10 @@
 """Predict PCR values and PolicyPCR digests: the basis for sealing to future values.
 
-The port of Heads' ``calcfuturepcr`` (HEADS_REFERENCE §3.2): take the firmware's part of
-the log for PCR N, fold its digests from the reset value, then fold the given extends (a
-string, a file's bytes, or a digest used as is).  And the policy digest the TPM would compute
-for ``TPM2_PolicyPCR`` over predicted values (TPM 2.0 Part 3 §23.7), so a seal to future
-values can be checked against the TPM's own trial-session computation.
+The port of Heads' ``calcfuturepcr`` (docs/heads-compat.md §PCR prediction): take the
+firmware's part of the log for PCR N, fold its digests from the reset value, then fold the
+given extends (a string, a file's bytes, or a digest used as is).  And the policy digest the
+TPM would compute for ``TPM2_PolicyPCR`` over predicted values (TPM 2.0 Part 3 §23.7), so a
+seal to future values can be checked against the TPM's own trial-session computation.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ _TPM_CC_POLICY_PCR: Final = 0x0000017F  # TPM 2.0 Part 2 §6.5.2
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """Something to extend: ``string`` (H(text), UTF-8, no newline: DESIGN §3), ``data``
-    (H(bytes), e.g. a file's contents) or ``digest`` (used as is)."""
+    """Something to extend: ``string`` (H(text), UTF-8, no newline: docs/pcr-layout.md §How
+    heads measures), ``data`` (H(bytes), e.g. a file's contents) or ``digest`` (used as is)."""
 
     kind: str
     label: str
