@@ -13,6 +13,8 @@ from heads.testing.swtpm import Swtpm, manufacture, swtpm_missing_reason
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# Real event logs and boot configurations the tests read; their origins: tests/data/SOURCES.md.
+TESTDATA = Path(__file__).resolve().parent / "data"
 
 
 def require(reason: str | None) -> None:

@@ -1,66 +1,62 @@
-"""The two logs the platform lab recorded on this machine (SeaBIOS and OVMF under QEMU with
-swtpm), kept in ../shared/lab as base64 with the PCR values sysfs showed: replay equals them."""
+"""Two logs recorded on our own QEMU machines (SeaBIOS and OVMF, each with swtpm), kept in
+tests/data/eventlogs/lab with the PCR values the guest's sysfs showed: replay equals them.
+
+How they were recorded: docs/qemu-platform.md; where the files come from: tests/data/SOURCES.md.
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
-from pathlib import Path
+import json
+from typing import Any
 
 import pytest
 
-from conftest import require, shared_testdata
+from conftest import TESTDATA
 from heads.core.digest import HashAlg
 from heads.core.eventlog import decode_event, event_summary, parse_log, replay_logs
 
-
-def _appendix(doc: str) -> tuple[bytes, str, dict[str, dict[int, str]]]:
-    path: Path = shared_testdata().parent / "lab" / doc
-    if not path.is_file():
-        require(f"lab notes not found at {path}")
-    text = path.read_text(encoding="utf-8")
-    appendix = text[text.index("## Appendix A") :]
-    appendix = appendix[: appendix.index("## Appendix B")]
-    blob = re.search(r"```\n([A-Za-z0-9+/=\n]+)```", appendix)
-    assert blob is not None
-    data = base64.b64decode(blob.group(1))
-    # "(3121 bytes, sha256 `...`)" / "The log has 5256 bytes ...; its sha256 is `...`".
-    stated = re.search(
-        r"(?:bytes, sha256|its sha256 is)\s+`([0-9a-f]{64})`", appendix.replace("\n", " ")
-    )
-    assert stated is not None
-    table: dict[str, dict[int, str]] = {"sha1": {}, "sha256": {}}
-    for row in re.finditer(r"^\| ([0-9, ]+) \| ([0-9A-F]{40}|0…0) \| ([0-9A-F]{64}|0…0) \|$",
-                           appendix, re.MULTILINE):  # fmt: skip
-        for pcr in (int(p) for p in row.group(1).split(",")):
-            table["sha1"][pcr] = row.group(2)
-            table["sha256"][pcr] = row.group(3)
-    return data, stated.group(1), table
+LAB = TESTDATA / "eventlogs" / "lab"
+LOGS = ["seabios-swtpm.bin", "ovmf-swtpm.bin"]
 
 
-@pytest.mark.parametrize("doc", ["platform-notes.md", "ovmf-measured-boot.md"])
-def test_lab_log_replays_to_the_pcrs_sysfs_showed(doc: str) -> None:
-    data, digest, table = _appendix(doc)
-    assert hashlib.sha256(data).hexdigest() == digest
-    log = parse_log(data, doc)
+def _expected(name: str) -> dict[str, Any]:
+    logs: dict[str, dict[str, Any]] = json.loads((LAB / "expected.json").read_bytes())["logs"]
+    return logs[name]
+
+
+def test_every_lab_log_has_its_expectations() -> None:
+    on_disk = sorted(p.name for p in LAB.glob("*.bin"))
+    assert on_disk == sorted(LOGS)
+    for name in LOGS:
+        assert _expected(name)["pcrs"]["sha256"]
+
+
+@pytest.mark.parametrize("name", LOGS)
+def test_lab_log_replays_to_the_pcrs_sysfs_showed(name: str) -> None:
+    data = (LAB / name).read_bytes()
+    expected = _expected(name)
+    assert len(data) == expected["bytes"]
+    assert hashlib.sha256(data).hexdigest() == expected["sha256"]
+    log = parse_log(data, name)
     assert not log.truncated
     replay = replay_logs([log])
+    table: dict[str, dict[str, str | None]] = expected["pcrs"]
     assert table["sha256"]
     for bank, values in table.items():
         alg = HashAlg.from_name(bank)
-        for pcr, want in values.items():
-            if want == "0…0":
+        for index, want in values.items():
+            pcr = int(index)
+            if want is None:  # never extended: sysfs showed zeros
                 assert pcr not in replay.pcrs[alg]
                 continue
-            assert replay.pcrs[alg][pcr].hex().upper() == want, (doc, bank, pcr)
+            assert replay.pcrs[alg][pcr].hex().upper() == want, (name, bank, pcr)
     for ev in log.events:
         assert "error" not in decode_event(ev)
 
 
 def test_ovmf_log_shows_the_payload_events() -> None:
-    data, _digest, _table = _appendix("ovmf-measured-boot.md")
-    log = parse_log(data, "ovmf")
+    log = parse_log((LAB / "ovmf-swtpm.bin").read_bytes(), "ovmf")
     kernel = next(e for e in log.events if e.event_type == 0x80000003)
     assert event_summary(kernel) == "VenMedia(1428f772-b64a-441e-b8c3-9ebdd7f893c7)/kernel"
     assert kernel.digests[HashAlg.SHA256].hex().startswith("d9a94638e33862e5")
