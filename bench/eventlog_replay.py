@@ -1,6 +1,7 @@
 """Replay every test event log: heads vs Debian's `tpm2_eventlog` (tpm2-tools), same run.
 
-For each round, all logs in ../shared/testdata/eventlogs are replayed:
+For each round, the real logs in tests/data/eventlogs (the tpm2-tools and tpm2-tss fixtures listed
+in tests/data/SOURCES.md) are replayed:
 
 * heads, in-process: read + parse + replay (what `heads pcr check` and the boot runtime do);
 * heads, one `python -m heads pcr replay --json` process per log (what a shell user pays);
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from heads.core.eventlog import parse_log, replay_logs
 
-LOGS = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "eventlogs"
+LOGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "eventlogs"
 
 
 def _ours_in_process(paths: list[Path]) -> float:

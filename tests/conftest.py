@@ -12,7 +12,6 @@ import pytest
 from heads.testing.swtpm import Swtpm, manufacture, swtpm_missing_reason
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # Real event logs and boot configurations the tests read; their origins: tests/data/SOURCES.md.
 TESTDATA = Path(__file__).resolve().parent / "data"
 
@@ -30,14 +29,6 @@ def require_tools(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
             require(f"{tool} is not installed")
-
-
-def shared_testdata() -> Path:
-    """../shared/testdata beside the checkout (read-only in CI)."""
-    path = SHARED / "testdata"
-    if not path.is_dir():
-        require(f"shared test data not found at {path}")
-    return path
 
 
 @pytest.hookimpl(wrapper=True)

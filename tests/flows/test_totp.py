@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.adapters.token import HotpCheck
 from heads.adapters.tpm import DISK_KEY_HANDLE, TOTP_HANDLE, Tpm, open_tpm
 from heads.core.digest import HashAlg, extend_string, zero_digest
@@ -140,7 +140,7 @@ def test_uefi_without_log_or_value_refuses(tpm: Tpm, tmp_path: Path) -> None:
 
 
 def test_pcr4_comes_from_the_firmware_event_log(tpm: Tpm) -> None:
-    data = shared_testdata() / "eventlogs"
+    data = TESTDATA / "eventlogs"
     expected = json.loads((data / "expected.json").read_text())["tt-event-arch-linux.bin"]
     want = bytes.fromhex(expected["expected"]["pcrs"]["sha256"]["4"])
     prov = seal_totp(
@@ -159,7 +159,7 @@ def test_pcr4_comes_from_the_firmware_event_log(tpm: Tpm) -> None:
 
 
 def test_pcr4_value_disagreeing_with_the_log_is_refused(tpm: Tpm) -> None:
-    log = shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin"
+    log = TESTDATA / "eventlogs" / "tt-event-arch-linux.bin"
     with pytest.raises(UsageError, match="differs from the firmware event log"):
         seal_totp(
             tpm,
@@ -172,7 +172,7 @@ def test_pcr4_value_disagreeing_with_the_log_is_refused(tpm: Tpm) -> None:
 
 
 def test_firmware_pcr4_ignores_other_pcrs_and_matches_replay() -> None:
-    data = shared_testdata() / "eventlogs"
+    data = TESTDATA / "eventlogs"
     expected = json.loads((data / "expected.json").read_text())
     for name in ("tt-event-bootorder.bin", "tt-event-postcode.bin", "tt-event-uefiaction.bin"):
         want = expected[name]["expected"]["pcrs"]["sha256"]["4"]
@@ -345,7 +345,7 @@ def test_damaged_index_file_is_a_format_error(tpm: Tpm, tmp_path: Path, content:
 
 
 def test_extend_string_matches_what_the_runtime_extends() -> None:
-    # The refusal tests above rely on measure_string's arithmetic (DESIGN §3).
+    # The refusal tests above rely on measure_string's arithmetic (docs/pcr-layout.md).
     z = zero_digest(HashAlg.SHA256)
     assert extend_string(HashAlg.SHA256, z, "recovery") != z
 

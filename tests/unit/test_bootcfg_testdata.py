@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.core.bootcfg.cmdline import build_cmdline
 from heads.core.bootcfg.discover import Discovery, discover_entries
 from heads.core.bootcfg.entry import BootEntry, parse_entry_line
@@ -138,14 +138,14 @@ def _tree(root: Path) -> MemoryTree:
 
 
 def _discover(kind: str, case: str, ctx: GrubContext | None = None) -> Discovery:
-    root = shared_testdata() / "bootconfigs" / kind / case
+    root = TESTDATA / "bootconfigs" / kind / case
     return discover_entries(
         _tree(root), media=kind in ("iso", "syslinux"), ctx=ctx, require_files=False
     )
 
 
 def _heads_ref(kind: str, case: str) -> Path:
-    return shared_testdata() / "bootconfigs" / "heads-reference" / f"{kind}_{case}.heads.txt"
+    return TESTDATA / "bootconfigs" / "heads-reference" / f"{kind}_{case}.heads.txt"
 
 
 def _heads_lines(kind: str, case: str) -> list[str]:
@@ -176,7 +176,7 @@ def test_entries_match_heads_except_listed_improvements(kind: str, case: str) ->
 
 
 def _uroot(kind: str, case: str) -> list[dict[str, object]]:
-    path = shared_testdata() / "bootconfigs" / kind / f"{case}.uroot-expected.json"
+    path = TESTDATA / "bootconfigs" / kind / f"{case}.uroot-expected.json"
     data = json.loads(path.read_text())
     assert isinstance(data, list)
     return data

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.adapters.tpm import open_tpm
 from heads.cli.main import main
 from heads.core.digest import HashAlg
@@ -16,12 +16,12 @@ from heads.testing.swtpm import Swtpm
 
 
 def _logs() -> list[Path]:
-    return sorted((shared_testdata() / "eventlogs").glob("*.bin"))
+    return sorted((TESTDATA / "eventlogs").glob("*.bin"))
 
 
 def _expected() -> dict[str, dict[str, object]]:
     data: dict[str, dict[str, object]] = json.loads(
-        (shared_testdata() / "eventlogs" / "expected.json").read_bytes()
+        (TESTDATA / "eventlogs" / "expected.json").read_bytes()
     )
     return data
 
@@ -49,7 +49,7 @@ def test_log_decodes_every_event(path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_log_json_flags_the_mismatching_event(capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin"
+    path = TESTDATA / "eventlogs" / "tt-event-arch-linux.bin"
     assert main(["pcr", "log", "--json", str(path)]) == 0
     events = json.loads(capsys.readouterr().out)["events"]
     flagged = [ev["number"] for ev in events if ev["digest_matches_payload"] is False]
@@ -59,7 +59,7 @@ def test_log_json_flags_the_mismatching_event(capsys: pytest.CaptureFixture[str]
 
 
 def test_replay_text_and_warnings(capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_testdata() / "eventlogs" / "tt-specid-vendordata.bin"
+    path = TESTDATA / "eventlogs" / "tt-specid-vendordata.bin"
     assert main(["pcr", "replay", str(path)]) == 0
     captured = capsys.readouterr()
     assert "no events" not in captured.out  # it has the header event
@@ -102,7 +102,7 @@ def test_predict_string_file_digest_in_order(
 
 
 def test_predict_from_a_firmware_log_with_policy(capsys: pytest.CaptureFixture[str]) -> None:
-    path = shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin"
+    path = TESTDATA / "eventlogs" / "tt-event-arch-linux.bin"
     args = ["pcr", "predict", "4", "--log", str(path), "--string", "generic"]
     assert main([*args, "--policy", "0,4,7", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)

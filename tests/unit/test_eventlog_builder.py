@@ -11,8 +11,8 @@ import hashlib
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from conftest import TESTDATA
 from heads.core.digest import HashAlg
 from heads.core.eventlog import parse_tcg
 
@@ -21,8 +21,6 @@ EV_SEPARATOR = 4
 EV_ACTION = 5
 EV_EFI_ACTION = 0x80000007
 EV_EFI_HCRTM_EVENT = 0x80000010
-
-TESTDATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "eventlogs"
 
 
 def h(alg: HashAlg, data: bytes) -> bytes:
@@ -123,7 +121,7 @@ def test_builder_frames_like_real_logs() -> None:
 
 
 def test_builder_spec_id_matches_a_real_header() -> None:
-    real = (TESTDATA / "tss-specid-vendordata.bin").read_bytes()
+    real = (TESTDATA / "eventlogs" / "tss-specid-vendordata.bin").read_bytes()
     ours = spec_id_event03((HashAlg.SHA1, HashAlg.SHA256), vendor=real[-4:])
     # Same layout; the real one differs only in the platform class / errata bytes.
     assert len(ours) == len(real)

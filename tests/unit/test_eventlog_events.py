@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
     EVENT_TYPE_NAMES,
@@ -27,7 +27,7 @@ from heads.core.eventlog.events import event_type_from_name
 
 
 def _log(name: str) -> EventLog:
-    return parse_tcg((shared_testdata() / "eventlogs" / name).read_bytes(), name)
+    return parse_tcg((TESTDATA / "eventlogs" / name).read_bytes(), name)
 
 
 def test_event_type_names_round_trip() -> None:
@@ -124,9 +124,7 @@ def test_utf16_ipl_strings_decode() -> None:
     assert texts == [" console=ttyS0 console=tty0 efi=debug "] * 2
 
 
-@pytest.mark.parametrize(
-    "name", sorted(p.name for p in (shared_testdata() / "eventlogs").glob("*.bin"))
-)
+@pytest.mark.parametrize("name", sorted(p.name for p in (TESTDATA / "eventlogs").glob("*.bin")))
 def test_every_event_of_every_real_log_decodes_without_error(name: str) -> None:
     for ev in _log(name).events:
         decoded = decode_event(ev)

@@ -8,7 +8,7 @@ import struct
 import pytest
 from test_eventlog_builder import EV_EFI_ACTION, EV_SEPARATOR, Ev, agile_log
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.core.digest import HashAlg
 from heads.core.eventlog import Measurement, parse_tcg, policy_pcr_digest, predict_pcr, replay_logs
 from heads.core.pcr import PcrSelection
@@ -27,7 +27,7 @@ def ext(p: bytes, d: bytes) -> bytes:
 
 
 def test_heads_worked_example() -> None:
-    """HEADS_REFERENCE §3.8, with an x86 coreboot log that leaves PCR 4 at zero."""
+    """docs/heads-compat.md §PCR prediction, with an x86 coreboot log that leaves PCR 4 at zero."""
     firmware = replay_logs([parse_tcg(agile_log([Ev(2, EV_SEPARATOR, b"\0\0\0\0")]))])
     sealed = predict_pcr(firmware, S256, 4).value
     assert sealed == Z
@@ -49,7 +49,7 @@ def test_heads_worked_example() -> None:
 
 
 def test_prediction_starts_from_the_firmware_part() -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
     firmware = replay_logs([parse_tcg(data)])
     p = predict_pcr(firmware, S256, 4, [Measurement.digest("ab" * 32)])
     assert p.firmware_value == firmware.pcrs[S256][4]

@@ -21,7 +21,7 @@ from test_eventlog_builder import (
     startup_locality,
 )
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.core.cel import CelRecord
 from heads.core.digest import HashAlg
 from heads.core.eventlog import cel_to_log, parse_log, parse_tcg, replay_logs
@@ -30,7 +30,7 @@ Z32 = b"\0" * 32
 
 
 def _cases() -> list[tuple[str, str, dict[str, dict[str, str]]]]:
-    meta = json.loads((shared_testdata() / "eventlogs" / "expected.json").read_bytes())
+    meta = json.loads((TESTDATA / "eventlogs" / "expected.json").read_bytes())
     out = []
     for name, entry in sorted(meta.items()):
         out.append((name, "expected", entry["expected"]["pcrs"] or {}))
@@ -46,7 +46,7 @@ def test_real_log_replays_to_its_expected_values(
 ) -> None:
     """`expected` are the values from the log's source (tpm2-tools / tpm2-tss fixtures);
     `replay` is the independent replay of every PCR the log extends."""
-    data = (shared_testdata() / "eventlogs" / name).read_bytes()
+    data = (TESTDATA / "eventlogs" / name).read_bytes()
     got = replay_logs([parse_log(data, name)]).to_json()
     if which == "replay":
         assert got == pcrs
@@ -56,7 +56,7 @@ def test_real_log_replays_to_its_expected_values(
 
 
 def test_hcrtm_log_pcr0_starts_at_locality_4() -> None:
-    data = (shared_testdata() / "eventlogs" / "tss-binary-measurements-hcrtm.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tss-binary-measurements-hcrtm.bin").read_bytes()
     replay = replay_logs([parse_tcg(data)])
     assert replay.hcrtm
     assert replay.start[HashAlg.SHA1][0] == b"\0" * 19 + b"\x04"
@@ -118,7 +118,7 @@ def test_digest_not_matching_payload_is_replayed_and_reported() -> None:
 
 
 def test_arch_log_reports_event_24_mismatch() -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
     replay = replay_logs([parse_tcg(data)])
     assert {m.event.number for m in replay.mismatches} == {24}
 
@@ -133,7 +133,7 @@ def test_missing_bank_digest_makes_that_pcr_incomplete() -> None:
 
 
 def test_every_extend_is_traceable_to_its_event() -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-event-bootorder.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-event-bootorder.bin").read_bytes()
     replay = replay_logs([parse_tcg(data)])
     for alg, bank in replay.pcrs.items():
         for pcr, value in bank.items():
@@ -154,7 +154,7 @@ def _cel(records: list[tuple[int, str]]) -> bytes:
 
 
 def test_cel_log_continues_the_firmware_log() -> None:
-    fw_data = (shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
+    fw_data = (TESTDATA / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
     firmware = parse_log(fw_data, "fw")
     ours = parse_log(_cel([(4, "generic"), (7, "/etc/config.user")]), "ours.cel")
     merged = replay_logs([firmware, ours])
@@ -186,7 +186,7 @@ def test_our_log_round_trips_and_replays_like_step_by_step_extends(
 
 
 def test_sha1_only_log_replays_sha1_only(tmp_path: Path) -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-event-uefi-sha1-log.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-event-uefi-sha1-log.bin").read_bytes()
     replay = replay_logs([parse_tcg(data)])
     assert list(replay.pcrs) == [HashAlg.SHA1]
 

@@ -18,19 +18,19 @@ from test_eventlog_builder import (
     spec_id_event03,
 )
 
-from conftest import shared_testdata
+from conftest import TESTDATA
 from heads.core.digest import HashAlg
 from heads.core.eventlog import MAX_LOG_BYTES, EventLog, LogFormat, parse_log, parse_tcg
 from heads.errors import FormatError
 
 
 def _logs() -> list[Path]:
-    return sorted((shared_testdata() / "eventlogs").glob("*.bin"))
+    return sorted((TESTDATA / "eventlogs").glob("*.bin"))
 
 
 def _expected() -> dict[str, dict[str, object]]:
     data: dict[str, dict[str, object]] = json.loads(
-        (shared_testdata() / "eventlogs" / "expected.json").read_bytes()
+        (TESTDATA / "eventlogs" / "expected.json").read_bytes()
     )
     return data
 
@@ -48,7 +48,7 @@ def test_every_real_log_parses_with_its_event_count_and_banks(path: Path) -> Non
 
 
 def test_malformed_spec_id_vendor_info_is_a_warning_not_a_failure() -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-specid-vendordata.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-specid-vendordata.bin").read_bytes()
     log = parse_tcg(data, "specid.bin")
     assert len(log.events) == 1
     assert any("vendorInfoSize is 4" in str(w) for w in log.warnings)
@@ -66,7 +66,7 @@ def test_empty_file_is_an_empty_log() -> None:
 
 @pytest.mark.parametrize("cut", [1, 11, 40, 100])
 def test_log_that_stops_early_keeps_the_events_before_it(cut: int) -> None:
-    data = (shared_testdata() / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
+    data = (TESTDATA / "eventlogs" / "tt-event-arch-linux.bin").read_bytes()
     full = parse_tcg(data)
     last = full.events[-1]
     assert last.offset is not None
