@@ -22,15 +22,22 @@ if ((${#missing[@]})); then
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip's notes about index locations this machine does not have.
+quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
+
 venv="$top/.venv"
 stamp="$venv/.heads-stamp"
-want=$(cat "$top/requirements.lock" "$top/pyproject.toml" | sha256sum | cut -d' ' -f1)
+want=$(cat "$top/requirements-build.lock" "$top/requirements.lock" "$top/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "setup: preparing the Python environment in .venv" >&2
     # Debian's interpreter, not any other python3 on PATH: the same one goes into the payload.
     [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$top/requirements.lock" 2>&1 \
-        | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2
+    pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps)
+    # Exactly the downloads the locks name (by SHA-256).  tpm2-pytss is published as source only:
+    # its build tools come first, from their own lock, and build it without an isolated
+    # environment, so nothing unpinned is fetched to build it.
+    "${pip[@]}" --only-binary :all: -r "$top/requirements-build.lock" 2>&1 | quiet >&2
+    "${pip[@]}" --no-build-isolation -r "$top/requirements.lock" 2>&1 | quiet >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$top"
     echo "$want" > "$stamp"
 fi
