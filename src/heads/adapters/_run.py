@@ -52,6 +52,7 @@ def run(
     check: bool = True,
     pass_fds: Sequence[int] = (),
     cwd: Path | None = None,
+    inherit_env: bool = True,
 ) -> RunResult:
     """Run ``argv`` and capture its output.
 
@@ -64,13 +65,15 @@ def run(
         check: raise ToolError on a non-zero exit status.
         pass_fds: file descriptors the child inherits (e.g. a passphrase pipe).
         cwd: working directory.
+        inherit_env: start from our environment (default) or from ``PATH`` alone, for builds
+            whose output must not depend on the caller's variables (``CC``, ``CFLAGS``...).
 
     Raises:
         ToolError: the tool is missing, timed out, or (with ``check``) exited non-zero.
     """
     args = [str(a) for a in argv]
     tool = require_tool(args[0])
-    full_env = dict(os.environ)
+    full_env = dict(os.environ) if inherit_env else {"PATH": os.environ.get("PATH", "")}
     full_env["LC_ALL"] = "C"
     if env:
         full_env.update(env)

@@ -20,12 +20,14 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from heads.adapters._run import run
+from heads.core.payload_lock import DebPin
 from heads.errors import FormatError, HashMismatchError, ToolError
 
 __all__ = [
     "DebFile",
     "DebFiles",
     "DebPin",
+    "available",
     "candidate_version",
     "depends_of",
     "download",
@@ -35,32 +37,7 @@ __all__ = [
     "sha256_file",
 ]
 
-_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_VERSION_RE: Final = re.compile(r"^[A-Za-z0-9.+~:-]+$")
 _MAX_DATA_TAR: Final = 1 << 30  # the kernel package's tar is about 110 MB
-
-
-@dataclass(frozen=True, slots=True)
-class DebPin:
-    """One pinned package: exact version and the SHA-256 of its .deb file."""
-
-    name: str
-    version: str
-    arch: str
-    sha256: str
-
-    def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
-            raise ValueError(f"not a Debian package name: {self.name!r}")
-        if not _VERSION_RE.match(self.version):
-            raise ValueError(f"not a Debian version: {self.version!r}")
-        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
-            raise ValueError(f"{self.name}: sha256 must be 64 lower-case hex digits")
-
-    @property
-    def filename(self) -> str:
-        """The archive's file name (apt writes the epoch colon as ``%3a``)."""
-        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,16 +171,25 @@ def download(name: str, version: str | None, dest_dir: Path) -> Path:
     return final
 
 
-def fetch(pin: DebPin, cache_dir: Path) -> Path:
-    """The pinned .deb from the cache (downloading it once), after checking its SHA-256.
+def fetch(pin: DebPin, cache_dir: Path, *, inputs: Path | None = None) -> Path:
+    """The pinned .deb, after checking its SHA-256: from ``inputs`` (offline: never
+    downloaded) or from the cache (downloaded into it once).
 
     Raises:
-        HashMismatchError: the cached or downloaded file is not the pinned one.
-        ToolError: the download failed.
+        HashMismatchError: the file is not the pinned one.
+        ToolError: not in ``inputs``, or the download failed.
     """
-    path = cache_dir / pin.filename
-    if not path.exists():
-        path = download(pin.name, pin.version, cache_dir)
+    if inputs is not None:
+        path = inputs / "debs" / pin.filename
+        if not path.is_file():
+            raise ToolError(
+                f"{pin.filename} is not in the inputs directory {inputs}",
+                hint="export the inputs of this lock with `heads build --export-inputs DIR`",
+            )
+    else:
+        path = cache_dir / pin.filename
+        if not path.exists():
+            path = download(pin.name, pin.version, cache_dir)
     actual = sha256_file(path)
     if actual != pin.sha256:
         raise HashMismatchError(
@@ -212,6 +198,26 @@ def fetch(pin: DebPin, cache_dir: Path) -> Path:
             "review the change and run `heads build --update-lock`",
         )
     return path
+
+
+def available(name: str, version: str, arch: str) -> bool:
+    """Whether the host's archive (apt's package lists) still offers this exact version.
+
+    Raises:
+        ToolError: apt-cache failed for another reason than "no such version".
+    """
+    result = run(
+        ["apt-cache", "show", "--no-all-versions", f"{name}:{arch}={version}"],
+        desc=f"look up {name} {version}",
+        timeout_s=60,
+        check=False,
+    )
+    if result.returncode == 0:
+        return b"Package: " in result.stdout
+    err = result.stderr.decode("utf-8", "replace")
+    if "Unable to locate" in err or "No packages found" in err or "Can't select" in err:
+        return False
+    raise ToolError(f"apt-cache show {name}={version} failed", details=tuple(err.splitlines()[-4:]))
 
 
 def read_files(deb: Path) -> list[DebFile]:

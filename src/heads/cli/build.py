@@ -1,7 +1,9 @@
 """``heads build``: the boot payload (kernel + initramfs + manifest), reproducibly.
 
-heads build [--out DIR] [--cache DIR] [--lock FILE] [--init FILE] [--json]
-heads build --check          build twice in different directories and compare every digest
+heads build [--out DIR] [--cache DIR] [--lock FILE] [--init FILE] [--locked] [--json]
+heads build --inputs DIR     build offline from an export (byte-for-byte the published payload)
+heads build --export-inputs DIR   write every pinned input and a checksum list
+heads build --check          build twice, the second time as another machine, compare every member
 heads build --update-lock    re-pin Debian packages and Python distributions
 """
 
@@ -13,13 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from heads.cli.common import add_json_option, print_json
-from heads.errors import ExitCode, HeadsError
+from heads.errors import ExitCode, HeadsError, UsageError
 from heads.flows.image_build import (
     DEFAULT_LOCK,
     Payload,
     build_payload,
     check_reproducible,
     default_cache_dir,
+    export_payload_inputs,
     update_lock,
 )
 
@@ -36,13 +39,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Build the payload from the pinned inputs in the lock file: the Debian "
         "cloud kernel and a deterministic zstd initramfs with busybox, kexec, gpgv, a trimmed "
         "Python, tpm2-pytss and heads.  Inputs are downloaded once into the cache and checked "
-        "against their SHA-256 on every build.",
+        "against their SHA-256 on every build.  When pinned Debian versions are gone from the "
+        "archive, the current ones are used and the summary says the result is not the "
+        "published payload (--locked refuses instead).",
     )
     p.add_argument("--out", type=Path, default=Path("out/payload"), help="output directory")
     p.add_argument(
         "--cache", type=Path, default=None, help="download cache (default ~/.cache/heads)"
     )
-    p.add_argument("--lock", type=Path, default=DEFAULT_LOCK, help="lock file of pinned inputs")
+    p.add_argument(
+        "--lock",
+        type=Path,
+        default=None,
+        help=f"lock file of pinned inputs (default {DEFAULT_LOCK.parent.name}/{DEFAULT_LOCK.name}"
+        ", or the lock of --inputs)",
+    )
+    p.add_argument(
+        "--inputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="build offline from a directory written by --export-inputs",
+    )
+    p.add_argument(
+        "--locked",
+        action="store_true",
+        help="refuse (exit 3) when a pinned package is gone from the archive",
+    )
+    p.add_argument(
+        "--no-wheel-cache",
+        action="store_true",
+        help="build wheels from their sdists even when an identical build is cached",
+    )
     p.add_argument(
         "--init", type=Path, default=None, help="/init script (default: the boot runtime's)"
     )
@@ -51,6 +79,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--check",
         action="store_true",
         help="build twice in different directories and require identical digests",
+    )
+    mode.add_argument(
+        "--export-inputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write every pinned input (debs, wheels, sdists), the lock and SHA256SUMS to DIR",
     )
     mode.add_argument(
         "--update-lock",
@@ -71,6 +106,9 @@ def _summary(p: Payload) -> dict[str, object]:
         "initramfs_uncompressed_size": p.initramfs_uncompressed_size,
         "members": p.members,
         "manifest": str(p.manifest),
+        "published": p.published,
+        "lock_changes": list(p.lock_changes),
+        "resolved_lock": str(p.resolved_lock) if p.resolved_lock else None,
     }
 
 
@@ -85,34 +123,64 @@ def _print_sizes(p: Payload) -> None:
     )
     print(f"manifest   {p.manifest}")
     print(f"payload    {(p.kernel_size + p.initramfs_size) / 2**20:.2f} MiB in total")
+    if not p.published:
+        print(
+            f"warning: this is NOT the published payload: {len(p.lock_changes)} input(s) "
+            "differ from the lock (pinned versions gone from the archive):"
+        )
+        for change in p.lock_changes:
+            print(f"  {change}")
+        print(f"  the lock it was built from: {p.resolved_lock}")
 
 
 def _build(args: argparse.Namespace) -> int:
     cache: Path = args.cache or default_cache_dir()
+    lock: Path = args.lock or DEFAULT_LOCK
     say: Callable[[str], None] | None = None
     if not args.json:
         say = lambda msg: print(f"  {msg}", file=sys.stderr)  # noqa: E731
+    if args.inputs is not None and (args.update_lock or args.export_inputs or args.check):
+        raise UsageError("--inputs builds a payload; it does not go with the other modes")
     if args.update_lock:
-        lock = update_lock(args.lock, cache_dir=cache, init_script=args.init, progress=say)
+        new = update_lock(lock, cache_dir=cache, init_script=args.init, progress=say)
+        if args.json:
+            print_json({"lock": str(lock), "debian": len(new.debs), "python": len(new.python)})
+        else:
+            print(
+                f"{lock}: {len(new.debs)} Debian packages, "
+                f"{len(new.python)} Python distributions pinned"
+            )
+        return ExitCode.OK
+    if args.export_inputs is not None:
+        summary = export_payload_inputs(
+            args.export_inputs, cache_dir=cache, lock_path=lock, progress=say
+        )
         if args.json:
             print_json(
-                {"lock": str(args.lock), "debian": len(lock.debs), "python": len(lock.python)}
+                {
+                    "directory": str(summary.directory),
+                    "files": summary.files,
+                    "bytes": summary.total_bytes,
+                    "lock_sha256": summary.lock_sha256,
+                }
             )
         else:
             print(
-                f"{args.lock}: {len(lock.debs)} Debian packages, "
-                f"{len(lock.python)} Python distributions pinned"
+                f"{summary.directory}: {summary.files} files, "
+                f"{summary.total_bytes / 2**20:.1f} MiB (lock {summary.lock_sha256[:16]}); "
+                f"rebuild offline with `heads build --inputs {summary.directory}`"
             )
         return ExitCode.OK
     if args.check:
         result = check_reproducible(
-            cache_dir=cache, lock_path=args.lock, init_script=args.init, progress=say
+            cache_dir=cache, lock_path=lock, init_script=args.init, progress=say
         )
         if args.json:
             print_json(
                 {
                     "identical": result.identical,
                     "differences": list(result.differences),
+                    "varied": list(result.varied),
                     "first": _summary(result.first),
                 }
             )
@@ -120,17 +188,24 @@ def _build(args: argparse.Namespace) -> int:
             raise HeadsError(
                 "the two builds differ: the payload is not reproducible",
                 details=result.differences[:40],
-                hint="the first lines name the members that differ",
+                hint="the first line names the first member that differs",
             )
         if not args.json:
             print(
-                f"reproducible: two builds are identical (initramfs "
-                f"{result.first.initramfs_size / 2**20:.2f} MiB, "
+                f"reproducible: a second build as another machine ({', '.join(result.varied)}) "
+                f"is identical (initramfs {result.first.initramfs_size / 2**20:.2f} MiB, "
                 f"{result.first.members} members)"
             )
         return ExitCode.OK
     payload = build_payload(
-        args.out, cache_dir=cache, lock_path=args.lock, init_script=args.init, progress=say
+        args.out,
+        cache_dir=cache,
+        lock_path=args.lock,
+        inputs=args.inputs,
+        locked=args.locked,
+        init_script=args.init,
+        progress=say,
+        wheel_cache=not args.no_wheel_cache,
     )
     if args.json:
         print_json(_summary(payload))

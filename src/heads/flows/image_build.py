@@ -2,10 +2,20 @@
 
 The layout the runtime relies on is docs/guest-host-contract.md §Payload layout.
 
-Inputs are pinned in a lock file (``payload/lock.json``): every Debian package by name, version
-and SHA-256 of its ``.deb`` (fetched once into the cache, checked on every use, offline
-afterwards), and every Python distribution taken from the project's virtualenv by name, version
-and a SHA-256 over the files shipped.  ``heads build --update-lock`` re-resolves the pins.
+Inputs are pinned in a lock file (``payload/lock.json``, :mod:`heads.core.payload_lock`) by
+what is downloaded: every Debian package by name, version and SHA-256 of its ``.deb``, every
+Python distribution by the file name and SHA-256 of its wheel or sdist.  They are fetched once
+into the cache (or read from a directory written by :func:`export_inputs`, offline) and checked
+on every use.  An sdist is built into a wheel here, reproducibly (:func:`heads.adapters.pypi.
+build_wheel`); nothing is taken from the developer's virtualenv.  ``heads build --update-lock``
+re-resolves the pins.
+
+The Debian archive drops superseded versions within days.  When a pinned package is gone, a
+plain build resolves its current version (the kernel through its metapackage, since the
+package name carries the kernel ABI), builds from that resolved lock, writes it beside the
+output and says in the manifest and the summary that this is not the published payload;
+``locked=True`` refuses instead.  A directory from :func:`export_inputs` rebuilds the published
+payload byte for byte at any later time.
 
 What goes into the initramfs (paths as in the archive):
 
@@ -29,9 +39,10 @@ What goes into the initramfs (paths as in the archive):
 * ``/dev/console`` (5,1) and ``/dev/null`` (1,3) as device nodes, and the usual empty mount
   points.
 
-The stdlib closure: on the host, the same interpreter imports every ``heads`` module (except
-``heads.testing``) and every module named in an ``import`` statement anywhere in ``heads``, plus
-``runpy`` and the extra modules listed in the lock, and reports ``sys.modules``.  Third-party
+The stdlib closure: on the host, the same interpreter (without site-packages, with the pinned
+distributions unpacked on its path) imports every ``heads`` module (except ``heads.testing``)
+and every module named in an ``import`` statement anywhere in ``heads``, plus ``runpy`` and the
+extra modules listed in the lock, and reports ``sys.modules``.  Third-party
 packages are shipped whole (docs/guest-host-contract.md §Python in the payload: a package's
 ``__init__`` may import a module that failed on the host).
 
@@ -39,8 +50,9 @@ Determinism: the cpio writer fixes names, order, modes, owners, inodes and mtime
 (``SOURCE_DATE_EPOCH``); ``.pyc`` files are compiled in a child with ``PYTHONHASHSEED=0`` and a
 fixed order, with in-image paths as ``co_filename``; the zip has fixed dates and attributes;
 zstd runs with fixed settings.  ``manifest.json`` lists the SHA-256 of every member (zip
-members as ``python311.zip!name``) and of the outputs; :func:`check_reproducible` builds twice
-and names what differs.
+members as ``python311.zip!name``), of every input and of the outputs; :func:`check_reproducible`
+builds twice, the second time as another machine would (other paths, cache, ``HOME``, time
+zone, locale, umask and host name), and names what differs.
 """
 
 from __future__ import annotations
@@ -60,15 +72,37 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 import heads
-from heads.adapters import debian
+from heads.adapters import debian, pypi
 from heads.adapters._run import run
-from heads.adapters.debian import DebFiles, DebPin
+from heads.adapters.debian import DebFiles
 from heads.core.cpio import CpioEntry, Kind, write_newc
-from heads.errors import FormatError, HashMismatchError, HeadsError, UsageError
+from heads.core.payload_lock import (
+    DEFAULT_EXTRA_MODULES,
+    LOCK_FORMAT,
+    DebPin,
+    PayloadLock,
+    PythonPin,
+    normalize_dist,
+    parse_requirement_hashes,
+)
+from heads.errors import FormatError, HeadsError, UsageError, VerificationError
+from heads.flows.payload_inputs import (
+    RESOLVED_LOCK,
+    ExportSummary,
+    MissingPinsError,
+    export_inputs,
+    inputs_lock,
+    load_lock,
+    read_debs,
+    resolve_debian,
+)
 
 __all__ = [
     "DEFAULT_LOCK",
     "LOCK_FORMAT",
+    "RESOLVED_LOCK",
+    "ExportSummary",
+    "MissingPinsError",
     "Payload",
     "PayloadLock",
     "PythonPin",
@@ -76,11 +110,11 @@ __all__ = [
     "build_payload",
     "check_reproducible",
     "default_cache_dir",
+    "export_payload_inputs",
     "update_lock",
 ]
 
-LOCK_FORMAT: Final = 1
-MANIFEST_FORMAT: Final = 1
+MANIFEST_FORMAT: Final = 2
 DEFAULT_LOCK: Final = Path(__file__).resolve().parents[3] / "payload" / "lock.json"
 KERNEL_METAPACKAGE: Final = "linux-image-cloud-amd64"
 # Packages asked for by name; the libraries they need are added by --update-lock.
@@ -99,7 +133,6 @@ ROOT_PACKAGES: Final = (
 KERNEL_MODULES: Final = ("qemu_fw_cfg", "virtio_pci", "virtio_blk", "dm_crypt", "xts", "ecb")
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
-_DEFAULT_EXTRA_MODULES: Final = ("runpy", "encodings.idna", "encodings.ascii", "encodings.latin_1")
 _LIBDIR: Final = "/lib/x86_64-linux-gnu"
 _LIB_SEARCH: Final = (
     "/lib/x86_64-linux-gnu",
@@ -115,97 +148,11 @@ _ZIP_DATE: Final = (1980, 1, 1, 0, 0, 0)
 # the guest kernel unpacks it as fast; compressing takes about a minute, so the base archive's
 # result is cached.  One thread: the output then cannot depend on the machine.
 _ZSTD_ARGS: Final = ("--ultra", "-22", "--single-thread", "--no-progress", "-q", "-c")
-_MAX_LOCK_BYTES: Final = 1 << 20
 
 Progress = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------------------- lock
-
-
-@dataclass(frozen=True, slots=True)
-class PythonPin:
-    """A Python distribution from the project virtualenv: what it is and what we ship of it."""
-
-    name: str
-    version: str
-    sha256: str  # over the shipped files: sorted "relpath\0sha256\n" lines
-
-
-@dataclass(frozen=True, slots=True)
-class PayloadLock:
-    """The pinned inputs of a payload build (``payload/lock.json``)."""
-
-    source_date_epoch: int
-    kernel: str
-    debs: tuple[DebPin, ...]
-    python: tuple[PythonPin, ...]
-    extra_modules: tuple[str, ...] = _DEFAULT_EXTRA_MODULES
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, source: str) -> PayloadLock:
-        """Parse a lock file.
-
-        Raises:
-            FormatError: not JSON, wrong format version, or a malformed pin.
-        """
-        if len(data) > _MAX_LOCK_BYTES:
-            raise FormatError("lock file larger than 1 MiB", source=source)
-        try:
-            obj = json.loads(data)
-            if obj.get("format") != LOCK_FORMAT:
-                raise FormatError(f"format is not {LOCK_FORMAT}", source=source)
-            debs = tuple(
-                DebPin(str(d["name"]), str(d["version"]), str(d["arch"]), str(d["sha256"]))
-                for d in obj["debian"]
-            )
-            python = tuple(
-                PythonPin(str(p["name"]), str(p["version"]), str(p["sha256"]))
-                for p in obj["python"]
-            )
-            epoch = int(obj["source_date_epoch"])
-            kernel = str(obj["kernel"])
-            extra = tuple(str(m) for m in obj.get("extra_modules", _DEFAULT_EXTRA_MODULES))
-        except FormatError:
-            raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise FormatError(f"malformed lock: {exc}", source=source) from None
-        if kernel not in {d.name for d in debs}:
-            raise FormatError(f"kernel package {kernel} is not pinned", source=source)
-        return cls(epoch, kernel, debs, python, extra)
-
-    def to_bytes(self) -> bytes:
-        """Canonical JSON (sorted, one pin per line group), ending in a newline."""
-        obj = {
-            "format": LOCK_FORMAT,
-            "source_date_epoch": self.source_date_epoch,
-            "kernel": self.kernel,
-            "extra_modules": list(self.extra_modules),
-            "debian": [
-                {"name": d.name, "version": d.version, "arch": d.arch, "sha256": d.sha256}
-                for d in sorted(self.debs, key=lambda d: d.name)
-            ],
-            "python": [
-                {"name": p.name, "version": p.version, "sha256": p.sha256}
-                for p in sorted(self.python, key=lambda p: p.name.lower())
-            ],
-        }
-        return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-
-    def digest(self) -> str:
-        """SHA-256 of the canonical form (recorded in the manifest)."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
-
-
-def _load_lock(lock_path: Path) -> PayloadLock:
-    try:
-        data = lock_path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(
-            f"lock file {lock_path} does not exist",
-            hint="create it with `heads build --update-lock`",
-        ) from None
-    return PayloadLock.from_bytes(data, source=str(lock_path))
 
 
 # ----------------------------------------------------------------------------------- outputs
@@ -223,16 +170,19 @@ class Payload:
     initramfs_uncompressed_size: int
     members: int
     kernel_version: str
+    published: bool = True
+    lock_changes: tuple[str, ...] = ()
+    resolved_lock: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ReproCheck:
-    """Result of two builds compared: identical, or what differed."""
+    """Result of two builds compared: identical, or what differed (first member first)."""
 
     identical: bool
     first: Payload
-    second: Payload
-    differences: tuple[str, ...] = field(default=())
+    differences: tuple[str, ...] = ()
+    varied: tuple[str, ...] = ()
 
 
 def default_cache_dir() -> Path:
@@ -474,17 +424,6 @@ def _kernel_parts(files: DebFiles, kernel_pkg: str, tree: _Tree) -> tuple[bytes,
     return entry.data, version
 
 
-def _read_debs(lock: PayloadLock, cache_dir: Path, progress: Progress) -> DebFiles:
-    files = DebFiles()
-    debs_dir = cache_dir / "debs"
-    # The kernel goes last so that nothing else can replace its files.
-    for pin in sorted(lock.debs, key=lambda d: (d.name == lock.kernel, d.name)):
-        path = debian.fetch(pin, debs_dir)
-        files.add(pin.name, debian.read_files(path))
-    progress(f"read {len(lock.debs)} pinned Debian packages")
-    return files
-
-
 def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, str]]:
     """Busybox and links, kexec, gpgv, python3.11, the TCTI module. Returns ELF roots."""
     roots: list[tuple[str, bytes, str]] = []
@@ -578,21 +517,24 @@ class _PySelection:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _python_paths() -> tuple[Path, Path]:
+def _heads_sources() -> Path:
+    """The directory holding the ``heads`` package (shipped from source, compiled here)."""
     if sys.version_info[:2] != _PY_TAG:
         raise UsageError(
             f"the payload builder needs Python {_PY_TAG[0]}.{_PY_TAG[1]} (the interpreter "
             f"shipped in the payload); this is {sys.version.split()[0]}"
         )
-    src = Path(heads.__file__).resolve().parent.parent
-    import sysconfig  # noqa: PLC0415 - only needed here
-
-    site = Path(sysconfig.get_path("purelib"))
-    return src, site
+    return Path(heads.__file__).resolve().parent.parent
 
 
-def _probe_python(extra: Iterable[str]) -> _PySelection:
-    src, site = _python_paths()
+def _probe_python(extra: Iterable[str], site: Path, *, isolated: bool = True) -> _PySelection:
+    """Which stdlib files and which distributions of ``site`` the runtime imports.
+
+    ``isolated`` runs the probe without site-packages (``-S``): only the stdlib, the heads
+    sources and ``site`` (the pinned distributions, unpacked) can be found, so nothing of the
+    developer's virtualenv can slip into the payload.
+    """
+    src = _heads_sources()
     # The result goes to a file: a module may print while being imported.
     with tempfile.TemporaryDirectory(prefix="heads-probe-") as tmp:
         result = Path(tmp) / "modules.json"
@@ -600,6 +542,7 @@ def _probe_python(extra: Iterable[str]) -> _PySelection:
             [
                 sys.executable,
                 "-I",
+                *(["-S"] if isolated else []),
                 "-c",
                 _PROBE,
                 str(src),
@@ -652,18 +595,84 @@ def _probe_python(extra: Iterable[str]) -> _PySelection:
     )
 
 
-def _python_pins(sel: _PySelection) -> tuple[PythonPin, ...]:
-    pins = []
-    for dist, paths in sorted(sel.packages.items()):
-        h = hashlib.sha256()
-        for p in paths:
-            rel = p.relative_to(sel.site).as_posix()
-            h.update(f"{rel}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n".encode())
-        version = sel.versions.get(dist)
-        if version is None:
-            version = next((v for k, v in sel.versions.items() if k.lower() == dist.lower()), "?")
-        pins.append(PythonPin(dist, version, h.hexdigest()))
-    return tuple(pins)
+@dataclass(frozen=True, slots=True)
+class _PyInput:
+    """A pinned distribution as used: its artifact and the wheel whose files were shipped."""
+
+    pin: PythonPin
+    wheel: str
+    files_sha256: str
+    built: bool
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "version": self.pin.version,
+            "artifact": self.pin.file,
+            "artifact_sha256": self.pin.sha256,
+            "wheel": self.wheel,
+            "wheel_files_sha256": self.files_sha256,
+            "built_here": self.built,
+        }
+
+
+def _build_env_key(epoch: int) -> str:
+    """What a wheel built here depends on besides its sdist (the built-wheel cache key)."""
+    tools = _build_tools()
+    return _sha(json.dumps({"tools": tools, "epoch": epoch}, sort_keys=True).encode())
+
+
+def _build_tools() -> dict[str, str]:
+    """The host tools that shape a wheel built from an sdist (recorded in the manifest)."""
+
+    def first_line(argv: list[str]) -> str:
+        result = run(argv, desc=f"{argv[0]} version", timeout_s=30, check=False)
+        out = result.stdout.decode("utf-8", "replace").strip()
+        return out.splitlines()[0] if result.returncode == 0 and out else "not available"
+
+    return {
+        "cc": first_line(["gcc", "--version"]),
+        "tss2-esys headers": first_line(["pkg-config", "--modversion", "tss2-esys"]),
+        "python": sys.version.split()[0],
+    }
+
+
+def _python_inputs(
+    lock: PayloadLock,
+    cache_dir: Path,
+    inputs: Path | None,
+    site: Path,
+    *,
+    epoch: int,
+    reuse_built: bool,
+    say: Progress,
+) -> list[_PyInput]:
+    """Fetch every pinned distribution, build the sdists, unpack all into ``site``."""
+    used: list[_PyInput] = []
+    site.mkdir(parents=True, exist_ok=True)
+    env_key: str | None = None
+    for pin in sorted(lock.python, key=lambda p: normalize_dist(p.name)):
+        artifact = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
+        if pin.is_wheel:
+            wheel = artifact
+        else:
+            env_key = env_key or _build_env_key(epoch)
+            wheels = cache_dir / "wheels" / _sha(f"{pin.sha256} {env_key}".encode())[:32]
+            cached = sorted(wheels.glob("*.whl")) if reuse_built else []
+            if cached:
+                wheel = cached[0]
+                say(f"{pin.name} {pin.version}: wheel built earlier from the same sdist and tools")
+            else:
+                say(f"{pin.name} {pin.version}: building a wheel from {pin.file}")
+                if wheels.exists():
+                    shutil.rmtree(wheels)
+                wheel = pypi.build_wheel(artifact, wheels, source_date_epoch=epoch)
+        files = pypi.wheel_files(wheel)
+        for name, data in files.items():
+            dest = site / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+        used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files), not pin.is_wheel))
+    return used
 
 
 def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[bytes]:
@@ -748,7 +757,7 @@ def _add_python(
                 data = _strip_elf(data, workdir)
                 tree.add(CpioEntry.file(f"{_SITE}/{rel}", data, executable=True), dist)
                 roots.append((f"{_SITE}/{rel}", data, str(p)))
-    src, _site = _python_paths()
+    src = _heads_sources()
     for p in sorted((src / "heads").rglob("*.py")):
         rel = p.relative_to(src).as_posix()
         if rel.startswith("heads/testing/") or "__pycache__" in rel:
@@ -853,40 +862,64 @@ def _assemble(
     return tree, zip_members, kernel, kver
 
 
+def _epoch(lock: PayloadLock, explicit: int | None) -> int:
+    if explicit is not None:
+        return explicit
+    env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if env_epoch is not None and env_epoch.isdigit():
+        return int(env_epoch)
+    return lock.source_date_epoch
+
+
 def build_payload(
     out_dir: Path,
     *,
     cache_dir: Path,
-    lock_path: Path = DEFAULT_LOCK,
+    lock_path: Path | None = None,
+    inputs: Path | None = None,
+    locked: bool = False,
     init_script: Path | None = None,
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
     compression_cache: bool = True,
+    wheel_cache: bool = True,
 ) -> Payload:
     """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
 
     Args:
-        out_dir: created if missing; the three files are replaced atomically.
-        cache_dir: where pinned .deb files are kept (``debs/``); downloaded once.
-        lock_path: the pins (``payload/lock.json``).
+        out_dir: created if missing; the files are replaced atomically.
+        cache_dir: downloads (``debs/``, ``python/``), built wheels and compressed archives.
+        lock_path: the pins (default ``payload/lock.json``, or the lock of ``inputs``).
+        inputs: a directory from :func:`export_inputs`: every input is read from it, nothing
+            is downloaded (an offline, byte-for-byte rebuild).
+        locked: refuse to build when a pinned package is gone from the archive, instead of
+            building from current versions.
         init_script: the initramfs's ``/init`` (default ``src/heads/runtime/init.sh``).
         source_date_epoch: the one mtime of every member (default: the lock's value, or
             ``$SOURCE_DATE_EPOCH`` when set).
-        progress: called with one short line per stage.
+        progress: called with one short line per stage (and each warning).
         compression_cache: reuse a cached zstd output of an identical base archive (checked by
             decompressing it); :func:`check_reproducible` turns this off.
+        wheel_cache: reuse a wheel built earlier from the same sdist with the same tools;
+            :func:`check_reproducible` turns this off.
 
     Returns:
-        The paths and sizes of what was built.
+        The paths and sizes of what was built, and whether it is the published payload.
 
     Raises:
         UsageError: no lock file, no /init script, or the wrong Python version.
-        HashMismatchError: a cached package or a virtualenv distribution differs from its pin.
+        MissingPinsError: with ``locked``, pinned packages are gone from the archive.
+        HashMismatchError: a cached or exported input differs from its pin.
         FormatError: the lock or an input package is malformed or lacks a needed file.
-        ToolError: apt-get, dpkg-deb, busybox, the compiler child or zstd failed.
+        ToolError: apt-get, pip, the compiler, dpkg-deb, busybox or zstd failed.
     """
     say: Progress = progress or (lambda _msg: None)
-    lock = _load_lock(lock_path)
+    if lock_path is None:
+        published = inputs_lock(inputs) if inputs is not None else load_lock(DEFAULT_LOCK)
+    else:
+        published = load_lock(lock_path)
+        if inputs is not None and inputs_lock(inputs).digest() != published.digest():
+            say(f"note: {inputs} was exported from another lock; inputs missing there fail")
     init = init_script or _default_init()
     if not init.is_file():
         raise UsageError(
@@ -894,39 +927,39 @@ def build_payload(
             hint="pass the boot runtime's init script (the runtime provides src/heads/runtime/"
             "init.sh)",
         )
-    env_epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if source_date_epoch is not None:
-        epoch = source_date_epoch
-    elif env_epoch is not None and env_epoch.isdigit():
-        epoch = int(env_epoch)
-    else:
-        epoch = lock.source_date_epoch
-    files = _read_debs(lock, cache_dir, say)
-    sel = _probe_python(lock.extra_modules)
-    actual = {p.name: p for p in _python_pins(sel)}
-    pinned = {p.name: p for p in lock.python}
-    if actual != pinned:
-        changed = sorted(n for n in set(actual) | set(pinned) if actual.get(n) != pinned.get(n))
-        raise HashMismatchError(
-            "the virtualenv's Python packages differ from the lock: " + ", ".join(changed),
-            details=tuple(
-                f"{n}: locked {pinned[n].version if n in pinned else '-'}, "
-                f"found {actual[n].version if n in actual else '-'}"
-                for n in changed
-            ),
-            hint="reinstall from requirements.lock (scripts/setup.sh), or review the change "
-            "and run `heads build --update-lock`",
-        )
-    say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
-    for name, why in sorted(sel.failed.items()):
-        # Not fatal: host-only failures exist (tpm2_pytss.policy, docs/guest-host-contract.md
-        # §Python in the payload); a module the runtime really needs fails the boot test instead.
-        say(f"note: {name} did not import on the host ({why}); shipped as found")
+    lock = published
+    if inputs is None:
+        lock = resolve_debian(published, cache_dir, locked=locked, say=say)
+    epoch = _epoch(lock, source_date_epoch)
+    files = read_debs(lock, cache_dir, inputs, say)
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
+        site = Path(tmp) / "site"
+        py_inputs = _python_inputs(
+            lock,
+            cache_dir,
+            inputs,
+            site,
+            epoch=epoch,
+            reuse_built=wheel_cache,
+            say=say,
+        )
+        sel = _probe_python(lock.extra_modules, site)
+        say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
+        for name, why in sorted(sel.failed.items()):
+            # Not fatal: host-only failures exist (tpm2_pytss.policy needs a library the payload
+            # does not ship); a module the runtime really needs fails the boot test instead.
+            say(f"note: {name} did not import on the host ({why}); shipped as found")
+        unused = sorted(
+            p.name
+            for p in lock.python
+            if normalize_dist(p.name) not in {normalize_dist(d) for d in sel.packages}
+        )
+        if unused:
+            say(f"note: pinned but never imported, not shipped: {', '.join(unused)}")
         tree, zip_members, kernel, kver = _assemble(lock, files, sel, init, Path(tmp))
     # Two archives, concatenated: the kernel unpacks each in turn (as it does for early
     # microcode + initramfs).  The base (Debian files, Python, libraries) rarely changes, so its
-    # slow zstd -19 output is cached; the top part (heads itself and /init) is small.
+    # slow zstd -22 output is cached; the top part (heads itself and /init) is small.
     top = [e for p, e in tree.entries.items() if _in_top(p)]
     base = [e for p, e in tree.entries.items() if not _in_top(p)]
     cpios = []
@@ -943,10 +976,17 @@ def build_payload(
     members = {path: _member_digest(e) for path, e in tree.entries.items()}
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
+    is_published = lock.digest() == published.digest()
+    tools = _tool_versions()
+    if any(not p.pin.is_wheel for p in py_inputs):
+        tools.update(_build_tools())
     manifest = {
         "format": MANIFEST_FORMAT,
         "source_date_epoch": epoch,
         "lock_sha256": lock.digest(),
+        "published": is_published,
+        "published_lock_sha256": published.digest(),
+        "lock_changes": [str(c) for c in lock.changes],
         "kernel": {
             "file": "vmlinuz",
             "package": lock.kernel,
@@ -966,12 +1006,21 @@ def build_payload(
             ],
             "compression": "zstd " + " ".join(_ZSTD_ARGS[:2]),
         },
+        "inputs": {
+            "debian": {d.name: f"{d.version} {d.sha256}" for d in lock.debs},
+            "python": {p.pin.name: p.describe() for p in py_inputs},
+        },
         "members": members,
-        "tools": _tool_versions(),
+        "tools": tools,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     _atomic_write(out_dir / "vmlinuz", kernel)
     _atomic_write(out_dir / "initramfs.cpio.zst", zstd)
+    resolved = out_dir / RESOLVED_LOCK
+    if is_published:
+        resolved.unlink(missing_ok=True)
+    else:
+        _atomic_write(resolved, lock.to_bytes())
     _atomic_write(
         out_dir / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     )
@@ -984,6 +1033,9 @@ def build_payload(
         initramfs_uncompressed_size=len(cpio),
         members=len(tree.entries),
         kernel_version=kver,
+        published=is_published,
+        lock_changes=tuple(str(c) for c in lock.changes),
+        resolved_lock=None if is_published else resolved,
     )
 
 
@@ -1003,16 +1055,73 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """What differs between two manifests: members first (the first line names the first
+    member that differs), then inputs, then the outputs."""
     out: list[str] = []
     ma: dict[str, str] = a.get("members", {})
     mb: dict[str, str] = b.get("members", {})
     for name in sorted(set(ma) | set(mb)):
         if ma.get(name) != mb.get(name):
             out.append(f"member {name}: {ma.get(name, 'absent')} vs {mb.get(name, 'absent')}")
+    for key in ("inputs", "source_date_epoch", "lock_sha256"):
+        if a.get(key) != b.get(key):
+            out.append(f"{key}: {a.get(key)} vs {b.get(key)}")
     for part in ("kernel", "initramfs"):
         if a.get(part) != b.get(part):
             out.append(f"output {part}: {a.get(part)} vs {b.get(part)}")
     return out
+
+
+#: What the second build of :func:`check_reproducible` changes, as another machine would.
+_OTHER_MACHINE: Final = {
+    "TZ": "Pacific/Chatham",
+    "LANG": "C",
+    "LC_ALL": "C",
+    "LANGUAGE": "",
+    "SOURCE_DATE_EPOCH": "",
+}
+_OTHER_HOST: Final = "heads-rebuild"
+_OTHER_UMASK: Final = 0o077
+
+
+def _second_build_argv(
+    out: Path, cache: Path, inputs: Path, lock_path: Path, init: Path
+) -> tuple[list[str], list[str]]:
+    """The command of the second build and what it varies beyond the environment."""
+    build = [
+        sys.executable,
+        "-m",
+        "heads",
+        "build",
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--inputs",
+        str(inputs),
+        "--lock",
+        str(lock_path),
+        "--init",
+        str(init),
+        "--no-wheel-cache",
+        "--json",
+    ]
+    varied = ["output path", "cache path", "HOME", "TZ", "locale", f"umask {_OTHER_UMASK:03o}"]
+    inner = ["sh", "-c", f'umask {_OTHER_UMASK:03o} && exec "$@"', "sh", *build]
+    unshare = shutil.which("unshare")
+    if os.geteuid() == 0 and unshare is not None:
+        # A private UTS namespace: the host name changes for this build only.
+        varied.append("host name")
+        return [
+            unshare,
+            "--uts",
+            "sh",
+            "-c",
+            f'hostname {_OTHER_HOST} && umask {_OTHER_UMASK:03o} && exec "$@"',
+            "sh",
+            *build,
+        ], varied
+    return inner, varied
 
 
 def check_reproducible(
@@ -1024,13 +1133,18 @@ def check_reproducible(
     keep: bool = False,
     progress: Progress | None = None,
 ) -> ReproCheck:
-    """Build twice, in different directories, at different times and with different umasks,
-    and compare every digest.
+    """Build twice and compare every member, input and output.
+
+    The first build runs here; the second in a child process as another machine would run it:
+    another output path, an empty cache of its own (it reads the first build's downloads as an
+    offline inputs directory, and builds wheels and compresses anew), another ``HOME``, time
+    zone, locale and umask, and, as root, another host name (``unshare --uts``).
 
     Raises:
-        As :func:`build_payload`.
+        As :func:`build_payload`; ToolError when the second build fails.
     """
     say: Progress = progress or (lambda _msg: None)
+    init = init_script or _default_init()
     base = Path(tempfile.mkdtemp(prefix="heads-check-", dir=work_dir))
     try:
         say("build 1 of 2")
@@ -1038,65 +1152,117 @@ def check_reproducible(
             base / "first",
             cache_dir=cache_dir,
             lock_path=lock_path,
-            init_script=init_script,
+            locked=True,
+            init_script=init,
             progress=say,
             compression_cache=False,
+            wheel_cache=False,
         )
-        old_umask = os.umask(0o077)
-        try:
-            say("build 2 of 2")
-            second = build_payload(
-                base / "second-build" / "out",
-                cache_dir=cache_dir,
-                lock_path=lock_path,
-                init_script=init_script,
-                progress=say,
-                compression_cache=False,
-            )
-        finally:
-            os.umask(old_umask)
-        diffs = _diff_manifests(read_manifest(first.manifest), read_manifest(second.manifest))
+        other = base / "elsewhere"
+        (other / "home").mkdir(parents=True)
+        # The downloads of build 1, laid out as an inputs directory (no copy: links).
+        inputs = other / "inputs"
+        lock = load_lock(lock_path)
+        for sub, names in (
+            ("debs", [d.filename for d in lock.debs]),
+            ("python", [p.file for p in lock.python]),
+        ):
+            (inputs / sub).mkdir(parents=True)
+            for name in names:
+                (inputs / sub / name).symlink_to(cache_dir.resolve() / sub / name)
+        _atomic_write(inputs / "lock.json", lock.to_bytes())
+        argv, varied = _second_build_argv(
+            other / "out" / "payload", other / "cache", inputs, lock_path.resolve(), init.resolve()
+        )
+        say(f"build 2 of 2, as another machine: {', '.join(varied)}")
+        env = {**_OTHER_MACHINE, "HOME": str(other / "home"), "XDG_CACHE_HOME": ""}
+        run(argv, desc="the second build", timeout_s=3600, env=env, cwd=other / "home")
+        second_manifest = other / "out" / "payload" / "manifest.json"
+        diffs = _diff_manifests(read_manifest(first.manifest), read_manifest(second_manifest))
         for name in ("vmlinuz", "initramfs.cpio.zst", "manifest.json"):
-            if (base / "first" / name).read_bytes() != second.manifest.parent.joinpath(
-                name
-            ).read_bytes():
+            a = (base / "first" / name).read_bytes()
+            if a != (other / "out" / "payload" / name).read_bytes():
                 diffs.append(f"file {name} differs")
-        return ReproCheck(not diffs, first, second, tuple(diffs))
+        return ReproCheck(not diffs, first, tuple(diffs), tuple(varied))
     finally:
         if not keep:
             shutil.rmtree(base, ignore_errors=True)
+
+
+def export_payload_inputs(
+    dest: Path, *, cache_dir: Path, lock_path: Path = DEFAULT_LOCK, progress: Progress | None = None
+) -> ExportSummary:
+    """Write every input of the lock to ``dest`` for an offline rebuild (``--inputs``).
+
+    Raises:
+        MissingPinsError: a pinned input is neither cached nor downloadable.
+        HashMismatchError: a cached input differs from its pin.
+    """
+    say: Progress = progress or (lambda _msg: None)
+    return export_inputs(load_lock(lock_path), cache_dir, dest, say)
 
 
 def update_lock(
     lock_path: Path = DEFAULT_LOCK,
     *,
     cache_dir: Path,
+    requirements: Path | None = None,
     init_script: Path | None = None,
     progress: Progress | None = None,
 ) -> PayloadLock:
-    """Re-resolve every pin from the host's apt archive and virtualenv, and write the lock.
+    """Re-resolve every pin and write the lock.
 
-    The package set is the roots plus, repeatedly, the owner of every shared library the
-    payload's ELF files need that no pinned package provides yet.
+    Debian: the kernel through its metapackage, the root packages and, repeatedly, the owner
+    of every shared library the payload's ELF files need that no pinned package provides yet,
+    each at the version apt offers now.  Python: the distributions of the virtualenv the
+    runtime imports, at the versions of ``requirements.lock``; each artifact is downloaded and
+    must have one of the SHA-256 that file pins.
 
     Raises:
-        ToolError: apt, dpkg or the probe failed.
+        ToolError: apt, dpkg, pip or the probe failed.
         FormatError: a needed library has no owning package.
+        VerificationError: a downloaded artifact is not one ``requirements.lock`` pins.
     """
     say: Progress = progress or (lambda _msg: None)
-    old: PayloadLock | None = None
+    # Kept from the lock being replaced, whatever its format: the epoch and the extra modules.
+    old: dict[str, Any] = {}
     if lock_path.exists():
-        old = _load_lock(lock_path)
-    kernels = [d for d in debian.depends_of(KERNEL_METAPACKAGE) if d.startswith("linux-image-")]
+        try:
+            parsed: object = json.loads(lock_path.read_bytes())
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            old = parsed
+        else:
+            say(f"note: {lock_path} is not a JSON object; starting from defaults")
+    req_path = requirements or lock_path.resolve().parents[1] / "requirements.lock"
+    req = parse_requirement_hashes(req_path.read_text(), source=str(req_path))
+    meta = str(old.get("kernel_metapackage", KERNEL_METAPACKAGE))
+    kernels = [d for d in debian.depends_of(meta) if d.startswith("linux-image-")]
     if not kernels:
-        raise FormatError(f"{KERNEL_METAPACKAGE} depends on no linux-image package")
+        raise FormatError(f"{meta} depends on no linux-image package")
     kernel = kernels[0]
     wanted = {kernel, *ROOT_PACKAGES}
-    epoch = old.source_date_epoch if old else 1_700_000_000
-    extra = old.extra_modules if old else _DEFAULT_EXTRA_MODULES
-    sel = _probe_python(extra)
-    python = _python_pins(sel)
-    init = init_script if init_script and init_script.is_file() else None
+    epoch = int(old.get("source_date_epoch", 1_700_000_000))
+    extra = tuple(str(m) for m in old.get("extra_modules", DEFAULT_EXTRA_MODULES))
+    import sysconfig  # noqa: PLC0415 - only needed here
+
+    venv = _probe_python(extra, Path(sysconfig.get_path("purelib")), isolated=False)
+    python: list[PythonPin] = []
+    for dist in sorted(venv.packages, key=normalize_dist):
+        pinned = req.get(normalize_dist(dist))
+        if pinned is None:
+            raise FormatError(f"{dist} is imported by the runtime but not in {req_path}")
+        version, hashes = pinned
+        path = pypi.download(dist, version, cache_dir / "python")
+        digest = debian.sha256_file(path)
+        if digest not in hashes:
+            raise VerificationError(
+                f"{path.name}: sha256 {digest} is not one {req_path.name} pins for {dist}",
+                hint=f"re-pin {req_path.name} (scripts/pin-python.py) and review the change",
+            )
+        python.append(PythonPin(dist, version, path.name, digest))
+        say(f"pinned {dist} {version} ({path.name})")
     debs_dir = cache_dir / "debs"
     pins: dict[str, DebPin] = {}
     while True:
@@ -1108,16 +1274,19 @@ def update_lock(
                 path = debian.download(name, version, debs_dir)
             pins[name] = DebPin(name, version, arch, debian.sha256_file(path))
             say(f"pinned {name} {version}")
-        lock = PayloadLock(epoch, kernel, tuple(pins.values()), python, extra)
-        files = _read_debs(lock, cache_dir, say)
+        lock = PayloadLock(epoch, kernel, tuple(pins.values()), tuple(python), extra, meta)
+        files = read_debs(lock, cache_dir, None, say)
         with tempfile.TemporaryDirectory(prefix="heads-lock-") as tmp:
-            init_file = init or Path(tmp) / "init"
-            if init is None:
+            init_file = init_script if init_script and init_script.is_file() else None
+            if init_file is None:
+                init_file = Path(tmp) / "init"
                 init_file.write_bytes(b"#!/bin/sh\n")
+            site = Path(tmp) / "site"
+            _python_inputs(lock, cache_dir, None, site, epoch=epoch, reuse_built=True, say=say)
+            sel = _probe_python(extra, site)
             try:
                 _assemble(lock, files, sel, init_file, Path(tmp))
             except _MissingLibrariesError as exc:
-                added = False
                 for soname in exc.sonames:
                     owner = debian.owner_of(soname)
                     if owner is None or owner in pins:
@@ -1125,9 +1294,7 @@ def update_lock(
                             f"no package provides {soname}", hint="install it on the host"
                         ) from None
                     wanted.add(owner)
-                    added = True
-                if added:
-                    continue
+                continue
             break
     _atomic_write(lock_path, lock.to_bytes())
     return lock
