@@ -51,13 +51,13 @@ class DebPin:
     sha256: str
 
     def __post_init__(self) -> None:
-        if not _NAME_RE.match(self.name):
+        if not _NAME_RE.fullmatch(self.name):
             raise ValueError(f"not a Debian package name: {self.name!r}")
-        if not _VERSION_RE.match(self.version):
+        if not _VERSION_RE.fullmatch(self.version):
             raise ValueError(f"not a Debian version: {self.version!r}")
-        if not _NAME_RE.match(self.arch):
+        if not _NAME_RE.fullmatch(self.arch):
             raise ValueError(f"not a Debian architecture: {self.arch!r}")
-        if not _SHA_RE.match(self.sha256):
+        if not _SHA_RE.fullmatch(self.sha256):
             raise ValueError(f"{self.name}: sha256 must be 64 lower-case hex digits")
 
     @property
@@ -80,13 +80,13 @@ class PythonPin:
     sha256: str
 
     def __post_init__(self) -> None:
-        if not _DIST_RE.match(self.name):
+        if not _DIST_RE.fullmatch(self.name):
             raise ValueError(f"not a Python distribution name: {self.name!r}")
-        if not _DIST_RE.match(self.version):
+        if not _DIST_RE.fullmatch(self.version):
             raise ValueError(f"{self.name}: not a version: {self.version!r}")
-        if not _ARTIFACT_RE.match(self.file) or ".." in self.file:
+        if not _ARTIFACT_RE.fullmatch(self.file) or ".." in self.file:
             raise ValueError(f"{self.name}: not a wheel or sdist file name: {self.file!r}")
-        if not _SHA_RE.match(self.sha256):
+        if not _SHA_RE.fullmatch(self.sha256):
             raise ValueError(f"{self.name}: sha256 must be 64 lower-case hex digits")
 
     @property
@@ -151,7 +151,14 @@ class PayloadLock:
             extra = tuple(str(m) for m in obj.get("extra_modules", DEFAULT_EXTRA_MODULES))
         except FormatError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
             raise FormatError(f"malformed lock: {exc}", source=source) from None
         if epoch < 0:
             raise FormatError("source_date_epoch is negative", source=source)
