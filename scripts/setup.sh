@@ -22,6 +22,13 @@ if ((${#missing[@]})); then
     apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The payload builder fetches its pinned packages with apt-get download and looks up what the
+# archive still offers: that needs package lists, and recent ones (the archive moves weekly).
+if [[ $(id -u) -eq 0 ]] && [[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mtime -7 2>/dev/null | head -n 1)" ]]; then
+    echo "setup: refreshing apt's package lists" >&2
+    apt-get -o DPkg::Lock::Timeout=900 update -qq
+fi
+
 # pip's notes about index locations this machine does not have.
 quiet() { grep -v "is ignored: it is neither a file nor a directory" || true; }
 

@@ -3,26 +3,42 @@
 heads build [--out DIR] [--cache DIR] [--lock FILE] [--init FILE] [--locked] [--json]
 heads build --inputs DIR     build offline from an export (byte-for-byte the published payload)
 heads build --export-inputs DIR   write every pinned input and a checksum list
+heads build --locked --compare payload/published.json   rebuild and compare with the published
+                             digests
 heads build --check          build twice, the second time as another machine, compare every member
 heads build --update-lock    re-pin Debian packages and Python distributions
+
+``--json`` output of a build: ``kernel``, ``kernel_size``, ``kernel_version``, ``initramfs``,
+``initramfs_size``, ``initramfs_uncompressed_size``, ``members``, ``manifest`` (paths and
+sizes); ``published`` (false when pinned versions were gone and current ones were used),
+``lock_changes`` (``"name locked-version -> name used-version"`` lines), ``resolved_lock``
+(the lock actually built from, or null); with ``--compare``, ``published_differences``.
+``--check --json``: ``identical``, ``differences`` (first member first), ``varied`` (what the
+second build changed), ``first`` (the build summary).  ``--export-inputs --json``:
+``directory``, ``files``, ``bytes``, ``lock_sha256``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from heads.adapters.atomic import write_atomic
 from heads.cli.common import add_json_option, print_json
-from heads.errors import ExitCode, HeadsError, UsageError
+from heads.errors import ExitCode, FormatError, HeadsError, UsageError, VerificationError
 from heads.flows.image_build import (
     DEFAULT_LOCK,
     Payload,
     build_payload,
     check_reproducible,
+    compare_published,
     default_cache_dir,
     export_payload_inputs,
+    published_digests,
+    read_manifest,
     update_lock,
 )
 
@@ -65,6 +81,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--locked",
         action="store_true",
         help="refuse (exit 3) when a pinned package is gone from the archive",
+    )
+    p.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after building, compare with published digests (payload/published.json); "
+        "exit 3 if any differs",
+    )
+    p.add_argument(
+        "--publish",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="after building, write its digests to FILE (what --compare reads)",
     )
     p.add_argument(
         "--no-wheel-cache",
@@ -207,8 +238,39 @@ def _build(args: argparse.Namespace) -> int:
         progress=say,
         wheel_cache=not args.no_wheel_cache,
     )
+    manifest = read_manifest(payload.manifest)
+    if args.publish is not None:
+        digests = {"format": 1, **published_digests(manifest)}
+        write_atomic(args.publish, (json.dumps(digests, indent=1, sort_keys=True) + "\n").encode())
+    differences: list[str] = []
+    if args.compare is not None:
+        differences = compare_published(manifest, _read_published(args.compare))
     if args.json:
-        print_json(_summary(payload))
+        report = _summary(payload)
+        if args.compare is not None:
+            report["published_differences"] = differences
+        print_json(report)
     else:
         _print_sizes(payload)
+        if args.compare is not None and not differences:
+            print(f"identical to the published payload ({args.compare})")
+    if differences:
+        raise VerificationError(
+            f"this build is not the published payload of {args.compare}",
+            details=tuple(differences),
+            hint="the first line names what differs; a differing top part means other heads "
+            "sources than the published commit",
+        )
     return ExitCode.OK
+
+
+def _read_published(path: Path) -> dict[str, object]:
+    try:
+        obj = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist") from None
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"unreadable published digests: {exc}", source=str(path)) from None
+    if not isinstance(obj, dict) or obj.get("format") != 1:
+        raise FormatError("not a format-1 published digest file", source=str(path))
+    return obj

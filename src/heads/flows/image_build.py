@@ -109,8 +109,11 @@ __all__ = [
     "ReproCheck",
     "build_payload",
     "check_reproducible",
+    "compare_published",
     "default_cache_dir",
     "export_payload_inputs",
+    "published_digests",
+    "read_manifest",
     "update_lock",
 ]
 
@@ -1070,6 +1073,39 @@ def _diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
         if a.get(part) != b.get(part):
             out.append(f"output {part}: {a.get(part)} vs {b.get(part)}")
     return out
+
+
+def published_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """What a published payload is known by: the lock, the kernel, each initramfs part and the
+    whole initramfs.  The base part holds the pinned inputs (Debian files, Python, libraries)
+    and does not depend on heads' own sources; the top part is heads and ``/init``."""
+    parts = manifest["initramfs"]["parts"]
+    return {
+        "lock_sha256": str(manifest["lock_sha256"]),
+        "kernel_sha256": str(manifest["kernel"]["sha256"]),
+        "base_cpio_sha256": str(parts[0]["cpio_sha256"]),
+        "heads_cpio_sha256": str(parts[1]["cpio_sha256"]),
+        "initramfs_sha256": str(manifest["initramfs"]["sha256"]),
+    }
+
+
+_PUBLISHED_WHAT: Final = {
+    "lock_sha256": "the lock",
+    "kernel_sha256": "the kernel",
+    "base_cpio_sha256": "the pinned inputs (initramfs base part)",
+    "heads_cpio_sha256": "heads and /init (initramfs top part: this checkout's sources)",
+    "initramfs_sha256": "the compressed initramfs",
+}
+
+
+def compare_published(manifest: Mapping[str, Any], published: Mapping[str, Any]) -> list[str]:
+    """One line per published digest that this build does not reproduce (empty: identical)."""
+    ours = published_digests(manifest)
+    return [
+        f"{_PUBLISHED_WHAT[key]}: published {published.get(key, 'nothing')}, built {value}"
+        for key, value in ours.items()
+        if published.get(key) != value
+    ]
 
 
 #: What the second build of :func:`check_reproducible` changes, as another machine would.
