@@ -84,3 +84,16 @@ def test_resolve_follows_symlinks_and_usrmerge() -> None:
     assert via_parent.data == b"FOO"
     assert files.resolve("/loop") is None
     assert files.resolve("/nowhere/libfoo.so.1") is None
+
+
+def test_available_asks_apt_for_the_exact_version() -> None:
+    require_tools("apt-cache")
+    lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
+    pin = next(d for d in lock.debs if d.name == "busybox-static")
+    version, arch = debian.candidate_version(pin.name)
+    assert debian.available(pin.name, version, arch)
+    if version == pin.version:  # the pin itself, until a security update replaces it
+        assert debian.available(pin.name, pin.version, pin.arch)
+    assert not debian.available(pin.name, "1:1.35.0-4+deb12u99", pin.arch)
+    assert not debian.available("heads-no-such-package", "1.0", "amd64")
+    assert not debian.available(pin.name, pin.version, "arm64")

@@ -122,8 +122,9 @@ def _extract_sdist(sdist: Path, dest: Path) -> Path:
         else:
             with tarfile.open(sdist, "r:gz") as tar:
                 members = tar.getmembers()
+                symlinks = {_key(m.name) for m in members if m.issym()}
                 for member in members:
-                    _check_tar_member(member, sdist)
+                    _check_tar_member(member, sdist, symlinks)
                 tar.extractall(dest, members=members)  # noqa: S202 - every member checked
     except (tarfile.TarError, zipfile.BadZipFile, OSError) as exc:
         raise FormatError(f"unreadable sdist: {exc}", source=str(sdist)) from None
@@ -133,23 +134,52 @@ def _extract_sdist(sdist: Path, dest: Path) -> Path:
     return tops[0]
 
 
-def _check_tar_member(member: tarfile.TarInfo, source: Path) -> None:
-    """Regular files, directories and links that stay inside the tree; nothing else."""
+def _key(name: str) -> str:
+    return "/".join(PurePosixPath(name).parts)
+
+
+def _check_tar_member(member: tarfile.TarInfo, source: Path, symlinks: set[str]) -> None:
+    """Regular files, directories and links that stay inside the tree; nothing else.
+
+    Links are judged by their text, so nothing may be reached through another link of the
+    archive (``a -> ..`` then ``b -> a/../..`` would leave the tree, and a member written
+    below a link to a directory lands wherever that link points).
+    """
     _check_member(member.name, source)
+    parts = PurePosixPath(member.name).parts
+    for i in range(1, len(parts)):
+        if "/".join(parts[:i]) in symlinks:
+            raise FormatError(
+                f"member {member.name!r} is below the link {'/'.join(parts[:i])!r}",
+                source=str(source),
+            )
     if member.issym() or member.islnk():
-        target = PurePosixPath(member.linkname)
-        base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
-        depth = len(base.parts)
-        for part in target.parts:
-            depth += -1 if part == ".." else (0 if part == "." else 1)
-            if depth < 0:
-                break
-        if target.is_absolute() or depth < 0:
+        # A symlink is relative to its directory, a hard link to the archive's root.
+        base = PurePosixPath(member.name).parent.parts if member.issym() else ()
+        if not _stays_inside(base, PurePosixPath(member.linkname), symlinks):
             raise FormatError(
                 f"link {member.name!r} points outside the archive", source=str(source)
             )
     elif not (member.isfile() or member.isdir()):
         raise FormatError(f"member {member.name!r} is not a file or directory", source=str(source))
+
+
+def _stays_inside(base: tuple[str, ...], target: PurePosixPath, symlinks: set[str]) -> bool:
+    """Whether ``target``, followed from ``base``, stays in the tree without passing through
+    one of ``symlinks`` (its last component may be a link: that link is checked on its own)."""
+    if target.is_absolute():
+        return False
+    where = list(base)
+    for i, part in enumerate(target.parts):
+        if part == "..":
+            if not where:
+                return False
+            where.pop()
+            continue
+        where.append(part)
+        if i < len(target.parts) - 1 and "/".join(where) in symlinks:
+            return False
+    return True
 
 
 def _check_member(name: str, source: Path) -> None:
