@@ -606,7 +606,15 @@ def cached_payload(out_dir: Path, *, cache_dir: Path, say: Say | None = None) ->
         tell(f"payload: reusing {out_dir} (same inputs)")
         return DemoPayload(kernel, initramfs, built=False)
     tell(f"payload: building into {out_dir} (the first build downloads the pinned packages)")
-    payload = build_payload(out_dir, cache_dir=cache_dir, lock_path=DEFAULT_LOCK)
+    # Warnings (pinned packages gone from the archive: not the published payload) reach the user.
+    payload = build_payload(
+        out_dir,
+        cache_dir=cache_dir,
+        lock_path=DEFAULT_LOCK,
+        progress=lambda m: tell(m) if m.startswith("warning") else None,
+    )
+    if not payload.published:
+        tell(f"payload: NOT the published one; built from {payload.resolved_lock}")
     write_atomic(stamp, key.encode() + b"\n")
     return DemoPayload(payload.kernel, payload.initramfs, built=True)
 
