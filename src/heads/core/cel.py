@@ -12,11 +12,18 @@ TCG CEL JSON encoding::
 ``content.type`` is ``string`` (digest = H(string)), ``file`` (digest = H(file bytes); ``path``
 names the file) or ``digest`` (a digest given as is).  ``description`` is free text.
 Records this module does not know (other content types) are kept verbatim on parse.
+
+The log is input like any other: a line is at most :data:`MAX_LINE_BYTES`, a number at most
+:data:`MAX_NUMBER_CHARS` characters (Python refuses to convert integers of more than 4300
+digits, deep inside :mod:`json`), JSON nests at most :data:`MAX_JSON_DEPTH` deep, and
+``NaN``/``Infinity`` (not JSON, RFC 8259 §6) are refused; every refusal is a
+:class:`~heads.errors.FormatError` naming the file and the line.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -24,11 +31,28 @@ from typing import Final
 from heads.core.digest import HashAlg, extend, zero_digest
 from heads.errors import FormatError
 
-__all__ = ["CONTENT_TYPE", "MAX_LOG_BYTES", "CelRecord", "parse_cel", "replay_cel"]
+__all__ = [
+    "CONTENT_TYPE",
+    "MAX_JSON_DEPTH",
+    "MAX_LINE_BYTES",
+    "MAX_LOG_BYTES",
+    "MAX_NUMBER_CHARS",
+    "CelRecord",
+    "parse_cel",
+    "replay_cel",
+]
 
 CONTENT_TYPE: Final = "heads"
 MAX_LOG_BYTES: Final = 16 * 1024 * 1024
+# A record is a few hundred bytes.  The longest heads writes holds a string and a description
+# from the command line (at most 128 KiB each, Linux's MAX_ARG_STRLEN), JSON-escaped.
+MAX_LINE_BYTES: Final = 1024 * 1024
+# recnum and pcr are at most 20 digits (a u64); a float written by another tool, a few more.
+MAX_NUMBER_CHARS: Final = 40
+MAX_JSON_DEPTH: Final = 32
 _KINDS: Final = frozenset({"string", "file", "digest"})
+# What matters for nesting: an escape (its character is never a quote), a quote, a bracket.
+_DEPTH_TOKEN: Final = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +143,76 @@ def _parse_line(obj: object, source: str, line: int) -> CelRecord:
     return CelRecord(recnum, pcr, parsed, kind, string, path, desc)
 
 
+class _RefusedError(Exception):
+    """Raised from inside json.loads by the hooks below; becomes a FormatError."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _RefusedError(f"a number of {len(text)} digits (at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _RefusedError(f"a number of {len(text)} characters (at most {MAX_NUMBER_CHARS})")
+    return float(text)
+
+
+def _no_constant(text: str) -> object:
+    raise _RefusedError(f"{text} is not a JSON number")
+
+
+def _json_depth(raw: bytes) -> int:
+    """How deep the arrays and objects of ``raw`` nest (brackets inside strings ignored)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return 0  # cannot be deeper than the limit: the usual case, no scan
+    depth = deepest = 0
+    in_string = False
+    for match in _DEPTH_TOKEN.finditer(raw):
+        token = match.group()
+        if token == b'"':
+            in_string = not in_string
+        elif in_string or len(token) == 2:
+            continue
+        elif token in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _load_line(raw: bytes, source: str, line: int) -> object:
+    """One line as a JSON value, every hostile shape refused before or while decoding."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise _fail(source, line, f"record is longer than {MAX_LINE_BYTES} bytes")
+    if _json_depth(raw) > MAX_JSON_DEPTH:
+        raise _fail(source, line, f"JSON nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(
+            raw.decode("utf-8"),
+            parse_int=_bounded_int,
+            parse_float=_bounded_float,
+            parse_constant=_no_constant,
+        )
+    except _RefusedError as exc:
+        raise _fail(source, line, f"not a measurement record: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _fail(source, line, f"not a JSON record ({exc})") from None
+    except RecursionError:  # pragma: no cover - the depth check above comes first
+        raise _fail(source, line, "JSON nested too deeply") from None
+
+
 def parse_cel(data: bytes, source: str = "<event log>") -> list[CelRecord]:
     """Parse our JSON-lines log.  Blank lines are skipped.
 
+    This is the one reader of the log: whoever appends to a log (``heads tpm extend --log``)
+    calls it on the whole file first, so a damaged log is refused before the TPM is touched.
+
     Raises:
-        FormatError: naming the line and the reason.
+        FormatError: naming the line and the reason (not JSON, an oversized line or number,
+            nesting, a record that is not a measurement).
     """
     if len(data) > MAX_LOG_BYTES:
         raise FormatError(f"log is larger than {MAX_LOG_BYTES} bytes", source=source)
@@ -131,11 +220,7 @@ def parse_cel(data: bytes, source: str = "<event log>") -> list[CelRecord]:
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _fail(source, lineno, f"not a JSON record ({exc})") from None
-        records.append(_parse_line(obj, source, lineno))
+        records.append(_parse_line(_load_line(raw, source, lineno), source, lineno))
     return records
 
 

@@ -56,11 +56,7 @@ def parse_log(data: bytes, source: str = "<event log>", fmt: str = "auto") -> Ev
         raise FormatError(f"log is larger than {MAX_LOG_BYTES} bytes", source=source)
     detected = detect_format(data)
     if fmt == "cel" or (fmt == "auto" and detected is LogFormat.CEL):
-        try:
-            records = parse_cel(data, source)
-        except RecursionError:
-            raise FormatError("JSON nested too deeply", source=source) from None
-        return cel_to_log(records, source)
+        return cel_to_log(parse_cel(data, source), source)
     if fmt == "coreboot" or (
         fmt == "auto" and detected in (LogFormat.COREBOOT_CB, LogFormat.COREBOOT_TEXT)
     ):

@@ -205,8 +205,17 @@ def check_event_digests(event: Event) -> list[DigestMismatch]:
     return out
 
 
+def _displayable(text: str) -> str:
+    # JSON may carry lone surrogates ("\\ud800"), which no output encoding accepts.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def cel_to_log(records: Sequence[CelRecord], source: str = "<measurement log>") -> EventLog:
-    """Our CEL records as events (type None: every record is an extend), for merged replay."""
+    """Our CEL records as events (type None: every record is an extend), for merged replay.
+
+    The description is for display: text from the log that cannot be encoded (lone
+    surrogates) is shown escaped.
+    """
     events = []
     banks: list[HashAlg] = []
     for i, rec in enumerate(records):
@@ -219,7 +228,7 @@ def cel_to_log(records: Sequence[CelRecord], source: str = "<measurement log>") 
             what = f"file {rec.path}" if rec.path else "file"
         else:
             what = rec.kind
-        desc = f"{rec.description}: {what}" if rec.description else what
+        desc = _displayable(f"{rec.description}: {what}" if rec.description else what)
         events.append(
             Event(
                 number=i,
