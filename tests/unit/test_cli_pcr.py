@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_eventlog_builder import EV_EFI_ACTION, Ev, agile_log
 
 from conftest import TESTDATA
 from heads.adapters.tpm import open_tpm
@@ -166,3 +167,40 @@ def test_check_exit_codes_and_json(
     captured = capsys.readouterr()
     assert "PCR 5" in captured.err
     assert "no log records it" in captured.err
+
+
+def _beyond_pcr_23_log(tmp_path: Path) -> Path:
+    path = tmp_path / "beyond.bin"
+    path.write_bytes(
+        agile_log([Ev(0xFFFFFFFF, EV_EFI_ACTION, b"way beyond"), Ev(5, EV_EFI_ACTION, b"real")])
+    )
+    return path
+
+
+def test_an_event_for_pcr_0xffffffff_is_reported_not_silently_dropped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _beyond_pcr_23_log(tmp_path)
+    for command in (["replay"], ["replay", "--json"], ["log"]):
+        assert main(["pcr", *command, str(path)]) == 0
+        captured = capsys.readouterr()
+        assert (
+            f"note: {path}: event 1 at byte offset 69 (EV_EFI_ACTION, PCR 0xffffffff) was not "
+            "extended: PCR 4294967295 does not exist" in captured.err
+        ), command
+        assert "event 2" not in captured.err
+    assert main(["pcr", "replay", "--json", str(path)]) == 0
+    assert set(json.loads(capsys.readouterr().out)["sha256"]) == {"5"}
+
+
+@pytest.mark.swtpm
+def test_check_json_lists_events_for_pcrs_that_do_not_exist(
+    swtpm: Swtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _beyond_pcr_23_log(tmp_path)
+    argv = ["pcr", "check", "--tcti", swtpm.tcti, "--log", str(path), "--pcrs", "5"]
+    assert main([*argv, "--json"]) == 3
+    (notice,) = json.loads(capsys.readouterr().out)["notices"]
+    assert "PCR 0xffffffff" in notice
+    assert main(argv) == 3
+    assert "PCR 0xffffffff) was not extended" in capsys.readouterr().err

@@ -8,7 +8,8 @@ Commands and their stable JSON shapes (``--json``; keys sorted, hex in lower cas
         {"sha1": {"0": "<hex>", ...}, "sha256": {"0": "<hex>", ...}}
 
     A bank some event gives no digest for is left out for that PCR.  Warnings (truncated
-    log, malformed header, digests that do not match their payload) go to stderr.
+    log, malformed header) and notes (digests that do not match their payload, events for a
+    PCR that does not exist, which are not extended) go to stderr.
 
 ``heads pcr log LOG [--format ...] [--json]``
     The decoded events::
@@ -33,6 +34,7 @@ Commands and their stable JSON shapes (``--json``; keys sorted, hex in lower cas
         {"ok": bool,
          "logs": [{"path": str, "format": str, "events": int, "truncated": bool,
                    "warnings": [str]}],
+         "notices": [str],          # events not extended (PCR >= 24), as `replay` notes them
          "pcrs": [{"bank": "sha256", "pcr": 4, "tpm": "<hex>", "replayed": "<hex>"|null,
                    "status": "match"|"log-ahead"|"log-incomplete"|"not-logged"|
                              "bank-incomplete",
@@ -111,7 +113,8 @@ def _warn(log: EventLog) -> None:
         print(f"warning: {log.source}: {w}", file=sys.stderr)
 
 
-def _warn_mismatches(replay: Replay) -> None:
+def _notes(replay: Replay) -> None:
+    """Digests that do not match their payload, and events the replay left out."""
     seen: set[tuple[str, int]] = set()
     for m in replay.mismatches:
         key = (m.event.source, m.event.number)
@@ -119,6 +122,8 @@ def _warn_mismatches(replay: Replay) -> None:
             continue
         seen.add(key)
         print(f"note: {m}", file=sys.stderr)
+    for notice in replay.notices:
+        print(f"note: {notice}", file=sys.stderr)
 
 
 # -- replay --------------------------------------------------------------------------------
@@ -128,7 +133,7 @@ def _replay(args: argparse.Namespace) -> int:
     log = read_log(Path(args.log), args.format)
     _warn(log)
     replay = replay_logs([log])
-    _warn_mismatches(replay)
+    _notes(replay)
     if args.json:
         print_json(replay.to_json())
         return ExitCode.OK
@@ -206,6 +211,7 @@ def _log(args: argparse.Namespace) -> int:
         print_json(_log_json(log))
         return ExitCode.OK
     _warn(log)
+    _notes(replay_logs([log]))
     print(f"{log.source}: {log.format.value}, {len(log.events)} events, banks "
           f"{', '.join(a.value for a in log.banks) or 'none'}")  # fmt: skip
     primary = HashAlg.SHA256 if HashAlg.SHA256 in log.banks else None
@@ -239,6 +245,7 @@ def _check(args: argparse.Namespace) -> int:
         return ExitCode.OK if not result.comparison.differing else ExitCode.VERIFICATION_FAILED
     for log in result.logs:
         _warn(log)
+    _notes(result.replay)
     for r in result.comparison.results:
         mark = "ok " if r.matches else "BAD"
         print(f"{mark} {r.alg.value:<7} PCR {r.pcr:>2} {r.tpm.hex()[:16]}  {r.explanation}")

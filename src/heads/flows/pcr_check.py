@@ -175,6 +175,7 @@ class CheckResult:
             }
             for lg in self.logs
         ]
+        out["notices"] = list(self.replay.notices)
         return out
 
 

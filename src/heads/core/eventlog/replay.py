@@ -102,7 +102,8 @@ class Replay:
         pcrs: every PCR extended at least once, per bank (complete banks only).
         start: the starting value of every PCR in ``pcrs`` and ``incomplete``.
         steps: every extend, in order.
-        skipped: events that were not extended, with the reason.
+        skipped: events that were not extended, with the reason (``notices`` words the ones
+            worth telling a user).
         incomplete: (bank, PCR) pairs some event gave no digest for.
         startup_locality: from a StartupLocality event, else None.
         hcrtm: the log holds an H-CRTM event.
@@ -135,6 +136,21 @@ class Replay:
         if start is None:
             start = initial_value(alg, pcr, self.startup_locality, hcrtm=self.hcrtm)
         return start
+
+    @property
+    def notices(self) -> tuple[str, ...]:
+        """One line per event the replay left out that a log should not hold.
+
+        ``EV_NO_ACTION`` events are never extended by definition and are not listed; an event
+        for a PCR that does not exist (index 24 or more, e.g. ``0xffffffff``) is: the TPM never
+        received it, so whoever wrote the log meant something the PCRs cannot show.
+        """
+        return tuple(
+            f"{ev.source}: {ev.where} ({event_type_name(ev.event_type)}, PCR {ev.pcr:#x}) "
+            f"was not extended: {why}"
+            for ev, why in self.skipped
+            if ev.event_type != EV_NO_ACTION
+        )
 
     def steps_for(self, alg: HashAlg, pcr: int) -> list[ExtendStep]:
         return [s for s in self.steps if s.alg is alg and s.pcr == pcr]
@@ -285,7 +301,7 @@ def replay_logs(logs: Sequence[EventLog], banks: Sequence[HashAlg] | None = None
                 skipped.append((ev, "EV_NO_ACTION is never extended"))
                 continue
             if not 0 <= ev.pcr < _PCR_LIMIT:
-                skipped.append((ev, f"PCR {ev.pcr} does not exist (only 0-23)"))
+                skipped.append((ev, f"PCR {ev.pcr} does not exist (a TPM has PCRs 0-23)"))
                 continue
             mismatches.extend(check_event_digests(ev))
             for alg in banks:
