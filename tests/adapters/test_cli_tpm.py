@@ -12,6 +12,7 @@ import pytest
 
 from heads.errors import ExitCode
 from heads.testing.swtpm import Swtpm
+from heads.testing.tpm_proxy import SilentTpm
 
 pytestmark = pytest.mark.swtpm
 
@@ -165,3 +166,45 @@ def test_tpm_demo_runs() -> None:
     assert out.returncode == 0, out.stderr
     assert b"refused" in out.stdout
     assert b"PCR 7 changed" in out.stdout
+
+
+def test_a_tpm_that_never_answers_is_exit_6_not_a_hang(tmp_path: Path) -> None:
+    env = {"HEADS_TPM_TIMEOUT": "1"}
+    with SilentTpm() as silent:
+        status = heads("tpm", "status", "--tcti", silent.tcti, env=env)
+        boot = tmp_path / "boot"
+        boot.mkdir()
+        verify = heads(
+            "boot", "verify", str(boot), "--keyring", str(tmp_path / "k.gpg"),
+            "--tcti", silent.tcti, env=env,
+        )  # fmt: skip
+    for out in (status, verify):
+        assert out.returncode == ExitCode.TPM_UNREACHABLE, out.stderr
+        assert b"did not answer within 1 s" in out.stderr
+        assert b"HEADS_TPM_TIMEOUT" in out.stderr
+        assert b"Traceback" not in out.stderr
+
+
+def test_a_bad_tpm_timeout_is_a_usage_error(swtpm: Swtpm) -> None:
+    out = heads("tpm", "status", "--tcti", swtpm.tcti, env={"HEADS_TPM_TIMEOUT": "soon"})
+    assert out.returncode == ExitCode.USAGE
+    assert b"HEADS_TPM_TIMEOUT" in out.stderr
+
+
+def test_a_file_is_not_a_tpm_and_is_left_untouched(tmp_path: Path) -> None:
+    # tpm2-tss' device TCTI would open it read-write and write TPM commands into it.
+    victim = tmp_path / "passwd"
+    victim.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    out = heads("tpm", "status", "--tcti", f"device:{victim}")
+    assert out.returncode == ExitCode.TPM_UNREACHABLE
+    assert f"{victim} is not a TPM device".encode() in out.stderr
+    assert b"Context not large enough" not in out.stderr
+    assert victim.read_bytes() == b"root:x:0:0:root:/root:/bin/bash\n"
+
+
+def test_another_character_device_is_not_a_tpm() -> None:
+    if not Path("/sys/dev/char").is_dir():
+        pytest.skip("no sysfs: character devices cannot be told apart")
+    out = heads("tpm", "status", "--tcti", "device:/dev/null")
+    assert out.returncode == ExitCode.TPM_UNREACHABLE
+    assert b"/dev/null is not a TPM device (a mem device)" in out.stderr

@@ -21,9 +21,15 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final, Protocol
 
+from heads.adapters.tcti import (
+    TIMEOUT_ENV,
+    SwtpmTcti,
+    check_device,
+    parse_swtpm,
+    timeout_from_env,
+)
 from heads.core.digest import HashAlg
 from heads.core.pcr import PCR_COUNT, PcrSelection
 from heads.core.sealing import SealRecord, changed_pcrs, seal_policy_digest
@@ -35,7 +41,6 @@ from heads.errors import (
     LockoutError,
     TpmError,
     TpmFailureModeError,
-    TpmNotFoundError,
     TpmUnreachableError,
     UnsealError,
     UsageError,
@@ -99,6 +104,8 @@ _HEADS_HANDLES: Final = {
 }
 _PERSISTENT_FIRST: Final = 0x81000000
 _NV_FIRST: Final = 0x01000000
+_TRANSIENT_FIRST: Final = 0x80000000
+_LOADED_SESSION_FIRST: Final = 0x02000000  # lists HMAC and policy sessions (TPM 2.0 Part 2 §7)
 _SEAL_RECORD_BASE: Final = 0x01800000  # owner range (TCG handle registry)
 _MAX_SECRET_BYTES: Final = 128  # MAX_SYM_DATA of a keyedhash object
 _PCRS_PER_READ: Final = 8  # TPM2_PCR_Read returns at most 8 digests
@@ -218,13 +225,6 @@ def _tcti_error(tcti: str, exc: TSS2_Exception) -> TpmError:
     kind, _, conf = tcti.partition(":")
     if kind == "device":
         path = conf or "/dev/tpmrm0"
-        if not Path(path).exists():
-            return TpmNotFoundError(
-                f"no TPM: {path} does not exist",
-                rc=exc.rc,
-                hint="this machine has no TPM 2.0 (or its driver is not loaded); "
-                "for a software TPM pass --tcti swtpm:host=127.0.0.1,port=N",
-            )
         return TpmUnreachableError(
             f"cannot open the TPM at {path}: {exc}",
             rc=exc.rc,
@@ -246,9 +246,10 @@ def _tcti_error(tcti: str, exc: TSS2_Exception) -> TpmError:
 class EsapiTpm:
     """The TPM through tpm2-pytss's ESAPI.  Use :func:`open_tpm` to get one."""
 
-    def __init__(self, esapi: ESAPI, tcti: str) -> None:
+    def __init__(self, esapi: ESAPI, tcti: str, transport: SwtpmTcti | None = None) -> None:
         self._e = esapi
         self._tcti = tcti
+        self._transport = transport  # our own TCTI (swtpm), None for tpm2-tss' TCTIs
         self._banks: tuple[HashAlg, ...] | None = None
         # ESYS_TRs of persistent objects and NV indices, looked up once: ESYS keeps every
         # ESYS_TR in a list it searches on each command, so fresh lookups per call add up.
@@ -258,10 +259,17 @@ class EsapiTpm:
     # -- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._session is not None:
+        if self._session is not None and not self._broken:
             with contextlib.suppress(TSS2_Exception):
                 self._e.flush_context(self._session)
         self._e.close()
+        if self._transport is not None:
+            self._transport.close()
+
+    @property
+    def _broken(self) -> bool:
+        """The connection was lost or the TPM missed a deadline: no more commands."""
+        return self._transport is not None and self._transport.broken is not None
 
     def _fail(self, what: str, exc: TSS2_Exception) -> TpmError:
         """Translate a TSS error for the operation ``what`` into our error tree."""
@@ -275,6 +283,15 @@ class EsapiTpm:
         if rc == _RC_LOCKOUT:
             return self._lockout_error(what, exc.rc)
         if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER:
+            transport = self._transport
+            if transport is not None and transport.timed_out:
+                return TpmUnreachableError(
+                    f"{what}: the TPM at {self._tcti!r} did not answer within "
+                    f"{transport.timeout_s:g} s",
+                    rc=exc.rc,
+                    hint=f"is it a TPM, and is it alive? (a slow TPM may need a longer "
+                    f"deadline: ${TIMEOUT_ENV} seconds)",
+                )
             return TpmUnreachableError(
                 f"{what}: lost the connection to the TPM ({exc})",
                 rc=exc.rc,
@@ -311,6 +328,24 @@ class EsapiTpm:
                 ) from None
             if _base_rc(exc.rc) != _RC_INITIALIZE:
                 raise self._fail("start the TPM", exc) from None
+
+    def flush_leftovers(self) -> None:
+        """Flush transient objects and loaded sessions left by a client that went away.
+
+        Only for a TPM without a resource manager that nobody else uses meanwhile (swtpm
+        serves one connection at a time): without this, a few killed clients exhaust its 3
+        object and 3 session slots until the next TPM2_Startup (Heads' ``tpm2_startsession``
+        flushes the same way).  TPM commands: TPM2_GetCapability(HANDLES), TPM2_FlushContext.
+        """
+        try:
+            for first in (_TRANSIENT_FIRST, _LOADED_SESSION_FIRST):
+                _, data = self._e.get_capability(TPM2_CAP.HANDLES, first, 64)
+                for handle in (int(h) for h in data.data.handles):
+                    tr = self._e.tr_from_tpmpublic(handle)
+                    self._e.flush_context(tr)
+                    _log.info("flushed 0x%08x, left loaded by an earlier client", handle)
+        except TSS2_Exception as exc:
+            raise self._fail("flush what an earlier client left loaded", exc) from None
 
     def _tr(self, handle: int) -> ESYS_TR:
         """The ESYS_TR of a persistent object or NV index (TPM2_ReadPublic/NV_ReadPublic)."""
@@ -1015,21 +1050,39 @@ def _pcr_composite(selection: PcrSelection, values: Mapping[int, bytes]) -> byte
 
 
 @contextlib.contextmanager
-def open_tpm(tcti: str) -> Iterator[Tpm]:
+def open_tpm(tcti: str, *, timeout_s: float | None = None) -> Iterator[Tpm]:
     """Connect to the TPM named by a TCTI string and start it if needed.
 
+    ``swtpm:`` TPMs get a deadline on every command (``timeout_s``, else
+    ``$HEADS_TPM_TIMEOUT``, else 30 s); a ``device:`` path must be a TPM character device
+    (docs/tpm-objects.md §Reaching the TPM).
+
     Raises:
+        UsageError: ``$HEADS_TPM_TIMEOUT`` is not a number of seconds.
         TpmNotFoundError: the device node does not exist.
-        TpmUnreachableError: the TCTI is malformed or nothing answers there.
+        TpmUnreachableError: the TCTI is malformed, names something that is not a TPM, or
+            nothing answers there in time.
         TpmFailureModeError: the TPM answers only with TPM_RC_FAILURE.
     """
+    kind, _, conf = tcti.partition(":")
+    transport: SwtpmTcti | None = None
+    if kind == "device":
+        check_device(conf or "/dev/tpmrm0")
+    if kind == "swtpm":
+        deadline = timeout_s if timeout_s is not None else timeout_from_env()
+        transport = SwtpmTcti(tcti, parse_swtpm(tcti, conf), deadline)
     try:
-        esapi = ESAPI(tcti)
+        esapi = ESAPI(transport if transport is not None else tcti)
     except TSS2_Exception as exc:
+        if transport is not None:
+            transport.close()
         raise _tcti_error(tcti, exc) from None
-    tpm = EsapiTpm(esapi, tcti)
+    tpm = EsapiTpm(esapi, tcti, transport)
     try:
         tpm.startup()
+        if transport is not None:
+            # swtpm has no resource manager: what a killed client left loaded stays there.
+            tpm.flush_leftovers()
         yield tpm
     finally:
         tpm.close()
