@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 
 import pytest
 
 from heads.adapters.atomic import write_atomic
-from heads.adapters.hashing import hash_files, scan_tree
+from heads.adapters.hashing import hash_files, read_beneath, read_file_beneath, scan_tree
 from heads.core.manifest import EntryKind
 
 
@@ -102,3 +104,34 @@ def test_write_atomic_refuses_to_follow_a_planted_temporary_symlink(tmp_path: Pa
         write_atomic(target, b"x")
     assert victim.read_bytes() == b"keep"
     assert not target.exists()
+
+
+def test_read_beneath_reads_at_most_its_cap(tree: Path) -> None:
+    root_fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert read_beneath(root_fd, b"grub/grub.cfg", 3) == b"cfg"
+        with pytest.raises(OSError, match="larger than 2 bytes") as info:
+            read_beneath(root_fd, b"grub/grub.cfg", 2)
+        assert info.value.errno == errno.EFBIG
+        with (tree / "sparse").open("wb") as f:
+            f.truncate(3 * 1024**3)  # 3 GiB that take no disk space
+        with pytest.raises(OSError, match="larger than 65536 bytes"):
+            read_beneath(root_fd, b"sparse", 65536)
+    finally:
+        os.close(root_fd)
+
+
+def test_read_beneath_opens_no_fifo_symlink_or_device(tree: Path) -> None:
+    os.mkfifo(tree / "fifo")
+    with pytest.raises(OSError, match="not a regular file") as fifo:  # a read would block
+        read_file_beneath(tree, b"fifo", 100)
+    assert fifo.value.errno == errno.EINVAL
+    with pytest.raises(OSError, match="symbolic links") as link:
+        read_file_beneath(tree, b"link", 100)
+    assert link.value.errno == errno.ELOOP
+    if os.geteuid() == 0:
+        # /dev/null's numbers: a device node on a disk opens whatever device it names.
+        os.mknod(tree / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        with pytest.raises(OSError, match=r"regular file|denied") as dev:  # EACCES if nodev
+            read_file_beneath(tree, b"null", 100)
+        assert dev.value.errno in {errno.EINVAL, errno.EACCES}

@@ -6,7 +6,11 @@
 * Never leaves the tree: a path is opened one component at a time from a descriptor of the
   root, each with ``O_NOFOLLOW``, so a symlink anywhere in a manifest name fails (ELOOP or
   ENOTDIR) instead of reading what it points at.  ``O_NONBLOCK`` plus an ``fstat`` check keeps
-  a FIFO planted under a hashed name from hanging the boot.
+  a FIFO planted under a hashed name from hanging the boot, and ``O_NOCTTY`` keeps a terminal
+  device node from becoming the controlling terminal: nothing but a regular file is read.
+* Small files (the ``kexec*`` files, boot-loader configurations) are read with
+  :func:`read_beneath`, which stops after its cap: a sparse multi-GiB file under such a name
+  costs one ``fstat``, not gigabytes of memory.
 * Progress: an optional callback ``(done_bytes, total_bytes)``, called under a lock.
 
 Port of ``find ./ ... | xargs -0 sha256sum`` and ``sha256sum -c`` (docs/heads-compat.md
@@ -29,7 +33,15 @@ from typing import Final
 from heads.core.manifest import EntryKind, is_excluded
 from heads.errors import HeadsError
 
-__all__ = ["HashResults", "TreeScan", "hash_files", "open_beneath", "scan_tree"]
+__all__ = [
+    "HashResults",
+    "TreeScan",
+    "hash_files",
+    "open_beneath",
+    "read_beneath",
+    "read_file_beneath",
+    "scan_tree",
+]
 
 _CHUNK: Final = 1 << 20
 MAX_TREE_ENTRIES: Final = 200_000
@@ -118,7 +130,8 @@ def open_beneath(root_fd: int, rel: bytes) -> int:
 
     Raises:
         OSError: ELOOP/ENOTDIR for a symlink on the way, ENOENT, EACCES, or EINVAL when the
-            final component is not a regular file.
+            final component is not a regular file (a FIFO or device is opened non-blocking,
+            seen by ``fstat`` and closed unread).
     """
     parts = rel.split(b"/")
     if any(p in {b"", b".", b".."} for p in parts):
@@ -133,7 +146,7 @@ def open_beneath(root_fd: int, rel: bytes) -> int:
             opened.append(dir_fd)
         fd = os.open(
             parts[-1],
-            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
             dir_fd=dir_fd,
         )
     finally:
@@ -143,6 +156,48 @@ def open_beneath(root_fd: int, rel: bytes) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file")
     return fd
+
+
+def read_beneath(root_fd: int, rel: bytes, limit: int) -> bytes:
+    """The bytes of regular file ``rel`` under ``root_fd`` (see :func:`open_beneath`), at most
+    ``limit`` of them.
+
+    At most ``limit + 1`` bytes are ever read, whatever the file's size: the caller's cap
+    bounds the memory, not the file.
+
+    Raises:
+        OSError: as :func:`open_beneath`; EFBIG (strerror "larger than N bytes") when the file
+            holds more than ``limit`` bytes; EIO and others from ``read``.
+    """
+    fd = open_beneath(root_fd, rel)
+    try:
+        too_large = OSError(errno.EFBIG, f"larger than {limit} bytes")
+        if os.fstat(fd).st_size > limit:
+            raise too_large
+        data = bytearray()
+        while len(data) <= limit:
+            chunk = os.read(fd, min(_CHUNK, limit + 1 - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) > limit:  # it grew after the fstat
+            raise too_large
+        return bytes(data)
+    finally:
+        os.close(fd)
+
+
+def read_file_beneath(root: Path, rel: bytes, limit: int) -> bytes:
+    """:func:`read_beneath` from the directory ``root`` (itself opened as given).
+
+    Raises:
+        OSError: ``root`` cannot be opened as a directory, or as :func:`read_beneath`.
+    """
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return read_beneath(root_fd, rel, limit)
+    finally:
+        os.close(root_fd)
 
 
 def hash_files(
