@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,13 @@ from hypothesis import strategies as st
 
 from conftest import require_tools
 from heads.adapters._run import run
-from heads.adapters.gpg import GpgVerdict, parse_verify_status, sign_detached, verify_detached
+from heads.adapters.gpg import (
+    GpgVerdict,
+    check_keyring,
+    parse_verify_status,
+    sign_detached,
+    verify_detached,
+)
 from heads.core.secret import Secret
 from heads.errors import AuthError, GpgError, UsageError
 from heads.testing.gpghome import (
@@ -201,3 +208,86 @@ def test_status_parser_never_raises_and_good_needs_complete_good_lines(
         assert b"BADSIG" not in keywords
         assert b"ERRSIG" not in keywords
         assert keywords.count(b"GOODSIG") == keywords.count(b"NEWSIG") >= 1
+
+
+# Status lines gpgv 2.2 printed for a file holding a signature by a key outside the keyring
+# followed by the owner's good one.
+_FOREIGN = (
+    b"[GNUPG:] NEWSIG\n"
+    b"[GNUPG:] ERRSIG 8ABF8130644BF3BD 22 8 00 1796001311 9 "
+    b"78EAA7AC0669650F4B54CD178ABF8130644BF3BD\n"
+    b"[GNUPG:] NO_PUBKEY 8ABF8130644BF3BD\n"
+)
+_OWNERS = (
+    b"[GNUPG:] NEWSIG\n"
+    b"[GNUPG:] KEY_CONSIDERED B060727696BF6B9B8F9BE88A6E466F9EFDFE31B4 0\n"
+    b"[GNUPG:] GOODSIG 6E466F9EFDFE31B4 Heads Owner <owner@heads.invalid>\n"
+    b"[GNUPG:] VALIDSIG B060727696BF6B9B8F9BE88A6E466F9EFDFE31B4 2026-11-30 1796001311 0 4 0 "
+    b"22 8 00 B060727696BF6B9B8F9BE88A6E466F9EFDFE31B4\n"
+)
+
+
+@pytest.mark.parametrize("foreign_first", [True, False])
+def test_status_parser_names_the_unknown_key_not_the_good_one(foreign_first: bool) -> None:
+    output = _FOREIGN + _OWNERS if foreign_first else _OWNERS + _FOREIGN
+    result = parse_verify_status(output, 2)
+    assert result.verdict is GpgVerdict.NO_PUBKEY
+    assert result.fingerprint == "78EAA7AC0669650F4B54CD178ABF8130644BF3BD"
+    assert result.key_id == "8ABF8130644BF3BD"
+    verdicts = [c.verdict for c in result.checks]
+    expected = [GpgVerdict.NO_PUBKEY, GpgVerdict.GOOD]
+    assert verdicts == (expected if foreign_first else expected[::-1])
+    assert result.signatures == 2
+
+
+def test_foreign_signature_beside_the_owners_is_no_public_key_with_real_gpgv(
+    owner: tuple[Path, str], keyring: Path
+) -> None:
+    ours, _ = sign_detached(DATA, gnupghome=owner[0], key=owner[1])
+    with GpgHome() as other:
+        other_fpr = make_owner_key(other.path, "Other", "other@heads.invalid")
+        theirs, _ = sign_detached(DATA, gnupghome=other.path, key=other_fpr)
+    for sig, unknown_at in ((theirs + ours, 0), (ours + theirs, 1)):
+        result = verify_detached(sig, DATA, keyring)
+        assert result.verdict is GpgVerdict.NO_PUBKEY
+        assert result.fingerprint == other_fpr
+        assert result.checks[unknown_at].verdict is GpgVerdict.NO_PUBKEY
+        assert result.checks[1 - unknown_at].verdict is GpgVerdict.GOOD
+        assert result.checks[1 - unknown_at].fingerprint == owner[1]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01\x02 not openpgp", "not an OpenPGP packet"),
+        (b"\xb4\x05user!", "not a public key"),  # a lone user ID packet
+    ],
+)
+def test_empty_or_corrupt_keyring_is_a_usage_error_before_gpgv_runs(
+    owner: tuple[Path, str], tmp_path: Path, content: bytes, match: str
+) -> None:
+    sig, _ = sign_detached(DATA, gnupghome=owner[0], key=owner[1])
+    bad = tmp_path / "bad.gpg"
+    bad.write_bytes(content)
+    with pytest.raises(UsageError, match=match):
+        verify_detached(sig, DATA, bad)
+    with pytest.raises(UsageError, match=match):
+        check_keyring(bad)
+
+
+def test_keyring_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "pubring.gpg"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="not a regular file"):
+        check_keyring(fifo)
+
+
+def test_check_keyring_counts_the_keys(owner: tuple[Path, str], tmp_path: Path) -> None:
+    with GpgHome() as other:
+        make_owner_key(other.path, "Other", "other@heads.invalid")
+        theirs = export_public_keyring(other.path, tmp_path / "other.gpg").read_bytes()
+    both = tmp_path / "both.gpg"
+    both.write_bytes(export_public_keyring(owner[0], tmp_path / "o.gpg").read_bytes() + theirs)
+    assert check_keyring(both).keys == 2
+    assert check_keyring(owner[0] / "pubring.kbx").format == "keybox"

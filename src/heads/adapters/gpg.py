@@ -14,22 +14,27 @@ reports what gpgv said; the flows decide what it means for /boot.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Final, Protocol
 
 from heads.adapters._run import RunResult, run
+from heads.core.keyring import MAX_KEYRING_BYTES, KeyringSummary, parse_keyring
 from heads.core.secret import Secret
-from heads.errors import AuthError, GpgError, ToolError, UsageError
+from heads.errors import AuthError, FormatError, GpgError, ToolError, UsageError
 
 __all__ = [
     "MAX_SIGNATURE_BYTES",
     "GpgSigner",
     "GpgVerdict",
     "GpgVerifyResult",
+    "KeyringSummary",
+    "SignatureCheck",
     "Signer",
+    "check_keyring",
     "parse_verify_status",
     "sign_detached",
     "verify_detached",
@@ -59,86 +64,180 @@ class GpgVerdict(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """gpgv's verdict on one signature of the file (one ``NEWSIG`` block), in file order."""
+
+    verdict: GpgVerdict
+    key_id: str | None
+    fingerprint: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class GpgVerifyResult:
-    """gpgv's verdict, the signer as far as known, and the raw status lines (for --debug)."""
+    """gpgv's verdict, the signer as far as known, and the raw status lines (for --debug).
+
+    ``fingerprint`` and ``key_id`` are those of the signature the verdict is about: the good
+    one when every signature is good, else the first signature (in file order) with the
+    verdict's problem.  ``checks`` has every signature's own verdict.
+    """
 
     verdict: GpgVerdict
     fingerprint: str | None
     key_id: str | None
     signatures: int
     status: tuple[str, ...]
+    checks: tuple[SignatureCheck, ...] = ()
 
 
 def _fields(line: bytes) -> list[str]:
     return line[len(_STATUS) :].decode("utf-8", "replace").split(" ")
 
 
+# The problem a verdict names when a file holds several: the most serious first.
+_SEVERITY: Final[tuple[GpgVerdict, ...]] = (
+    GpgVerdict.BAD,
+    GpgVerdict.REVOKED_KEY,
+    GpgVerdict.EXPIRED_KEY,
+    GpgVerdict.EXPIRED_SIGNATURE,
+    GpgVerdict.NO_PUBKEY,
+    GpgVerdict.ERROR,
+    GpgVerdict.NO_DATA,
+)
+
+
+@dataclass(slots=True)
+class _Sig:
+    """What the status lines of one NEWSIG block said so far."""
+
+    problems: list[GpgVerdict] = field(default_factory=list)
+    good: int = 0  # GOODSIG lines: exactly one per good signature
+    valid: int = 0  # VALIDSIG lines: likewise
+    key_id: str | None = None
+    fingerprint: str | None = None
+
+    def check(self) -> SignatureCheck:
+        problem = next((v for v in _SEVERITY if v in self.problems), None)
+        if problem is None:
+            problem = None if self.good == self.valid == 1 else GpgVerdict.ERROR
+        return SignatureCheck(problem or GpgVerdict.GOOD, self.key_id, self.fingerprint)
+
+
 def parse_verify_status(stdout: bytes, returncode: int) -> GpgVerifyResult:
     """Turn ``gpgv --status-fd`` output into one verdict.
 
-    Every signature in the file must be good: any BADSIG makes the verdict BAD, any other
-    problem its own verdict; GOOD needs GOODSIG and VALIDSIG for every NEWSIG and exit status 0.
+    Every signature in the file must be good, as gpgv's own exit status (and so Heads, which
+    only looks at it) demands: one signature by a key outside the keyring fails the file even
+    when another, by the owner, is good.  GOOD needs GOODSIG and VALIDSIG for every NEWSIG and
+    exit status 0; otherwise the most serious problem is the verdict.
     """
     lines = [ln for ln in stdout.splitlines() if ln.startswith(_STATUS)]
     status = tuple(ln.decode("utf-8", "replace") for ln in lines)
-    newsig = goodsig = validsig = 0
-    fingerprint: str | None = None
-    key_id: str | None = None
-    problems: list[GpgVerdict] = []
+    sigs: list[_Sig] = []
+    orphan = _Sig()  # status lines before any NEWSIG (NODATA for a file without signatures)
+
+    def current() -> _Sig:
+        return sigs[-1] if sigs else orphan
+
     for line in lines:
         fields = _fields(line)
         keyword = fields[0]
+        arg = fields[1] if len(fields) > 1 else None
+        sig = current()
         if keyword == "NEWSIG":
-            newsig += 1
+            sigs.append(_Sig())
         elif keyword == "GOODSIG":
-            goodsig += 1
-            key_id = fields[1] if len(fields) > 1 else key_id
+            sig.good += 1
+            sig.key_id = arg or sig.key_id
         elif keyword == "VALIDSIG":
-            validsig += 1
+            sig.valid += 1
             # VALIDSIG <fpr> <date> <ts> <expire> <ver> <rsv> <pk> <hash> <class> <primary-fpr>
-            fingerprint = fields[10] if len(fields) > 10 else fields[1] if len(fields) > 1 else None
+            sig.fingerprint = fields[10] if len(fields) > 10 else arg
         elif keyword == "BADSIG":
-            problems.append(GpgVerdict.BAD)
-            key_id = fields[1] if len(fields) > 1 else key_id
+            sig.problems.append(GpgVerdict.BAD)
+            sig.key_id = arg or sig.key_id
         elif keyword == "ERRSIG":
             # ERRSIG <keyid> <pkalgo> <hashalgo> <class> <time> <rc> [<fpr>]; rc 9 = no pubkey
-            key_id = fields[1] if len(fields) > 1 else key_id
+            sig.key_id = arg or sig.key_id
             if len(fields) > 7 and fields[7] != "-":
-                fingerprint = fields[7]
-            problems.append(
+                sig.fingerprint = fields[7]
+            sig.problems.append(
                 GpgVerdict.NO_PUBKEY if len(fields) > 6 and fields[6] == "9" else GpgVerdict.ERROR
             )
         elif keyword == "NO_PUBKEY":
-            problems.append(GpgVerdict.NO_PUBKEY)
+            sig.problems.append(GpgVerdict.NO_PUBKEY)
+            sig.key_id = sig.key_id or arg
         elif keyword == "EXPKEYSIG":
-            problems.append(GpgVerdict.EXPIRED_KEY)
-            key_id = fields[1] if len(fields) > 1 else key_id
+            sig.problems.append(GpgVerdict.EXPIRED_KEY)
+            sig.key_id = arg or sig.key_id
         elif keyword == "REVKEYSIG":
-            problems.append(GpgVerdict.REVOKED_KEY)
-            key_id = fields[1] if len(fields) > 1 else key_id
+            sig.problems.append(GpgVerdict.REVOKED_KEY)
+            sig.key_id = arg or sig.key_id
         elif keyword == "EXPSIG":
-            problems.append(GpgVerdict.EXPIRED_SIGNATURE)
+            sig.problems.append(GpgVerdict.EXPIRED_SIGNATURE)
+            sig.key_id = arg or sig.key_id
         elif keyword == "NODATA":
-            problems.append(GpgVerdict.NO_DATA)
-    order = (
-        GpgVerdict.BAD,
-        GpgVerdict.REVOKED_KEY,
-        GpgVerdict.EXPIRED_KEY,
-        GpgVerdict.EXPIRED_SIGNATURE,
-        GpgVerdict.NO_PUBKEY,
-        GpgVerdict.ERROR,
-        GpgVerdict.NO_DATA,
-    )
-    verdict = next((v for v in order if v in problems), None)
+            sig.problems.append(GpgVerdict.NO_DATA)
+    checks = tuple(s.check() for s in sigs)
+    problems: list[GpgVerdict] = [c.verdict for c in checks if c.verdict is not GpgVerdict.GOOD]
+    problems += orphan.problems
+    if orphan.good or orphan.valid:
+        problems.append(GpgVerdict.ERROR)  # a verdict outside any signature: not gpgv's order
+    verdict: GpgVerdict | None = next((v for v in _SEVERITY if v in problems), None)
     if verdict is None:
-        complete = newsig >= 1 and goodsig == newsig and validsig == newsig
-        if complete and returncode == 0:
-            verdict = GpgVerdict.GOOD
-        elif newsig == 0:
+        if not checks:
             verdict = GpgVerdict.NO_DATA
+        elif returncode != 0:
+            verdict = GpgVerdict.ERROR  # every block looked good, yet gpgv failed
         else:
-            verdict = GpgVerdict.ERROR
-    return GpgVerifyResult(verdict, fingerprint, key_id, newsig, status)
+            verdict = GpgVerdict.GOOD
+    about = next((c for c in checks if c.verdict is verdict), None)
+    if about is None and checks:
+        about = checks[0]
+    return GpgVerifyResult(
+        verdict,
+        about.fingerprint if about else None,
+        about.key_id if about else None,
+        len(checks),
+        status,
+        checks,
+    )
+
+
+def check_keyring(keyring: Path) -> KeyringSummary:
+    """Read the keyring file (bounded) and check its framing (:func:`heads.core.keyring`).
+
+    Raises:
+        UsageError: the keyring cannot be read, is empty, armored, corrupt or holds no key:
+            a configuration error, not a verdict on any signature.
+    """
+    hint = "pass the owner's public key as a binary keyring (gpg --export KEY > FILE)"
+    try:
+        # Non-blocking, then fstat: a FIFO given as the keyring is refused, not waited on.
+        fd = os.open(keyring, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UsageError(f"cannot read the keyring {keyring}: {exc.strerror}", hint=hint) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UsageError(f"the keyring {keyring} is not a regular file", hint=hint)
+        data = b""
+        while len(data) <= MAX_KEYRING_BYTES and (chunk := os.read(fd, 1 << 20)):
+            data += chunk
+    except OSError as exc:
+        raise UsageError(f"cannot read the keyring {keyring}: {exc.strerror}", hint=hint) from None
+    finally:
+        os.close(fd)
+    if data.lstrip().startswith(b"-----BEGIN PGP"):
+        raise UsageError(
+            f"the keyring {keyring} is ASCII-armored; gpgv needs a binary keyring",
+            hint=f"convert it: gpg --dearmor < {keyring} > pubring.gpg",
+        )
+    try:
+        return parse_keyring(data, source=str(keyring))
+    except FormatError as exc:
+        raise UsageError(
+            f"unusable keyring: {exc.message}",
+            hint=f"{hint}; a keyring that holds no key cannot vouch for any signature",
+        ) from None
 
 
 def verify_detached(signature: bytes, data: bytes, keyring: Path) -> GpgVerifyResult:
@@ -148,22 +247,12 @@ def verify_detached(signature: bytes, data: bytes, keyring: Path) -> GpgVerifyRe
     to a private temporary file first, so gpgv checks exactly the bytes the caller read.
 
     Raises:
-        UsageError: the keyring file does not exist or is armored (gpgv 2.2 needs binary).
+        UsageError: the keyring file does not exist, is armored, empty or corrupt
+            (:func:`check_keyring`).
         GpgError: gpgv is missing or did not finish.
     """
     keyring = keyring.resolve()  # a bare name would be looked up inside GNUPGHOME
-    try:
-        head = keyring.read_bytes()[:64]
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read the keyring {keyring}: {exc.strerror}",
-            hint="pass the owner's public key as a binary keyring (gpg --export KEY > FILE)",
-        ) from None
-    if head.lstrip().startswith(b"-----BEGIN PGP"):
-        raise UsageError(
-            f"the keyring {keyring} is ASCII-armored; gpgv needs a binary keyring",
-            hint=f"convert it: gpg --dearmor < {keyring} > pubring.gpg",
-        )
+    check_keyring(keyring)
     if len(signature) > MAX_SIGNATURE_BYTES:
         return GpgVerifyResult(GpgVerdict.NO_DATA, None, None, 0, ())
     with tempfile.TemporaryDirectory(prefix="heads-gpgv-") as tmp:
