@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -155,3 +157,90 @@ def test_changed_config_user_moves_pcr7_and_totp_is_refused(
     assert "TOTP URI" not in text
     assert not re.search(r"heads: TOTP \d{6}", text)
     assert 'PCR 4 extended with "recovery"' in text
+
+
+def _guarded_boot(env: RuntimeEnv) -> tuple[int, str]:
+    """:func:`_boot` in a thread; a boot still running after 600 s fails the test (a hang
+    guard, far beyond the few seconds a boot takes here, not a timing assertion)."""
+    result: list[tuple[int, str]] = []
+    thread = threading.Thread(target=lambda: result.append(_boot(env)), daemon=True)
+    thread.start()
+    thread.join(600)
+    if thread.is_alive():
+        pytest.fail("the boot runtime blocks on something in /boot")
+    assert result, "the boot raised instead of returning an exit status"
+    return result[0]
+
+
+def test_fifo_commit_record_in_boot_is_refused_not_waited_on(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    (env.boot_dir / "kexec.staging").mkdir()
+    os.mkfifo(env.boot_dir / "kexec.staging" / "COMMIT")
+    code, text = _guarded_boot(env)
+    assert code == EXIT_POWEROFF
+    assert re.search(r"heads: TOTP \d{6}", text)  # the hang came right after this line
+    assert "heads: INTEGRITY REPORT:" in text
+    assert "cannot read ./kexec.staging/COMMIT: not a regular file" in text
+    assert 'PCR 4 extended with "recovery"' in text
+    assert "generic" not in text
+
+
+def test_fifo_default_entry_is_refused_not_waited_on(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    (env.boot_dir / "kexec_default.1.txt").unlink()
+    os.mkfifo(env.boot_dir / "kexec_default.1.txt")
+    code, text = _guarded_boot(env)
+    assert code == EXIT_POWEROFF
+    assert "cannot read ./kexec_default.1.txt: not a regular file" in text
+    assert 'PCR 4 extended with "recovery"' in text
+
+
+def test_hostile_names_are_escaped_on_the_console(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    names = {
+        "zz: ok\n  verdict:   OK\x1b[8m": "zz: ok\\n  verdict:   OK\\x1b[8m",
+        "cr\rheads: boot verified": "cr\\rheads: boot verified",
+        "ls\u2028heads: kexec vmlinuz": "ls\\u2028heads: kexec vmlinuz",
+        "gpj.\u202eexe": "gpj.\\u202eexe",
+        "back\\slash": "back\\\\slash",
+    }
+    for name in names:
+        (env.boot_dir / name).write_bytes(b"planted")
+    code, text = _guarded_boot(env)
+    assert code == EXIT_POWEROFF
+    for escaped in names.values():
+        assert f"heads:       (new)      ./{escaped}: file not in the signed list\n" in text
+    for ch in ("\x1b", "\r", "\u202e", "\u2028"):
+        assert ch not in text
+    assert not [ln for ln in text.splitlines() if ln.startswith("  verdict")]
+    assert "heads: /boot verified" not in text
+    assert "\nheads: kexec" not in text
+    assert 'PCR 4 extended with "recovery"' in text
+
+
+def test_hostile_default_entry_title_is_escaped_on_the_console(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    (boot / "vmlinuz").write_bytes(b"kernel " * 1000)
+    # Signed by the owner, yet the title still reaches the console escaped.
+    (boot / "kexec_default.1.txt").write_text(
+        "OS\x1b[2J\u202eevil|elf|kernel /vmlinuz|append console=ttyS0\n"
+    )
+    home, fpr = owner
+    with open_tpm(swtpm.tcti) as tpm:
+        sign_boot(boot, gnupghome=home.path, key=fpr, tpm=tpm)
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    code, text = _guarded_boot(env)
+    assert code == EXIT_POWEROFF, text
+    assert "heads: default entry: OS\\x1b[2J\\u202eevil\n" in text
+    assert "heads: kexec /vmlinuz (OS\\x1b[2J\\u202eevil)\n" in text
+    assert "\x1b" not in text
+    assert "\u202e" not in text

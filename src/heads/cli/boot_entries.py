@@ -21,6 +21,7 @@ from heads.core.bootcfg.discover import Discovery
 from heads.core.bootcfg.entry import BootEntry
 from heads.core.bootcfg.grub import GrubContext
 from heads.core.kexec_plan import CmdlineRules, KexecPlan
+from heads.core.text import scrub, shown
 from heads.errors import ExitCode, UsageError
 from heads.flows.boot_entries import (
     boot_plan,
@@ -54,6 +55,7 @@ def _entry_json(index: int, entry: BootEntry) -> dict[str, object]:
             {"file": entry.source.file, "line": entry.source.line} if entry.source else None
         ),
         "notes": list(entry.notes),
+        "hidden": entry.hidden,
         "line": entry.to_line(),
     }
 
@@ -83,27 +85,31 @@ def _short(path: str) -> str:
 
 
 def _render(found: Discovery, *, show_dropped: bool) -> str:
+    # Titles, paths, command lines and file names come from the disk: each is escaped
+    # (heads.core.text.shown) so none can add a line or hide text with escape sequences.
+    # Notes, reasons and problems are sentences heads wrote around such names: scrub() escapes
+    # their control characters without doubling the backslashes of names already shown.
     out: list[str] = []
     for i, e in enumerate(found.entries, start=1):
-        files = " | ".join(_short(p) for p in e.files)
-        out.append(f"{i:3d}  {e.display_title}  [{files}]")
+        files = " | ".join(shown(_short(p)) for p in e.files)
+        out.append(f"{i:3d}  {shown(e.display_title)}  [{files}]")
         if e.cmdline:
-            out.append(f"       {e.cmdline}")
-        out.extend(f"       note: {note}" for note in e.notes)
+            out.append(f"       {shown(e.cmdline)}")
+        out.extend(f"       note: {scrub(note)}" for note in e.notes)
     if not found.entries:
         out.append("no bootable entries")
     if found.dropped:
         if show_dropped:
             out.append(f"left out ({len(found.dropped)}):")
             out.extend(
-                f"  - {d.title} ({d.source.file}:{d.source.line}): {d.reason}"
+                f"  - {shown(d.title)} ({shown(d.source.file)}:{d.source.line}): {scrub(d.reason)}"
                 for d in found.dropped
             )
         else:
             out.append(f"{len(found.dropped)} entries left out (--all shows them and why)")
-    out.extend(f"problem: {p}" for p in found.problems)
+    out.extend(f"problem: {scrub(p)}" for p in found.problems)
     if found.configs:
-        out.append("from: " + ", ".join(found.configs))
+        out.append("from: " + ", ".join(shown(c) for c in found.configs))
     return "\n".join(out) + "\n"
 
 
@@ -181,14 +187,16 @@ def _cmd_default(args: argparse.Namespace) -> int:
             }
         )
         return ExitCode.OK
-    sys.stdout.write(f"default entry {saved.index}: {saved.entry.display_title}\n")
+    sys.stdout.write(f"default entry {saved.index}: {shown(saved.entry.display_title)}\n")
     sys.stdout.write(f"wrote {', '.join(saved.written)}\n")
     if saved.removed:
-        sys.stdout.write(f"removed {', '.join(saved.removed)}\n")
+        sys.stdout.write(f"removed {', '.join(shown(n) for n in saved.removed)}\n")
     if saved.signed:
         sys.stdout.write("/boot signed\n")
     else:
-        sys.stdout.write(f"/boot must be re-signed: heads boot sign {shlex.quote(str(bootdir))}\n")
+        sys.stdout.write(
+            f"/boot must be re-signed: heads boot sign {scrub(shlex.quote(str(bootdir)))}\n"
+        )
     return ExitCode.OK
 
 
@@ -249,9 +257,11 @@ def _cmd_kexec(args: argparse.Namespace) -> int:
                 }
             )
         else:
-            sys.stdout.write(f"entry: {plan.title}\n")
+            sys.stdout.write(f"entry: {shown(plan.title)}\n")
             sys.stdout.write(f"verified by: {plan.verified_by or 'NOTHING (unsafe boot)'}\n")
-            sys.stdout.write(shlex.join(argv) + "\n")
+            # Quoted for a shell; a control character in it is escaped, so the line shown
+            # is the whole command (and pasting it fails rather than runs something else).
+            sys.stdout.write(scrub(shlex.join(argv)) + "\n")
             sys.stdout.write("kexec -e\n")
         return ExitCode.OK
     boot_plan(plan, bootdir, tcti=None if args.no_measure else tcti_from(args))

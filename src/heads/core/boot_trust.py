@@ -38,6 +38,7 @@ and symlinks that are unchanged are not listed.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final
@@ -48,7 +49,9 @@ from heads.core.manifest import (
     ManifestCheck,
     SignedForm,
     display_path,
+    shown_path,
 )
+from heads.core.text import scrub, shown
 from heads.errors import HashMismatchError, RollbackError, SignatureError
 
 __all__ = [
@@ -169,7 +172,7 @@ class BootVerification:
                 "state": sig.state.value,
                 "fingerprint": sig.fingerprint,
                 "form": sig.form.value if sig.form is not None else None,
-                "signed_files": list(sig.signed_files),
+                "signed_files": [_json_name(n) for n in sig.signed_files],
                 "detail": sig.detail,
             },
             "manifest": {"state": self.manifest.state.value, "detail": self.manifest.detail},
@@ -191,18 +194,22 @@ class BootVerification:
         }
 
     def render_text(self, *, max_listed: int = 50) -> str:
-        """The report a person reads at boot: one verdict per section, then what differs."""
+        """The report a person reads at boot: one verdict per section, then what differs.
+
+        Every name and detail is escaped (:mod:`heads.core.text`): a file named
+        ``"x\\n  verdict:   OK"`` shows as one line, not as a verdict.
+        """
         sig = self.signature
-        lines = [f"/boot integrity report for {self.bootdir}"]
-        who = f" by {sig.fingerprint}" if sig.fingerprint else ""
+        lines = [f"/boot integrity report for {shown(self.bootdir)}"]
+        who = f" by {shown(sig.fingerprint)}" if sig.fingerprint else ""
         legacy = " (legacy /boot/ names)" if sig.form is SignedForm.ABSOLUTE else ""
         lines.append(f"  signature: {_SIGNATURE_TEXT[sig.state]}{who}{legacy}")
         if sig.detail and sig.state is not SignatureState.VERIFIED:
-            lines.append(f"    {sig.detail}")
+            lines.append(f"    {scrub(sig.detail)}")
         if self.manifest.state is not ManifestState.OK:
             lines.append(f"  manifest:  {self.manifest.state.value.upper()}")
             if self.manifest.detail:
-                lines.append(f"    {self.manifest.detail}")
+                lines.append(f"    {scrub(self.manifest.detail)}")
         if self.files is None:
             lines.append(
                 "  files:     NOT CHECKED (hashes are trusted only under a valid signature)"
@@ -217,12 +224,13 @@ class BootVerification:
             bad = [f for f in self.files.files if f.status is not FileStatus.OK]
             for f in bad[:max_listed]:
                 tag = f"({f.status.value})"
-                lines.append(f"    {tag:<10} {display_path(f.path)}: {f.reason}")
+                lines.append(f"    {tag:<10} {shown_path(f.path)}: {scrub(f.reason)}")
             if len(bad) > max_listed:
                 lines.append(f"    ... and {len(bad) - max_listed} more")
         rb = self.rollback
         lines.append(
-            f"  rollback:  {rb.state.value.upper()}" + (f": {rb.detail}" if rb.detail else "")
+            f"  rollback:  {rb.state.value.upper()}"
+            + (f": {scrub(rb.detail)}" if rb.detail else "")
         )
         lines.append("  verdict:   " + ("OK" if self.ok else "FAILED: possible tampering"))
         return "\n".join(lines) + "\n"
@@ -235,29 +243,37 @@ class BootVerification:
             HashMismatchError: the manifests are invalid or a file differs.
             RollbackError: the rollback counter does not match.
         """
-        hint = f"run: heads boot verify {self.bootdir} --keyring KEYRING for the full report"
+        hint = f"run: heads boot verify {shown(self.bootdir)} --keyring KEYRING for the full report"
         sig = self.signature
         if sig.state is not SignatureState.VERIFIED:
             raise SignatureError(
-                f"/boot signature {sig.state.value}: {sig.detail or _SIGNATURE_TEXT[sig.state]}",
+                f"/boot signature {sig.state.value}: "
+                f"{scrub(sig.detail) or _SIGNATURE_TEXT[sig.state]}",
                 hint=hint,
             )
         if self.manifest.state is not ManifestState.OK or self.files is None:
             raise HashMismatchError(
-                f"/boot manifest {self.manifest.state.value}: {self.manifest.detail}", hint=hint
+                f"/boot manifest {self.manifest.state.value}: {scrub(self.manifest.detail)}",
+                hint=hint,
             )
         if not self.files.all_ok:
             bad = [f for f in self.files.files if f.status is not FileStatus.OK]
             raise HashMismatchError(
                 f"{len(bad)} file(s) in /boot differ from the signed manifest, first "
-                f"{display_path(bad[0].path)} ({bad[0].status.value}: {bad[0].reason})",
+                f"{shown_path(bad[0].path)} ({bad[0].status.value}: {scrub(bad[0].reason)})",
                 hint=hint,
-                details=tuple(f"{f.status.value}: {display_path(f.path)}" for f in bad[:20]),
+                details=tuple(f"{f.status.value}: {shown_path(f.path)}" for f in bad[:20]),
             )
         rb = self.rollback
         if rb.state not in {RollbackReportState.OK, RollbackReportState.NOT_CHECKED}:
             raise RollbackError(
-                f"/boot rollback check {rb.state.value}: {rb.detail}",
+                f"/boot rollback check {rb.state.value}: {scrub(rb.detail)}",
                 hint="an older signed /boot was restored, or the TPM was reset; "
                 "inspect /boot, then re-sign it with heads boot sign",
             )
+
+
+def _json_name(name: str) -> str:
+    """A name ``os.fsdecode`` made, as :func:`display_path` writes names for JSON: a byte that
+    is not UTF-8 becomes ``\\xNN`` rather than a lone surrogate strict JSON readers refuse."""
+    return display_path(os.fsencode(name))[2:]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from heads.core.text import shown_bytes
 from heads.errors import FormatError, HeadsError
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "is_excluded",
     "is_signed_name",
     "parse_sha256sum_line",
+    "shown_path",
     "signed_payload",
 ]
 
@@ -85,8 +87,18 @@ class SignedForm(Enum):
 
 
 def display_path(path: bytes) -> str:
-    """``./path`` for people and JSON: undecodable bytes are shown as ``\\xNN``."""
+    """``./path`` for JSON: the name as it is, undecodable bytes as ``\\xNN``.
+
+    Control characters stay in (``json.dumps`` escapes them); text for a terminal or a log
+    uses :func:`shown_path`.
+    """
     return "./" + path.decode("utf-8", "backslashreplace")
+
+
+def shown_path(path: bytes) -> str:
+    """``./path`` for a terminal, a log or a message: one line, every control character,
+    bidi override and backslash escaped (:func:`heads.core.text.shown_bytes`)."""
+    return "./" + shown_bytes(path)
 
 
 def is_excluded(path: bytes) -> bool:
@@ -111,7 +123,7 @@ def check_signable(path: bytes) -> None:
     for pos, byte in enumerate(path):
         if byte < 0x20 or byte == 0x5C or byte >= 0x7F:
             raise UnsignableNameError(
-                f"cannot sign /boot: the name {display_path(path)!s} contains byte "
+                f"cannot sign /boot: the name {shown_path(path)} contains byte "
                 f"0x{byte:02x} at position {pos} (control bytes, backslash and bytes >= 0x7f "
                 "are refused, as in Heads)",
                 hint="rename or remove that file, then sign again",
@@ -228,7 +240,7 @@ class HashManifest:
             rel = _relative_name(entry.name, source=source, line=lineno)
             if rel in seen:
                 raise FormatError(
-                    f"{display_path(rel)} is listed twice (first on line {seen[rel]})",
+                    f"{shown_path(rel)} is listed twice (first on line {seen[rel]})",
                     source=source,
                     line=lineno,
                 )
@@ -287,7 +299,7 @@ class TreeList:
                     raise FormatError(exc.reason, source=source, offset=offset) from None
             if rel in paths:
                 raise FormatError(
-                    f"{display_path(rel)} is listed twice", source=source, offset=offset
+                    f"{shown_path(rel)} is listed twice", source=source, offset=offset
                 )
             paths.add(rel)
             offset += len(name) + 1

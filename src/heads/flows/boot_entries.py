@@ -19,6 +19,7 @@ any byte that differs from them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 from heads.adapters.atomic import fsync_dir, write_atomic
 from heads.adapters.bootdir import BootDir
+from heads.adapters.hashing import read_file_beneath
 from heads.adapters.kexec import Kexec
 from heads.core.bootcfg.discover import Discovery, discover_entries
 from heads.core.bootcfg.entry import BootEntry, parse_entry_line
@@ -39,7 +41,8 @@ from heads.core.kexec_plan import (
     plan_kexec,
     unsafe_plan_without_verification,
 )
-from heads.core.manifest import HASHES_NAME, HashEntry, HashManifest
+from heads.core.manifest import HASHES_NAME, MAX_MANIFEST_BYTES, HashEntry, HashManifest
+from heads.core.text import shown
 from heads.errors import FormatError, HashMismatchError, HeadsError, UsageError, VerificationError
 
 if TYPE_CHECKING:
@@ -63,6 +66,8 @@ __all__ = [
 DEFAULT_HASHES_NAME: Final = "kexec_default_hashes.txt"
 _DEFAULT_RE: Final = re.compile(r"kexec_default\.([0-9]+)\.txt")
 _MAX_DEFAULT_BYTES: Final = 64 * 1024
+# What open_beneath answers for a name that is not a regular file reached without a symlink.
+_NOT_REGULAR: Final = frozenset({errno.EINVAL, errno.ELOOP, errno.ENOTDIR})
 
 
 def default_entry_name(index: int) -> str:
@@ -116,7 +121,9 @@ def _hash_lines(boot: BootDir, entry: BootEntry) -> bytes:
     for path in entry.files:
         digest = boot.sha256(path)
         if digest is None:
-            raise UsageError(f"{path} of entry {entry.title!r} is not a regular file in /boot")
+            raise UsageError(
+                f"{shown(path)} of entry {shown(entry.title)} is not a regular file in /boot"
+            )
         lines.append(HashEntry(digest, b"." + os.fsencode(path)).to_line())
     return b"".join(lines)
 
@@ -142,8 +149,8 @@ def save_default(
     old: dict[str, bytes] = {}
     for child in sorted(bootdir.iterdir()):
         if _DEFAULT_RE.fullmatch(child.name) or child.name == DEFAULT_HASHES_NAME:
-            with contextlib.suppress(OSError):
-                old[child.name] = child.read_bytes()
+            with contextlib.suppress(FileNotFoundError):  # removed since the listing
+                old[child.name] = _read_small(bootdir, child.name)
     try:
         write_atomic(bootdir / new_name, line, sync_dir=False)
         write_atomic(bootdir / DEFAULT_HASHES_NAME, hashes, sync_dir=False)
@@ -209,13 +216,20 @@ def read_default(bootdir: Path) -> DefaultEntry:
     path = found[0]
     match = _DEFAULT_RE.fullmatch(path.name)
     assert match is not None  # noqa: S101 - filtered just above
-    data = _read_small(path)
+    try:
+        data = _read_small(bootdir, path.name)
+    except FileNotFoundError:
+        raise UsageError(f"{path} was removed while it was being read") from None
     lines = data.decode("utf-8", "replace").splitlines()
     if len(lines) != 1:
         raise FormatError(f"expected exactly one line, found {len(lines)}", source=str(path))
     entry = parse_entry_line(lines[0], source=str(path), line_no=1)
     hashes_path = bootdir / DEFAULT_HASHES_NAME
-    manifest = HashManifest.from_bytes(_read_small(hashes_path), source=str(hashes_path))
+    try:
+        hashes = _read_small(bootdir, DEFAULT_HASHES_NAME)
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {hashes_path}: it does not exist") from None
+    manifest = HashManifest.from_bytes(hashes, source=str(hashes_path))
     digests = {"/" + os.fsdecode(rel): d for rel, d in manifest.digests().items()}
     return DefaultEntry(int(match.group(1)), entry, digests)
 
@@ -228,15 +242,25 @@ def default_is_current(bootdir: Path, default: DefaultEntry) -> bool:
     return 1 <= index <= len(entries) and entries[index - 1].to_line() == default.entry.to_line()
 
 
-def _read_small(path: Path) -> bytes:
+def _read_small(bootdir: Path, name: str, limit: int = _MAX_DEFAULT_BYTES) -> bytes:
+    """A top-level file of /boot, read safely: only a regular file, never through a symlink,
+    at most ``limit`` bytes (:func:`heads.adapters.hashing.read_file_beneath`).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        FormatError: it is larger than ``limit`` bytes.
+        UsageError: it is not a regular file or cannot be read.
+    """
+    path = bootdir / name
     try:
-        with path.open("rb") as f:
-            data = f.read(_MAX_DEFAULT_BYTES + 1)
+        return read_file_beneath(bootdir, os.fsencode(name), limit)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > _MAX_DEFAULT_BYTES:
-        raise FormatError(f"larger than {_MAX_DEFAULT_BYTES} bytes", source=str(path))
-    return data
+        if exc.errno == errno.EFBIG:
+            raise FormatError(f"larger than {limit} bytes", source=shown(str(path))) from None
+        why = "not a regular file" if exc.errno in _NOT_REGULAR else exc.strerror
+        raise UsageError(f"cannot read {shown(str(path))}: {why}") from None
 
 
 def verified_digests(
@@ -261,11 +285,18 @@ def verified_digests(
             hint="finish it first: heads boot sign (it completes or discards the transaction)",
         )
     hashes_path = bootdir / HASHES_NAME
-    before = hashes_path.read_bytes() if hashes_path.is_file() else None
+
+    def signed_hashes() -> bytes | None:
+        try:
+            return _read_small(bootdir, HASHES_NAME, MAX_MANIFEST_BYTES)
+        except (FileNotFoundError, FormatError, UsageError):
+            return None  # verify_boot reports what is wrong with it
+
+    before = signed_hashes()
     report = verify_boot(bootdir, keyring=keyring, tpm=tpm)
     report.raise_if_failed()
-    after = hashes_path.read_bytes() if hashes_path.is_file() else None
-    if before is None or before != after:
+    after = signed_hashes()
+    if before is None or after is None or before != after:
         raise VerificationError(f"{HASHES_NAME} changed while /boot was being verified")
     manifest = HashManifest.from_bytes(after, source=str(hashes_path))
     digests = {"/" + os.fsdecode(rel): d for rel, d in manifest.digests().items()}
@@ -301,7 +332,7 @@ def plan_entry(
             saved = default.digests.get(path)
             if saved is None or saved != verified.digests[path]:
                 raise HashMismatchError(
-                    f"{path} differs from the digest saved with the default entry "
+                    f"{shown(path)} differs from the digest saved with the default entry "
                     f"({DEFAULT_HASHES_NAME})",
                     hint="choose the entry again: heads boot default BOOTDIR --entry N, then sign",
                 )

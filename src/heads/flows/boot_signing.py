@@ -46,20 +46,28 @@ signed manifests against a fresh scan; then the counter.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
 
 from heads.adapters.atomic import fsync_dir, write_atomic
-from heads.adapters.gpg import GpgSigner, GpgVerdict, Signer, verify_detached
-from heads.adapters.hashing import hash_files, open_beneath, scan_tree
+from heads.adapters.gpg import (
+    MAX_SIGNATURE_BYTES,
+    GpgSigner,
+    GpgVerdict,
+    Signer,
+    verify_detached,
+)
+from heads.adapters.hashing import hash_files, read_beneath, scan_tree
 from heads.core.boot_trust import (
     BootVerification,
     ManifestReport,
@@ -83,8 +91,8 @@ from heads.core.manifest import (
     TreeList,
     check_manifest,
     check_signable,
-    display_path,
     is_signed_name,
+    shown_path,
     signed_payload,
 )
 from heads.core.rollback import ROLLBACK_NAME, RollbackBinding, RollbackState, check_rollback
@@ -138,26 +146,34 @@ def _no_fault(step: str) -> None:
 
 
 # -- reading the top level of /boot, safely --------------------------------------------------
+# Everything here is read through heads.adapters.hashing.read_beneath: never through a symlink,
+# never anything but a regular file (a FIFO would block the boot forever), and never more than
+# a cap (a sparse multi-GiB file would exhaust memory).
+
+_MAX_COMMIT_BYTES: Final = 64 * 1024
+_COMMIT_REL: Final = f"{STAGING_NAME}/{COMMIT_NAME}".encode()
+
+
+def _why(exc: OSError) -> str:
+    """Why a file of /boot was not read, in words (``open_beneath``'s errors)."""
+    return {
+        errno.ELOOP: "it is a symbolic link",
+        errno.ENOTDIR: "a symbolic link or file is in the way",
+        errno.EINVAL: "not a regular file",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+
+
+def _cap_for(name: bytes) -> int:
+    return MAX_SIGNATURE_BYTES if name == _SIG_NAME_B else MAX_MANIFEST_BYTES
 
 
 def _read_beneath(root_fd: int, name: bytes, what: str) -> bytes:
     try:
-        fd = open_beneath(root_fd, name)
+        return read_beneath(root_fd, name, _cap_for(name))
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise HeadsError(f"cannot read {what}: {exc.strerror or exc}") from None
-    try:
-        chunks: list[bytes] = []
-        total = 0
-        while chunk := os.read(fd, 1 << 20):
-            total += len(chunk)
-            if total > MAX_MANIFEST_BYTES:
-                raise HeadsError(f"{what} is larger than {MAX_MANIFEST_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
+        raise HeadsError(f"cannot read {what}: {_why(exc)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,22 +184,50 @@ class _Pending:
     counter_to: int | None
 
 
-def _read_pending(bootdir: Path) -> _Pending | None:
-    """The COMMIT record of a staging directory, or None (absent or unreadable = uncommitted)."""
-    commit = bootdir / STAGING_NAME / COMMIT_NAME
+class _BadCommitError(HeadsError):
+    """``kexec.staging/COMMIT`` exists but is not a commit record a signing wrote."""
+
+
+def _read_pending(root_fd: int) -> _Pending | None:
+    """The COMMIT record of the staging directory, or None when there is none.
+
+    A ``kexec.staging`` that is not a real directory is not ours and is ignored (recovery
+    removes it).  A COMMIT is only ever written whole (``write_atomic``), so one that is not a
+    regular file, is larger than any record, or does not parse was put there by someone else.
+
+    Raises:
+        _BadCommitError: naming COMMIT and what is wrong with it.
+    """
+    shown = shown_path(_COMMIT_REL)
     try:
-        if commit.is_symlink() or (bootdir / STAGING_NAME).is_symlink():
+        data = read_beneath(root_fd, _COMMIT_REL, _MAX_COMMIT_BYTES)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in {errno.ELOOP, errno.ENOTDIR} and not _staging_is_dir(root_fd):
             return None
-        data = json.loads(commit.read_bytes()[:65536])
-        files = tuple(os.fsencode(str(n)) for n in data["files"])
-        counter = data.get("counter")
+        raise _BadCommitError(f"cannot read {shown}: {_why(exc)}") from None
+    try:
+        record = json.loads(data)
+        files = tuple(os.fsencode(str(n)) for n in record["files"])
+        counter = record.get("counter")
         if any(not is_signed_name(n) and n != _SIG_NAME_B for n in files):
-            return None
+            raise ValueError("a file that is not kexec*.txt or kexec.sig")
         if counter is None:
             return _Pending(files, None, None, None)
         return _Pending(files, int(counter["index"]), int(counter["from"]), int(counter["to"]))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _BadCommitError(
+            f"{shown} is not a commit record of heads boot sign ({type(exc).__name__})"
+        ) from None
+
+
+def _staging_is_dir(root_fd: int) -> bool:
+    try:
+        st = os.stat(STAGING_NAME, dir_fd=root_fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode)
 
 
 def _is_committed(bootdir: Path, pending: _Pending, tpm: RollbackCounter | None) -> bool:
@@ -226,12 +270,12 @@ def _read_signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, 
         files: dict[bytes, bytes] = {}
         for n in names:
             with contextlib.suppress(FileNotFoundError):  # removed since the listing
-                files[n] = _read_beneath(root_fd, n, display_path(n))
+                files[n] = _read_beneath(root_fd, n, shown_path(n))
             if sum(map(len, files.values())) > _MAX_SIGNED_TOTAL_BYTES:
                 raise HeadsError(
                     f"the kexec*.txt files in {bootdir} exceed {_MAX_SIGNED_TOTAL_BYTES} bytes"
                 )
-        pending = _read_pending(bootdir)
+        pending = _read_pending(root_fd)
         if pending is not None and _is_committed(bootdir, pending, tpm):
             staged_fd = os.open(
                 STAGING_NAME, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=root_fd
@@ -239,7 +283,9 @@ def _read_signed_set(bootdir: Path, tpm: RollbackCounter | None) -> dict[bytes, 
             try:
                 for name in pending.files:
                     with contextlib.suppress(FileNotFoundError):
-                        files[name] = _read_beneath(staged_fd, name, f"staged {os.fsdecode(name)}")
+                        files[name] = _read_beneath(
+                            staged_fd, name, shown_path(STAGING_NAME.encode() + b"/" + name)
+                        )
             finally:
                 os.close(staged_fd)
         return files
@@ -262,7 +308,16 @@ def recover_boot(bootdir: Path, tpm: RollbackCounter | None) -> str | None:
     staged = bootdir / STAGING_NAME
     if not staged.exists() and not staged.is_symlink():
         return None
-    pending = _read_pending(bootdir)
+    root_fd = os.open(bootdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        pending = _read_pending(root_fd)
+    except _BadCommitError as exc:
+        # Not a record a signing wrote: nothing to finish.  The owner is signing anew, so the
+        # directory is discarded like any uncommitted one.
+        _log.warning("%s; discarding it", exc.message)
+        pending = None
+    finally:
+        os.close(root_fd)
     if pending is not None and _is_committed(bootdir, pending, tpm):
         _roll_forward(bootdir, pending, _no_fault)
         _log.warning("completed an interrupted signing of %s", bootdir)
@@ -395,7 +450,7 @@ def _sign_locked(
     if scan.unlisted:
         path, reason = sorted(scan.unlisted.items())[0]
         raise HeadsError(
-            f"cannot sign /boot: {display_path(path)} cannot be listed ({reason})",
+            f"cannot sign /boot: {shown_path(path)} cannot be listed ({reason})",
             hint="sign as root, or fix the directory's permissions",
         )
     for path in sorted(scan.kinds):
@@ -406,7 +461,7 @@ def _sign_locked(
     hashed = hash_files(bootdir, scan.files(), sizes=scan.sizes, progress=progress)
     if hashed.errors:
         path, reason = sorted(hashed.errors.items())[0]
-        raise HeadsError(f"cannot hash {display_path(path)}: {reason}")
+        raise HeadsError(f"cannot hash {shown_path(path)}: {reason}")
     step("hashed")
 
     new: dict[bytes, bytes] = {n: b for n, b in current.items() if n != _SIG_NAME_B}

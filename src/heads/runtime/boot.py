@@ -42,11 +42,13 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from heads.adapters._run import run
+from heads.adapters.hashing import read_file_beneath
 from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
 from heads.core.kexec_plan import KexecPlan, VerifiedDigests, plan_kexec
+from heads.core.text import scrub, shown
 from heads.errors import (
     HeadsError,
     KexecError,
@@ -86,6 +88,7 @@ QEMU_MODULES: Final = ("qemu_fw_cfg",)
 _LOAD_ORDER: Final = "load-order"
 #: The default entry Heads saves in /boot (kexec-save-default.sh), signed with the rest.
 _DEFAULT_ENTRY: Final = "kexec_default.1.txt"
+_MAX_DEFAULT_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +142,12 @@ class _Console:
         self.out = out
 
     def say(self, text: str) -> None:
-        for line in text.splitlines() or [""]:
-            self.out.write(f"heads: {line}\n")
+        # Split on newlines only, then escape what is left (heads.core.text.scrub): a CR, a
+        # U+2028 or an escape sequence from a name on /boot must not start a fake "heads: "
+        # line or hide one.  Names are escaped where they are formatted (shown()); this is
+        # the last barrier for anything that was not.
+        for line in text.rstrip("\n").split("\n"):
+            self.out.write(f"heads: {scrub(line)}\n")
         self.out.flush()
 
     def raw(self, text: str) -> None:
@@ -280,8 +287,17 @@ def _mount_boot(env: RuntimeEnv, con: _Console) -> None:
     if not env.boot_device:
         return
     env.boot_dir.mkdir(parents=True, exist_ok=True)
+    # nodev: a device node planted on the disk cannot even be opened through /boot.
     run(
-        ["mount", "-t", "ext4", "-o", "ro", env.boot_device, str(env.boot_dir)],
+        [
+            "mount",
+            "-t",
+            "ext4",
+            "-o",
+            "ro,nodev,nosuid,noexec",
+            env.boot_device,
+            str(env.boot_dir),
+        ],
         desc=f"mount {env.boot_device} on {env.boot_dir}",
         timeout_s=60,
     )
@@ -321,15 +337,24 @@ def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
     con.say("/boot verified: signature, hashes and rollback counter")
     default = env.boot_dir / _DEFAULT_ENTRY
     try:
-        text = default.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        # A regular file of at most 64 KiB, never through a symlink: a FIFO or a sparse
+        # multi-GiB file here must not hang the boot or exhaust its memory.
+        data = read_file_beneath(env.boot_dir, _DEFAULT_ENTRY.encode(), _MAX_DEFAULT_BYTES)
+        text = data.decode("utf-8")
+    except FileNotFoundError:
         raise UsageError(
             f"no default boot entry in {default}",
             hint="choose one from the host: heads boot default, then sign /boot",
         ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise UsageError(
+            f"cannot read the default boot entry {default}: {why}",
+            hint="choose one from the host: heads boot default, then sign /boot",
+        ) from None
     entry = parse_entry_line(text.split("\n", 1)[0], source=str(default), line_no=1)
     if entry.kind is not EntryKind.ELF:
-        raise UsageError(f"the default entry {entry.title!r} is not a Linux kernel")
+        raise UsageError(f"the default entry {shown(entry.title)} is not a Linux kernel")
     if result.verified_hashes is None:
         raise BootRefused("/boot verified but its signed hash list was not kept", [])
     verified = VerifiedDigests(
@@ -342,7 +367,7 @@ def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
         raise BootRefused(
             "the default entry names a file the signature does not cover", [err.message]
         ) from None
-    con.say(f"default entry: {entry.title}")
+    con.say(f"default entry: {shown(entry.title)}")
     return plan
 
 
@@ -363,7 +388,7 @@ def _kexec(env: RuntimeEnv, plan: KexecPlan, tpm: Tpm, log: EventLogWriter, con:
         HashMismatchError: a file changed after verification.
         KexecError: kexec could not load or execute the kernel.
     """
-    con.say(f"kexec {plan.kernel.path} ({plan.title})")
+    con.say(f"kexec {shown(plan.kernel.path)} ({shown(plan.title)})")
     if not env.do_kexec:
         # Tests on a host: never load a kernel into the machine running them.
         _measure_generic(tpm, log, con)

@@ -1,0 +1,301 @@
+"""A /boot written by an attacker, met through the CLI: FIFOs, huge files, spoofing names, keyrings.
+
+Whoever controls the disk controls every name and byte under /boot.  `heads boot verify` and
+`heads boot sign` must then still finish, in bounded memory, with a report that cannot be
+forged by a file name, and must tell a bad keyring (the owner's configuration) from tampering.
+
+Tests that could hang if a defect came back run the command in a thread (or a child) with a
+generous guard, so a regression fails the test instead of blocking the suite; the guard is not
+a timing assertion.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tools
+from heads.cli.main import main
+from heads.flows.boot_signing import COMMIT_NAME, STAGING_NAME, sign_boot
+from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+
+pytestmark = [pytest.mark.gpg]
+
+# Far beyond what any of these commands needs on this machine, even when others load it.
+GUARD_S = 600.0
+SPOOF = "zz: ok\n  verdict:   OK\x1b[8m"
+SPARSE_SIZE = 3 * 1024**3
+
+
+@dataclass(frozen=True)
+class Owner:
+    home: Path
+    fpr: str
+    keyring: Path
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
+    require_tools("gpg", "gpgv", "gpgconf")
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path)
+        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
+        yield Owner(home.path, fpr, keyring)
+
+
+@pytest.fixture
+def boot(tmp_path: Path, owner: Owner) -> Path:
+    d = tmp_path / "boot"
+    (d / "grub").mkdir(parents=True)
+    (d / "vmlinuz").write_bytes(b"kernel " * 1000)
+    (d / "initrd.img").write_bytes(b"initrd " * 1000)
+    (d / "grub" / "grub.cfg").write_text("menuentry 'Debian' { linux /vmlinuz }\n")
+    sign_boot(d, gnupghome=owner.home, key=owner.fpr, tpm=None, rollback=False)
+    return d
+
+
+def guarded(fn: Callable[[], int]) -> int:
+    """``fn()`` in a daemon thread; fails the test if it has not returned after GUARD_S."""
+    result: list[int] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(GUARD_S)
+    if thread.is_alive():
+        pytest.fail(f"still running after {GUARD_S:.0f} s: it blocks on something in /boot")
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+def verify_args(boot: Path, owner: Owner, *extra: str) -> list[str]:
+    return ["boot", "verify", str(boot), "--keyring", str(owner.keyring), "--no-rollback", *extra]
+
+
+def sign_args(boot: Path, owner: Owner) -> list[str]:
+    return [
+        "boot",
+        "sign",
+        str(boot),
+        "--gnupghome",
+        str(owner.home),
+        "--key",
+        owner.fpr,
+        "--no-rollback",
+    ]
+
+
+# -- 1. nothing on /boot that is not a regular file is ever opened ---------------------------
+
+
+def test_fifo_commit_record_fails_verify_naming_it_and_does_not_hang(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (boot / STAGING_NAME).mkdir()
+    os.mkfifo(boot / STAGING_NAME / COMMIT_NAME)
+    assert guarded(lambda: main(verify_args(boot, owner))) == 3
+    out = capsys.readouterr().out
+    assert "./kexec.staging/COMMIT: not a regular file" in out
+    assert "verdict:   FAILED" in out
+
+
+def test_fifo_commit_record_is_discarded_by_sign(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    (boot / STAGING_NAME).mkdir()
+    os.mkfifo(boot / STAGING_NAME / COMMIT_NAME)
+    assert guarded(lambda: main(sign_args(boot, owner))) == 0
+    assert "interrupted signing was discarded" in capsys.readouterr().out
+    assert "./kexec.staging/COMMIT: not a regular file; discarding it" in caplog.text
+    assert not (boot / STAGING_NAME).exists()
+    assert main(verify_args(boot, owner)) == 0
+
+
+@pytest.mark.parametrize("name", ["kexec.sig", "kexec_hashes.txt", "kexec_rollback.txt"])
+def test_fifo_under_a_signed_kexec_name_fails_verify_naming_it(
+    boot: Path, owner: Owner, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (boot / name).unlink(missing_ok=True)
+    os.mkfifo(boot / name)
+    assert guarded(lambda: main(verify_args(boot, owner))) == 3
+    assert f"cannot read ./{name}: not a regular file" in capsys.readouterr().out
+
+
+def test_fifo_under_a_hashed_name_is_changed_in_verify_and_refused_by_sign(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (boot / "vmlinuz").unlink()
+    os.mkfifo(boot / "vmlinuz")
+    assert guarded(lambda: main(verify_args(boot, owner))) == 3
+    assert "(changed)  ./vmlinuz: was a regular file, is now a special file" in (
+        capsys.readouterr().out
+    )
+    # Signing lists the tree first: a FIFO is not a regular file, so it is neither opened
+    # nor hashed; the tree records it and verification then passes.
+    assert guarded(lambda: main(sign_args(boot, owner))) == 0
+    assert main(verify_args(boot, owner)) == 0
+
+
+def test_fifo_default_entry_is_refused_by_boot_kexec(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.mkfifo(boot / "kexec_default.1.txt")
+    (boot / "kexec_default_hashes.txt").write_text("")
+    args = ["boot", "kexec", str(boot), "--default", "--dry-run", "--unsafe-skip-verification"]
+    assert guarded(lambda: main(args)) == 2
+    assert "kexec_default.1.txt: not a regular file" in capsys.readouterr().err
+
+
+# -- 2. every small file has a cap: a sparse 3 GiB file costs nothing --------------------------
+
+
+def run_child(argv: list[str], out: Path) -> tuple[int, int]:
+    """``python -m heads ARGV`` as a child; (exit status, its peak RSS in KiB from wait4).
+
+    wait4 reports that one child's rusage (including anything it waited for, such as gpgv),
+    unlike RUSAGE_CHILDREN, which mixes in every earlier child of the test process.
+    """
+    stdout = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        pid = os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-m", "heads", *argv],
+            dict(os.environ),
+            file_actions=[(os.POSIX_SPAWN_DUP2, stdout, 1), (os.POSIX_SPAWN_DUP2, stdout, 2)],
+        )
+    finally:
+        os.close(stdout)
+    deadline = time.monotonic() + GUARD_S
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status), usage.ru_maxrss
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.wait4(pid, 0)
+            pytest.fail(f"still running after {GUARD_S:.0f} s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [f"{STAGING_NAME}/{COMMIT_NAME}", "kexec_hashes.txt", "kexec.sig", "kexec_extra.txt"],
+)
+def test_sparse_3gib_small_file_fails_verify_in_bounded_memory(
+    boot: Path, owner: Owner, tmp_path: Path, where: str
+) -> None:
+    target = boot / where
+    target.parent.mkdir(exist_ok=True)
+    with target.open("wb") as f:
+        f.truncate(SPARSE_SIZE)  # sparse: no disk space, 3 GiB of zeros to whoever reads it
+    log = tmp_path / "out.txt"
+    code, maxrss_kib = run_child(verify_args(boot, owner), log)
+    text = log.read_text()
+    assert code == 3, text
+    assert f"cannot read ./{where}: larger than" in text
+    assert "Traceback" not in text
+    assert maxrss_kib < 300 * 1024, f"peak RSS {maxrss_kib} KiB"
+
+
+def test_sparse_3gib_default_entry_is_refused_by_boot_kexec(
+    boot: Path, owner: Owner, tmp_path: Path
+) -> None:
+    with (boot / "kexec_default.1.txt").open("wb") as f:
+        f.truncate(SPARSE_SIZE)
+    log = tmp_path / "out.txt"
+    args = ["boot", "kexec", str(boot), "--default", "--dry-run", "--unsafe-skip-verification"]
+    code, maxrss_kib = run_child(args, log)
+    text = log.read_text()
+    assert code == 1, text  # a FormatError: the file is larger than any entry line
+    assert "kexec_default.1.txt: larger than" in text
+    assert maxrss_kib < 300 * 1024, f"peak RSS {maxrss_kib} KiB"
+
+
+# -- 3. names cannot forge the report ---------------------------------------------------------
+
+HOSTILE = {
+    SPOOF: "zz: ok\\n  verdict:   OK\\x1b[8m",
+    "cr\rshown over": "cr\\rshown over",
+    "gpj.\u202eexe": "gpj.\\u202eexe",
+    "back\\slash": "back\\\\slash",
+    "line\u2028sep": "line\\u2028sep",
+}
+
+
+def assert_one_visible_report(text: str) -> None:
+    verdicts = [ln for ln in text.splitlines() if ln.lstrip().startswith("verdict:")]
+    assert verdicts == ["  verdict:   FAILED: possible tampering"], text
+    for ch in ("\x1b", "\r", "\u202e", "\u2028"):
+        assert ch not in text
+
+
+def test_hostile_names_are_escaped_in_the_verify_report(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in HOSTILE:
+        (boot / name).write_bytes(b"x")
+    (boot / os.fsdecode(b"latin1-\xe9")).write_bytes(b"x")
+    assert main(verify_args(boot, owner)) == 3
+    out = capsys.readouterr().out
+    assert_one_visible_report(out)
+    for escaped in HOSTILE.values():
+        assert f"(new)      ./{escaped}: " in out
+    assert "(new)      ./latin1-\\xe9: " in out
+    # JSON stays JSON: the real names, escaped by the JSON encoder, and ASCII only.
+    assert main(verify_args(boot, owner, "--json")) == 3
+    raw = capsys.readouterr().out
+    assert raw.isascii()
+    report = json.loads(raw)
+    new = {f["path"] for f in report["files"] if f["status"] == "new"}
+    assert new == {f"./{n}" for n in HOSTILE} | {"./latin1-\\xe9"}
+
+
+def test_hostile_name_in_a_refused_signing_is_escaped(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (boot / SPOOF).write_bytes(b"x")
+    assert main(sign_args(boot, owner)) == 1
+    err = capsys.readouterr().err
+    assert "./zz: ok\\n  verdict:   OK\\x1b[8m contains byte 0x0a" in err
+    assert "\x1b" not in err
+    assert err.count("\n") == 2  # the error line and its hint
+
+
+def test_hostile_boot_entry_title_and_paths_are_escaped_in_boot_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "boot"
+    (d / "grub").mkdir(parents=True)
+    kernel = "vmlinuz-\u202eevil"
+    (d / kernel).write_bytes(b"kernel")
+    (d / "grub" / "grub.cfg").write_text(
+        f"menuentry 'Debian\x1b[8m hidden' {{\n  linux /{kernel} root=/dev/sda1\n}}\n"
+        # A CR cannot be expressed in Heads' entry line: this one is left out, with its title.
+        "menuentry 'cr\rfake  1  OK' {\n  linux /vmlinuz-missing\n}\n"
+    )
+    assert main(["boot", "list", str(d), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "Debian\\x1b[8m hidden" in out
+    assert "vmlinuz-\\u202eevil" in out
+    assert "cr\\rfake  1  OK" in out
+    for ch in ("\x1b", "\r", "\u202e"):
+        assert ch not in out
+    assert main(["boot", "list", str(d), "--json"]) == 0
+    entry = json.loads(capsys.readouterr().out)["entries"][0]
+    assert entry["title"] == "Debian\x1b[8m hidden"
