@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -24,9 +25,10 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tools
+from heads.adapters._run import run
 from heads.cli.main import main
 from heads.flows.boot_signing import COMMIT_NAME, STAGING_NAME, sign_boot
-from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+from heads.testing.gpghome import GpgHome, export_public_keyring, kill_agent, make_owner_key
 
 pytestmark = [pytest.mark.gpg]
 
@@ -299,3 +301,99 @@ def test_hostile_boot_entry_title_and_paths_are_escaped_in_boot_list(
     assert main(["boot", "list", str(d), "--json"]) == 0
     entry = json.loads(capsys.readouterr().out)["entries"][0]
     assert entry["title"] == "Debian\x1b[8m hidden"
+
+
+# -- 4. keyrings and signatures ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the keyring is empty"),
+        (b"^\x00garbage that is not OpenPGP" * 10, "not an OpenPGP packet"),
+        (b"\x99\x00\x0d\x04truncated", "runs past the end of the file"),
+    ],
+    ids=["empty", "garbage", "truncated"],
+)
+def test_empty_or_corrupt_keyring_is_a_configuration_error(
+    boot: Path, content: bytes, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyring = boot.parent / "bad.gpg"
+    keyring.write_bytes(content)
+    args = ["boot", "verify", str(boot), "--keyring", str(keyring), "--no-rollback"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "unusable keyring" in captured.err
+    assert reason in captured.err
+    assert "tampering" not in captured.out + captured.err
+
+
+def test_corrupted_tail_of_a_real_keyring_is_a_configuration_error(
+    boot: Path, owner: Owner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyring = tmp_path / "cut.gpg"
+    keyring.write_bytes(owner.keyring.read_bytes()[:-7])
+    args = ["boot", "verify", str(boot), "--keyring", str(keyring), "--no-rollback"]
+    assert main(args) == 2
+    assert "runs past the end of the file" in capsys.readouterr().err
+
+
+def test_keybox_keyring_as_gpg_writes_it_verifies(
+    boot: Path, owner: Owner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with GpgHome() as home:
+        run(
+            ["gpg", "--homedir", str(home.path), "--batch", "--import", str(owner.keyring)],
+            desc="import into a keybox",
+        )
+        kill_agent(home.path)
+        keybox = tmp_path / "pubring.kbx"
+        shutil.copy(home.path / "pubring.kbx", keybox)
+    args = ["boot", "verify", str(boot), "--keyring", str(keybox), "--no-rollback"]
+    assert main(args) == 0, capsys.readouterr()
+
+
+@pytest.mark.parametrize("order", ["foreign-first", "owner-first"])
+def test_a_foreign_signature_beside_the_owners_fails_and_is_named(
+    boot: Path, owner: Owner, order: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ours = (boot / "kexec.sig").read_bytes()
+    with GpgHome() as stranger:
+        fpr = make_owner_key(stranger.path, "Mallory", "mallory@heads.invalid")
+        payload = run(["sh", "-c", "sha256sum kexec*.txt"], desc="signed text", cwd=boot).stdout
+        theirs = run(
+            ["gpg", "--homedir", str(stranger.path), "--batch", "--armor", "--detach-sign"],
+            desc="foreign signature",
+            stdin=payload,
+        ).stdout
+    sigs = [theirs, ours] if order == "foreign-first" else [ours, theirs]
+    (boot / "kexec.sig").write_bytes(b"".join(sigs))
+    # gpgv itself (and so Heads, which only reads its exit status) refuses the file.
+    shell = f"sha256sum kexec*.txt | gpgv --keyring {owner.keyring} kexec.sig -"
+    assert run(["sh", "-c", shell], desc="gpgv", cwd=boot, check=False).returncode != 0
+
+    assert main(verify_args(boot, owner)) == 3
+    out = capsys.readouterr().out
+    assert f"signature: SIGNED BY UNTRUSTED KEY by {fpr}" in out
+    assert f"signed by a key that is not in the keyring (key {fpr})" in out
+    number = 1 if order == "foreign-first" else 2
+    assert f"signature {number} by {fpr}: no public key" in out
+    assert f"signature {3 - number} by {owner.fpr}: good" in out
+    assert "files:     NOT CHECKED" in out
+    assert main(verify_args(boot, owner, "--json")) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["signature"]["state"] == "unknown key"
+    assert report["signature"]["fingerprint"] == fpr
+
+
+def test_no_rollback_says_the_counter_was_not_checked(
+    boot: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(verify_args(boot, owner)) == 0
+    out = capsys.readouterr().out
+    assert "  rollback:  NOT CHECKED: no TPM given\n" in out
+    assert "rollback:  OK" not in out
+    assert "verdict:   OK, except that the rollback counter was not checked" in out
+    (boot / "kexec.sig").unlink()
+    assert main(verify_args(boot, owner)) == 3
+    assert "  rollback:  NOT CHECKED: no TPM given\n" in capsys.readouterr().out

@@ -54,7 +54,7 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -64,7 +64,9 @@ from heads.adapters.gpg import (
     MAX_SIGNATURE_BYTES,
     GpgSigner,
     GpgVerdict,
+    SignatureCheck,
     Signer,
+    check_keyring,
     verify_detached,
 )
 from heads.adapters.hashing import hash_files, read_beneath, scan_tree
@@ -97,6 +99,7 @@ from heads.core.manifest import (
 )
 from heads.core.rollback import ROLLBACK_NAME, RollbackBinding, RollbackState, check_rollback
 from heads.core.secret import Secret
+from heads.core.text import shown
 from heads.errors import FormatError, HeadsError, TpmError, UsageError
 
 __all__ = [
@@ -592,16 +595,20 @@ def _check_signature(files: Mapping[bytes, bytes], keyring: Path) -> SignatureRe
         if legacy.verdict is GpgVerdict.GOOD:
             result, form = legacy, SignedForm.ABSOLUTE
     state = _VERDICTS[result.verdict]
+    key = shown(result.fingerprint or result.key_id or "")
     detail = {
         SignatureState.VERIFIED: f"signed {len(signed)} kexec*.txt file(s)",
         SignatureState.BAD: "the kexec*.txt files differ from what was signed "
         "(a file edited, added, removed or renamed, or a signature from another /boot)",
         SignatureState.UNKNOWN_KEY: "signed by a key that is not in the keyring"
-        + (f" (key {result.fingerprint or result.key_id})" if result.key_id else ""),
+        + (f" (key {key})" if key else ""),
         SignatureState.BROKEN: "kexec.sig holds no valid OpenPGP signature",
-        SignatureState.EXPIRED_OR_REVOKED: f"gpgv: {result.verdict.value}",
+        SignatureState.EXPIRED_OR_REVOKED: f"gpgv: {result.verdict.value}"
+        + (f" (key {key})" if key else ""),
         SignatureState.ERROR: "gpgv could not check the signature",
     }[state]
+    if len(result.checks) > 1:
+        detail += "; " + _several_signatures(result.checks)
     return SignatureReport(
         state,
         fingerprint=result.fingerprint,
@@ -609,6 +616,20 @@ def _check_signature(files: Mapping[bytes, bytes], keyring: Path) -> SignatureRe
         signed_files=names,
         detail=detail,
     )
+
+
+def _several_signatures(checks: Sequence[SignatureCheck]) -> str:
+    """Each signature's verdict, for a kexec.sig holding more than one (Heads signs once).
+
+    gpgv, and so Heads, fails the file when any signature fails: a good signature by the
+    owner next to one by an unknown key does not make /boot verified, and the report says
+    which signature failed rather than only that one did.
+    """
+    parts = []
+    for number, check in enumerate(checks, start=1):
+        who = shown(check.fingerprint or check.key_id or "an unnamed key")
+        parts.append(f"signature {number} by {who}: {check.verdict.value}")
+    return f"kexec.sig holds {len(checks)} signatures, all must verify: " + ", ".join(parts)
 
 
 def verify_boot(
@@ -624,14 +645,21 @@ def verify_boot(
     looking.
 
     Raises:
-        UsageError: /boot is not a directory, or the keyring is missing or armored.
+        UsageError: /boot is not a directory, or the keyring is missing, armored, empty or
+            corrupt (a configuration error, found before /boot is read).
         GpgError: gpgv is missing.
         HeadsError: /boot cannot be read.
     """
     if not bootdir.is_dir():
         raise UsageError(f"{bootdir} is not a directory")
+    # A keyring that cannot vouch for anything is the owner's configuration error, found before
+    # /boot is looked at: otherwise every signature would read as "unknown key" (tampering).
+    check_keyring(keyring)
     name = str(bootdir)
-    not_checked = RollbackReport(RollbackReportState.NOT_CHECKED)
+    not_checked = RollbackReport(
+        RollbackReportState.NOT_CHECKED,
+        detail="no TPM given" if tpm is None else "the signed files were not verified",
+    )
     try:
         files = _signed_set(bootdir, tpm)
     except HeadsError as exc:
