@@ -89,7 +89,10 @@ class BootEntry:
         submenu: the submenu titles enclosing the entry, outermost first.
         source: the configuration file and line that defined it.
         notes: facts about how the entry was derived (conditions that depend on the machine,
-            variables whose value could not be known); empty when nothing is uncertain.
+            variables whose value could not be known, a hidden entry); empty when nothing is
+            worth saying.
+        hidden: the boot loader keeps the entry out of its menu (GRUB's ``hiddenentry``: it is
+            chosen by hotkey or id).  Listed like the others, and marked.
     """
 
     title: str
@@ -103,6 +106,7 @@ class BootEntry:
     submenu: tuple[str, ...] = field(default=(), compare=False)
     source: EntrySource | None = field(default=None, compare=False)
     notes: tuple[str, ...] = field(default=(), compare=False)
+    hidden: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_text(self.title, "title")

@@ -11,6 +11,14 @@ Conditions that depend on the machine (``loadfont``, ``hwmatch``, a variable set
 ``probe``...) cannot be decided here.  Both branches are then taken, every entry defined under
 such a condition carries a note saying so, and variables assigned there are marked uncertain
 (entries whose command line uses them say so too).  Unknown commands are skipped and counted.
+
+One construct never costs the other entries.  GRUB reads a configuration one command at a
+time and goes on after one it cannot parse or that fails (grub-core/normal/main.c,
+grub-core/script/execute.c); so does this parser: a syntax error drops its command (and the
+rest of its line), an unknown block command (``foo ARGS { ... }``) is skipped with its block,
+an include loop is not followed, a recursion or an expansion beyond the bounds fails its
+command; each is recorded in ``problems`` and everything else is kept.  ``hiddenentry``
+(GRUB 2.12: an entry kept out of the menu, chosen by hotkey) is listed, marked ``hidden``.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from heads.errors import FormatError
 __all__ = [
     "BOOT_DEVICE",
     "MAX_CALL_DEPTH",
+    "MAX_EVAL_DEPTH",
     "MAX_INCLUDE_DEPTH",
     "MAX_NESTING",
     "MAX_STEPS",
@@ -57,7 +66,12 @@ MAX_CALL_DEPTH: Final = 32
 MAX_STEPS: Final = 200_000
 MAX_VALUE_CHARS: Final = 64 * 1024
 MAX_SOURCES: Final = 64  # source/configfile runs per parse, counting repeats (fan-out bound)
+# Blocks, function calls and sourced files nested inside each other, at run time (each level
+# costs a few Python frames: this keeps the interpreter far from Python's recursion limit).
+MAX_EVAL_DEPTH: Final = 64
+MAX_PROBLEMS: Final = 100
 _MACHINE: Final = "depends on the machine"
+HIDDEN_NOTE: Final = "hidden from GRUB's menu (hiddenentry)"
 _ASSIGNMENT: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 _DEVICE_PREFIX: Final = re.compile(r"\(([^()]*)\)")
 _GRUBENV_HEADER: Final = "# GRUB Environment Block"
@@ -121,9 +135,12 @@ class GrubResult:
 
 @dataclass(frozen=True, slots=True)
 class _Command:
+    """A command; ``block`` is the ``{ ... }`` GRUB passes to a block command (``foo x { }``)."""
+
     words: tuple[Token, ...]
     line: int
     file: str
+    block: tuple[_Node, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +163,7 @@ class _Menu:
     body: tuple[_Node, ...]
     line: int
     file: str
+    hidden: bool = False  # hiddenentry: kept out of GRUB's menu
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +172,24 @@ class _Loop:
     line: int
 
 
-_Node = _Command | _If | _Function | _Menu | _Loop
+@dataclass(frozen=True, slots=True)
+class _Broken:
+    """A top-level command GRUB cannot parse: skipped, reported when the script runs."""
+
+    message: str
+    line: int
+    file: str
+
+
+_Node = _Command | _If | _Function | _Menu | _Loop | _Broken
+
+
+class _SyntaxError(FormatError):
+    """The statement being parsed is broken; parsing goes on at token ``resume``."""
+
+    def __init__(self, reason: str, *, source: str, line: int, resume: int) -> None:
+        super().__init__(reason, source=source, line=line)
+        self.resume = resume
 
 
 class _Parser:
@@ -163,20 +198,55 @@ class _Parser:
         self.source = source
         self.pos = 0
 
-    def fail(self, reason: str, line: int) -> FormatError:
-        return FormatError(reason, source=self.source, line=line)
+    def fail(self, reason: str, line: int, *, resume: int | None = None) -> _SyntaxError:
+        """A syntax error; parsing resumes at ``resume``, else after the current line."""
+        if resume is None:
+            resume = self.after_line(self.pos)
+        return _SyntaxError(reason, source=self.source, line=line, resume=resume)
+
+    def after_line(self, pos: int) -> int:
+        """The first token after the line of token ``pos`` (GRUB drops the rest of a line)."""
+        if pos >= len(self.tokens):
+            return len(self.tokens)
+        line = self.tokens[pos].line
+        while pos < len(self.tokens) and self.tokens[pos].line <= line:
+            pos += 1
+        return pos
 
     def peek(self) -> Token | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
+        if self.pos >= len(self.tokens):
+            return None
+        tok = self.tokens[self.pos]
+        if tok.kind is TokenKind.ERROR:
+            raise self.fail(tok.error, tok.line)
+        return tok
 
     def skip_separators(self) -> None:
         while (tok := self.peek()) is not None and tok.kind is TokenKind.SEPARATOR:
             self.pos += 1
 
+    def script(self) -> tuple[_Node, ...]:
+        """Every top-level statement; one GRUB cannot parse costs only itself (and its line).
+
+        GRUB's ``normal`` module reads a configuration one command at a time and goes on after
+        a command it cannot parse (grub-core/normal/main.c, ``read_config_file``): so do we.
+        """
+        nodes: list[_Node] = []
+        while True:
+            start = self.pos
+            try:
+                self.skip_separators()
+                if self.peek() is None:
+                    return tuple(nodes)
+                nodes.append(self.statement(0, frozenset()))
+            except _SyntaxError as exc:
+                nodes.append(_Broken(exc.message, exc.line or 0, self.source))
+                self.pos = max(exc.resume, start + 1)
+
     def block(
         self, ends: frozenset[str], depth: int, opener: str, line: int
     ) -> tuple[str, tuple[_Node, ...]]:
-        """Statements up to one of ``ends`` (consumed, returned); ``""`` ends at EOF."""
+        """Statements up to one of ``ends`` (consumed, returned)."""
         if depth > MAX_NESTING:
             raise self.fail(f"blocks nested deeper than {MAX_NESTING}", line)
         nodes: list[_Node] = []
@@ -184,9 +254,11 @@ class _Parser:
             self.skip_separators()
             tok = self.peek()
             if tok is None:
-                if ends:
-                    raise self.fail(f"unterminated {opener} (no {'/'.join(sorted(ends))})", line)
-                return "", tuple(nodes)
+                raise self.fail(
+                    f"unterminated {opener} (no {'/'.join(sorted(ends))})",
+                    line,
+                    resume=len(self.tokens),
+                )
             bare = tok.bare
             if bare is not None and bare in ends:
                 self.pos += 1
@@ -200,19 +272,25 @@ class _Parser:
             return self.if_statement(depth)
         if bare == "function":
             return self.function(depth)
-        if bare in ("menuentry", "submenu"):
-            return self.menu(depth, submenu=bare == "submenu")
+        if bare in ("menuentry", "submenu", "hiddenentry"):
+            return self.menu(depth, submenu=bare == "submenu", hidden=bare == "hiddenentry")
         if bare in ("for", "while", "until"):
             return self.loop(bare, depth)
-        if bare in _KEYWORDS_END or bare == "}":
+        if bare in _KEYWORDS_END or bare in ("{", "}"):
             raise self.fail(f"unexpected {bare!r}", tok.line)
         words: list[Token] = []
         while (cur := self.peek()) is not None and cur.kind is TokenKind.WORD:
             # `... fi; }` and `{ linux /a }`: a closing brace ends the enclosing block.
             if cur.bare == "}" and "}" in ends and words:
                 break
-            words.append(cur)
             self.pos += 1
+            if cur.bare == "{" and words:
+                # grub-core/script/parser.y: `grubcmd: word arguments0 block0`; any command
+                # may take a block (GRUB_COMMAND_FLAG_BLOCKS); what it does with it is its own.
+                name = words[0].source_text()
+                _, body = self.block(frozenset({"}"}), depth + 1, f"{name} block", tok.line)
+                return _Command(tuple(words), tok.line, self.source, body)
+            words.append(cur)
         return _Command(tuple(words), tok.line, self.source)
 
     def if_statement(self, depth: int) -> _If:
@@ -231,10 +309,11 @@ class _Parser:
             return _If(tuple(branches), else_body, line)
 
     def expect_open_brace(self, what: str, line: int) -> None:
+        before = self.pos
         self.skip_separators()
         tok = self.peek()
         if tok is None or tok.bare != "{":
-            raise self.fail(f"{what} without '{{'", line)
+            raise self.fail(f"{what} without '{{'", line, resume=before)
         self.pos += 1
 
     def function(self, depth: int) -> _Function:
@@ -248,9 +327,9 @@ class _Parser:
         _, body = self.block(frozenset({"}"}), depth + 1, f"function {tok.bare}", line)
         return _Function(tok.bare, body)
 
-    def menu(self, depth: int, *, submenu: bool) -> _Menu:
+    def menu(self, depth: int, *, submenu: bool, hidden: bool) -> _Menu:
         line = self.tokens[self.pos].line
-        what = "submenu" if submenu else "menuentry"
+        what = "submenu" if submenu else "hiddenentry" if hidden else "menuentry"
         self.pos += 1
         args: list[Token] = []
         while (tok := self.peek()) is not None and tok.kind is TokenKind.WORD and tok.bare != "{":
@@ -258,7 +337,7 @@ class _Parser:
             self.pos += 1
         self.expect_open_brace(what, line)
         _, body = self.block(frozenset({"}"}), depth + 1, what, line)
-        return _Menu(submenu, tuple(args), body, line, self.source)
+        return _Menu(submenu, tuple(args), body, line, self.source, hidden)
 
     def loop(self, keyword: str, depth: int) -> _Loop:
         line = self.tokens[self.pos].line
@@ -280,14 +359,12 @@ class _Parser:
                     return _Loop(keyword, line)
                 nesting -= 1
             at_start = tok.bare in ("do", "then", "else")
-        raise self.fail(f"unterminated {keyword} (no done)", line)
+        raise self.fail(f"unterminated {keyword} (no done)", line, resume=len(self.tokens))
 
 
 def _parse_script(data: bytes, source: str) -> tuple[_Node, ...]:
     text = decode_config(data, source)
-    parser = _Parser(tokenize(text, source), source)
-    _, nodes = parser.block(frozenset(), 0, "script", 1)
-    return nodes
+    return _Parser(tokenize(text, source, recover=True), source).script()
 
 
 # --- interpreter ----------------------------------------------------------------------------
@@ -301,6 +378,7 @@ class _Pending:
     source: EntrySource
     notes: list[str]
     cfg_dir: str
+    hidden: bool = False
 
 
 @dataclass(slots=True)
@@ -310,6 +388,10 @@ class _EntryState:
     multiboot: tuple[str, list[str]] | None = None
     modules: list[tuple[str, list[str]]] = field(default_factory=list)
     unbootable: str | None = None
+
+
+class _ExhaustedError(FormatError):
+    """The step budget is spent: nothing more runs (not a problem of one command)."""
 
 
 class _Interp:
@@ -344,12 +426,21 @@ class _Interp:
         self.files_read: list[str] = []
         self.include_stack: list[str] = []
         self.problems: list[str] = []
+        self.more_problems = 0
+        self.depth = 0
         self.steps = 0
         self.sources = 0
         self.parsed: dict[str, tuple[_Node, ...]] = {}
         self.call_depth = 0
         self.cfg_dir = "/"
         self.entry: _EntryState | None = None
+
+    def problem(self, text: str) -> None:
+        """Record something that was skipped (the first MAX_PROBLEMS; the rest are counted)."""
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.more_problems += 1
 
     # -- variables and expansion --
 
@@ -456,14 +547,15 @@ class _Interp:
 
     # -- execution --
 
-    def step(self, where: _Command | _If | _Menu | _Loop | _Function) -> None:
+    def step(self, where: _Node) -> None:
         self.steps += 1
         if self.steps > MAX_STEPS:
-            file = where.file if isinstance(where, _Command | _Menu) else self.current_file()
+            file = where.file if isinstance(where, _Command | _Menu | _Broken) else None
             line = getattr(where, "line", None)
-            raise FormatError(
-                f"configuration runs more than {MAX_STEPS} commands (recursion?)",
-                source=file,
+            raise _ExhaustedError(
+                f"configuration runs more than {MAX_STEPS} commands (recursion?); "
+                "the rest was not run",
+                source=file or self.current_file(),
                 line=line,
             )
 
@@ -471,14 +563,41 @@ class _Interp:
         return self.include_stack[-1] if self.include_stack else "grub.cfg"
 
     def run_block(self, nodes: Sequence[_Node], args: Sequence[str]) -> bool | None:
-        status: bool | None = True
-        for node in nodes:
-            status = self.run_node(node, args)
-        return status
+        if self.depth >= MAX_EVAL_DEPTH:
+            raise FormatError(
+                f"blocks, function calls and sourced files nested deeper than {MAX_EVAL_DEPTH}",
+                source=self.current_file(),
+                line=getattr(nodes[0], "line", None) if nodes else None,
+            )
+        self.depth += 1
+        try:
+            status: bool | None = True
+            for node in nodes:
+                status = self.run_node(node, args)
+            return status
+        finally:
+            self.depth -= 1
 
     def run_node(self, node: _Node, args: Sequence[str]) -> bool | None:
+        """Run one statement.  As in GRUB, a command that fails costs only itself: the
+        problem is recorded and the next command runs (grub-core/script/execute.c runs every
+        command of a list whatever the previous one returned)."""
         self.step(node)
+        try:
+            return self.run_statement(node, args)
+        except _ExhaustedError:
+            raise
+        except FormatError as exc:
+            self.problem(exc.message)
+            return None
+
+    def run_statement(self, node: _Node, args: Sequence[str]) -> bool | None:
+        if isinstance(node, _Broken):
+            self.problem(node.message)
+            return None
         if isinstance(node, _Command):
+            if node.block is not None:
+                return self.run_block_command(node, args)
             return self.run_command(node, args)
         if isinstance(node, _If):
             self.run_if(node, args)
@@ -521,6 +640,17 @@ class _Interp:
             self.unknown_depth -= 1
             self.cond_notes.pop()
 
+    def run_block_command(self, node: _Command, args: Sequence[str]) -> bool | None:
+        """``foo ARGS { ... }`` for a ``foo`` heads does not know: skipped and reported."""
+        argv = self.expand_all(node.words, args)
+        name = argv[0] if argv else node.words[0].source_text()
+        self.skipped[name] += 1
+        self.problem(
+            f"{node.file}:{node.line}: block command {name!r} is not known; "
+            "it and its block were skipped"
+        )
+        return None
+
     def run_menu(self, node: _Menu, args: Sequence[str]) -> None:
         before = set(self.used_uncertain)
         argv = self.expand_all(node.args, args)
@@ -535,6 +665,8 @@ class _Interp:
             finally:
                 self.submenu.pop()
             return
+        if node.hidden:
+            notes.insert(0, HIDDEN_NOTE)
         pending = _Pending(
             title=title,
             submenu=tuple(self.submenu),
@@ -542,6 +674,7 @@ class _Interp:
             source=EntrySource(node.file, node.line),
             notes=notes,
             cfg_dir=self.cfg_dir,
+            hidden=node.hidden,
         )
         self.order.append(pending)
 
@@ -725,26 +858,27 @@ class _Interp:
     def cmd_source(self, node: _Command, argv: list[str]) -> bool | None:
         if not argv:
             return False
+        where = f"{node.file}:{node.line}: {argv[0]}"
         resolved, why = self.resolve(argv[0])
         if resolved is None:
-            self.problems.append(f"{node.file}:{node.line}: {argv[0]} {why}; not read")
+            self.problem(f"{where} {why}; not read")
+            return False
+        # A loop (a file that sources itself, directly or not) or a chain too deep is not
+        # followed: what the files defined before it stays, the loop is reported.
+        if resolved in self.include_stack:
+            chain = " -> ".join([*self.include_stack, resolved])
+            self.problem(f"{where} is already being read (include loop {chain}); not read again")
             return False
         if len(self.include_stack) >= MAX_INCLUDE_DEPTH:
-            raise FormatError(
-                f"{argv[0]} is included more than {MAX_INCLUDE_DEPTH} deep (recursive include?)",
-                source=node.file,
-                line=node.line,
-            )
+            self.problem(f"{where} would be included more than {MAX_INCLUDE_DEPTH} deep; not read")
+            return False
         self.sources += 1
         if self.sources > MAX_SOURCES:
-            raise FormatError(
-                f"more than {MAX_SOURCES} source/configfile commands run",
-                source=node.file,
-                line=node.line,
-            )
+            self.problem(f"{where}: more than {MAX_SOURCES} source/configfile commands; not read")
+            return False
         data = self.files.read(resolved)
         if data is None:
-            self.problems.append(f"{node.file}:{node.line}: {argv[0]} does not exist; not read")
+            self.problem(f"{where} does not exist; not read")
             return False
         self.run_file(resolved, data)
         return True
@@ -752,7 +886,8 @@ class _Interp:
     def cmd_blscfg(self, node: _Command, argv: list[str]) -> bool | None:
         result = bls.parse_bls(self.files, variables=self.env)
         self.files_read.extend(result.files_read)
-        self.problems.extend(result.problems)
+        for text in result.problems:
+            self.problem(text)
         self.order.extend(result.entries)
         self.bls_dropped.extend(result.dropped)
         return True
@@ -804,6 +939,9 @@ class _Interp:
             self.cfg_dir = saved_dir
 
     def finish(self) -> GrubResult:
+        # Entries are evaluated with a budget of their own: a script that spent its budget
+        # still has its entries evaluated.
+        self.steps = 0
         entries: list[BootEntry] = []
         dropped: list[DroppedEntry] = list(self.bls_dropped)
         for item in self.order:
@@ -820,7 +958,8 @@ class _Interp:
             dropped=tuple(dropped),
             skipped_commands=dict(sorted(self.skipped.items())),
             files_read=tuple(dict.fromkeys(self.files_read)),
-            problems=tuple(self.problems),
+            problems=tuple(self.problems)
+            + ((f"... and {self.more_problems} more problems",) if self.more_problems else ()),
         )
 
     def evaluate_entry(self, pending: _Pending) -> BootEntry | DroppedEntry:
@@ -831,6 +970,8 @@ class _Interp:
         try:
             self.run_block(pending.body, ())
             state = self.entry
+        except _ExhaustedError as exc:
+            return DroppedEntry(pending.title, pending.source, f"not evaluated: {exc.reason}")
         finally:
             self.entry = None
             self.env, self.uncertain = saved_env, saved_uncertain
@@ -895,6 +1036,7 @@ def _build_entry(
             submenu=pending.submenu,
             source=pending.source,
             notes=notes,
+            hidden=pending.hidden,
         )
     if state.kernel is None:
         return drop("no linux or multiboot command")
@@ -919,6 +1061,7 @@ def _build_entry(
         submenu=pending.submenu,
         source=pending.source,
         notes=notes,
+        hidden=pending.hidden,
     )
 
 
@@ -968,11 +1111,13 @@ class _Test:
     _UNARY_FILE: Final = frozenset({"-e", "-f", "-d", "-s"})
     _INT_OPS: Final = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
     _STR_OPS: Final = frozenset({"=", "==", "!=", "<", ">"})
+    _MAX_PARENS: Final = 32
 
     def __init__(self, interp: _Interp, words: Sequence[str]) -> None:
         self.interp = interp
         self.words = list(words)
         self.pos = 0
+        self.parens = 0
 
     def evaluate(self) -> bool | None:
         if not self.words:
@@ -1000,17 +1145,24 @@ class _Test:
         return left
 
     def not_expr(self) -> bool | None:
-        if self.words[self.pos] == "!":
+        negate = False
+        while self.words[self.pos] == "!":  # `! ! ! x`: counted, not recursed into
             self.pos += 1
-            inner = self.not_expr()
-            return None if inner is None else not inner
-        return self.primary()
+            negate = not negate
+        inner = self.primary()
+        return None if inner is None else inner != negate
 
     def primary(self) -> bool | None:
         words, pos = self.words, self.pos
         if words[pos] == "(":
+            if self.parens >= self._MAX_PARENS:
+                raise IndexError("parentheses nested too deeply")  # undecidable, as a bad test
             self.pos += 1
-            inner = self.or_expr()
+            self.parens += 1
+            try:
+                inner = self.or_expr()
+            finally:
+                self.parens -= 1
             if self.pos < len(words) and words[self.pos] == ")":
                 self.pos += 1
             return inner
@@ -1112,10 +1264,12 @@ def parse_grub(files: BootFiles, path: str, ctx: GrubContext | None = None) -> G
         path: the configuration inside it (``/grub/grub.cfg``).
         ctx: machine and media facts; defaults describe a kexec boot of an unknown disk.
 
+    Commands that cannot be parsed or run (and sourced files that cannot be read) are
+    skipped and listed in ``problems`` with their file and line.
+
     Raises:
-        FormatError: the file (or one it sources) is missing, too large, not text, or its
-            syntax is broken (unterminated quote or block), or evaluating it does not end
-            within the nesting and step bounds; the message names the file and line.
+        FormatError: the file is missing, too large, not text or holds too many tokens; the
+            message names the file (and line).
     """
     ctx = ctx or GrubContext()
     data = files.read(path)
@@ -1124,5 +1278,8 @@ def parse_grub(files: BootFiles, path: str, ctx: GrubContext | None = None) -> G
     interp = _Interp(files, ctx)
     interp.env["prefix"] = f"({BOOT_DEVICE}){posixpath.dirname(path)}"
     interp.env["cmdpath"] = interp.env["prefix"]
-    interp.run_file(path, data)
+    try:
+        interp.run_file(path, data)
+    except _ExhaustedError as exc:
+        interp.problem(exc.message)
     return interp.finish()

@@ -62,6 +62,7 @@ Part = Literal | VarRef
 class TokenKind(Enum):
     WORD = "word"
     SEPARATOR = "separator"  # a newline or ';'
+    ERROR = "error"  # text that is no word (``tokenize(recover=True)``); ``error`` says why
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class Token:
     kind: TokenKind
     line: int
     parts: tuple[Part, ...] = ()
+    error: str = ""
 
     @property
     def bare(self) -> str | None:
@@ -115,6 +117,14 @@ def decode_config(data: bytes, source: str) -> str:
     return text.removeprefix("\ufeff")
 
 
+class _LexError(FormatError):
+    """A word that cannot be read; ``to_end``: it swallows the rest of the text (a quote)."""
+
+    def __init__(self, reason: str, *, source: str, line: int, to_end: bool) -> None:
+        super().__init__(reason, source=source, line=line)
+        self.to_end = to_end
+
+
 class _Lexer:
     def __init__(self, text: str, source: str) -> None:
         self.text = text
@@ -128,8 +138,8 @@ class _Lexer:
         self.in_word = False
         self.word_line = 1
 
-    def fail(self, reason: str, line: int) -> FormatError:
-        return FormatError(reason, source=self.source, line=line)
+    def fail(self, reason: str, line: int, *, to_end: bool = False) -> _LexError:
+        return _LexError(reason, source=self.source, line=line, to_end=to_end)
 
     def emit(self, token: Token) -> None:
         if len(self.tokens) >= MAX_TOKENS:
@@ -192,7 +202,7 @@ class _Lexer:
         self.add(Literal("", quoted=True))
         while True:
             if self.pos >= len(text):
-                raise self.fail("unterminated double quote", opened)
+                raise self.fail("unterminated double quote", opened, to_end=True)
             c = text[self.pos]
             if c == '"':
                 self.pos += 1
@@ -218,58 +228,79 @@ class _Lexer:
             self.add(Literal(text[self.pos : end], quoted=True))
             self.pos = end
 
-    def run(self) -> list[Token]:
-        text = self.text
-        while self.pos < len(text):
-            c = text[self.pos]
-            if c in _BLANKS:
-                self.end_word()
-                self.pos += 1
-            elif c in "\n;":
-                self.end_word()
-                self.emit(Token(TokenKind.SEPARATOR, self.line))
-                if c == "\n":
-                    self.line += 1
-                self.pos += 1
-            elif c == "#" and not self.in_word:
-                end = text.find("\n", self.pos)
-                self.pos = len(text) if end < 0 else end
-            elif c == "\\":
-                nxt = text[self.pos + 1] if self.pos + 1 < len(text) else ""
-                if nxt == "\n":
-                    self.line += 1
-                elif nxt in _ESCAPABLE and nxt:
-                    self.add(Literal(nxt, quoted=True))
-                else:
-                    self.add(Literal("\\" + nxt, quoted=False))
-                self.pos += 2
-            elif c == "'":
-                close = text.find("'", self.pos + 1)
-                if close < 0:
-                    raise self.fail("unterminated single quote", self.line)
-                body = text[self.pos + 1 : close]
-                self.add(Literal(body, quoted=True))
-                self.line += body.count("\n")
-                self.pos = close + 1
-            elif c == '"':
-                self.double_quoted()
-            elif c == "$":
-                self.variable(quoted=False)
-            else:
-                match = _PLAIN_RUN.match(text, self.pos)
-                end = match.end() if match else self.pos + 1
-                self.add(Literal(text[self.pos : end], quoted=False))
-                self.pos = end
+    def run(self, *, recover: bool) -> list[Token]:
+        while self.pos < len(self.text):
+            if not recover:
+                self.step()
+                continue
+            try:
+                self.step()
+            except _LexError as exc:
+                self.skip_bad_word(exc)
         self.end_word()
         self.emit(Token(TokenKind.SEPARATOR, self.line))
         return self.tokens
 
+    def skip_bad_word(self, exc: _LexError) -> None:
+        """Drop the word being read, leave an ERROR token, go on after its line (or stop)."""
+        self.parts, self.chunks, self.chunks_quoted, self.in_word = [], [], None, False
+        self.emit(Token(TokenKind.ERROR, exc.line or self.line, error=exc.reason))
+        end = -1 if exc.to_end else self.text.find("\n", self.pos)
+        self.pos = len(self.text) if end < 0 else end
 
-def tokenize(text: str, source: str = "grub.cfg") -> list[Token]:
+    def step(self) -> None:
+        """Read one character, or one run of them (a quoted string, a variable, a plain run)."""
+        text = self.text
+        c = text[self.pos]
+        if c in _BLANKS:
+            self.end_word()
+            self.pos += 1
+        elif c in "\n;":
+            self.end_word()
+            self.emit(Token(TokenKind.SEPARATOR, self.line))
+            if c == "\n":
+                self.line += 1
+            self.pos += 1
+        elif c == "#" and not self.in_word:
+            end = text.find("\n", self.pos)
+            self.pos = len(text) if end < 0 else end
+        elif c == "\\":
+            nxt = text[self.pos + 1] if self.pos + 1 < len(text) else ""
+            if nxt == "\n":
+                self.line += 1
+            elif nxt in _ESCAPABLE and nxt:
+                self.add(Literal(nxt, quoted=True))
+            else:
+                self.add(Literal("\\" + nxt, quoted=False))
+            self.pos += 2
+        elif c == "'":
+            close = text.find("'", self.pos + 1)
+            if close < 0:
+                raise self.fail("unterminated single quote", self.line, to_end=True)
+            body = text[self.pos + 1 : close]
+            self.add(Literal(body, quoted=True))
+            self.line += body.count("\n")
+            self.pos = close + 1
+        elif c == '"':
+            self.double_quoted()
+        elif c == "$":
+            self.variable(quoted=False)
+        else:
+            match = _PLAIN_RUN.match(text, self.pos)
+            end = match.end() if match else self.pos + 1
+            self.add(Literal(text[self.pos : end], quoted=False))
+            self.pos = end
+
+
+def tokenize(text: str, source: str = "grub.cfg", *, recover: bool = False) -> list[Token]:
     """Split GRUB script text into words and separators (always ends with a separator).
 
+    With ``recover``, a word that cannot be read becomes an ``ERROR`` token (its ``error``
+    says why) and reading goes on after its line, as GRUB goes on after a line it cannot
+    parse; an unterminated quote swallows the rest of the text, as in GRUB.
+
     Raises:
-        FormatError: unterminated quote or ``${``, a bad variable name, or too many tokens;
-            the message names ``source`` and the line.
+        FormatError: unterminated quote or ``${``, a bad variable name (unless ``recover``),
+            or too many tokens; the message names ``source`` and the line.
     """
-    return _Lexer(text, source).run()
+    return _Lexer(text, source).run(recover=recover)
