@@ -30,6 +30,32 @@ def test_all_options_lines_are_joined_and_variables_expanded() -> None:
     assert keys["title"] == "T"
 
 
+def test_initrd_variables_expand_and_an_unset_one_adds_nothing() -> None:
+    data = b"title T\nlinux /k\ninitrd /i.img $tuned_initrd ${early}\n"
+    entry, _ = parse_bls_entry(data, "/loader/entries/t.conf", {"early": "/ucode.img"})
+    assert isinstance(entry, BootEntry)
+    assert entry.initrds == ("/i.img", "/ucode.img")
+
+
+def test_a_broken_entry_file_costs_only_itself() -> None:
+    tree = MemoryTree(
+        {
+            "/loader/entries/a.conf": _conf("6.1"),
+            "/loader/entries/b.conf": b"title B\nlinux /k\x00\n",
+            "/loader/entries/c.conf": b"title C\n" + b"#" * 70_000,
+            "/loader/entries/d.conf": _conf("6.2"),
+        }
+    )
+    result = parse_bls(tree)
+    assert [e.title for e in result.entries] == ["Fedora (6.2)", "Fedora (6.1)"]
+    assert result.problems == (
+        "/loader/entries/b.conf, line 2, byte offset 16: NUL byte in a text configuration; "
+        "entry not read",
+        "/loader/entries/c.conf: file is larger than 65536 bytes (70008); entry not read",
+    )
+    assert result.files_read == ("/loader/entries/a.conf", "/loader/entries/d.conf")
+
+
 def test_efi_only_entries_are_dropped_with_reason() -> None:
     entry, _ = parse_bls_entry(b"title W\nefi /EFI/w.efi\n", "/loader/entries/w.conf")
     assert isinstance(entry, DroppedEntry)

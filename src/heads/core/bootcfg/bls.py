@@ -4,7 +4,10 @@ UAPI.1 Boot Loader Specification: one ``key value`` per line, ``#`` comments; ``
 ``initrd`` (repeatable), ``options`` (repeatable: all lines are joined with spaces, where
 Heads' ``kexec-parse-bls.sh`` kept only the last), ``title``, ``version``, ``machine-id``,
 ``sort-key``.  Paths are relative to the root of the partition holding the entry.  GRUB's
-``blscfg`` (and Heads) expand ``$kernelopts`` and other variables from ``grubenv`` in options.
+``blscfg`` (and Heads) expand ``$kernelopts`` and other variables from ``grubenv`` in options;
+GRUB's script expands them in ``initrd`` too, where an unset one (Fedora's ``$tuned_initrd``)
+is nothing and adds no initrd.  An entry file that cannot be read is reported and the others
+are kept.
 
 Order (spec, "Sorting"): entries with a ``sort-key`` first, by sort-key, then machine-id, then
 version newest first; then the rest; ties by file name, newest version-looking name first.
@@ -101,7 +104,9 @@ def parse_bls_entry(
         key, _, value = line.partition(" ") if " " in line else line.partition("\t")
         value = value.strip()
         if key == "initrd":
-            initrds.extend((v, number) for v in value.split())
+            # GRUB's blscfg hands the line to its script, which expands variables: an unset
+            # `$tuned_initrd` is empty and names no file.
+            initrds.extend((v, number) for v in _expand(value, variables or {}).split())
         elif key == "options":
             options.append(value)
         elif key == "linux":
@@ -174,23 +179,28 @@ def parse_bls(files: BootFiles, *, variables: Mapping[str, str] | None = None) -
         files: the boot partition.
         variables: values for ``$name`` in ``options`` (``kernelopts`` from grubenv).
 
-    Raises:
-        FormatError: an entry file is larger than 64 KiB, not UTF-8 or has NUL bytes, or there
-            are more than 1000 entries.
+    An entry file larger than 64 KiB, not UTF-8 or with NUL bytes is left out and reported
+    in ``problems``, as are the entries beyond the first 1000.
     """
     parsed: list[_Parsed] = []
     read: list[str] = []
+    problems: list[str] = []
     for path in files.walk():
         directory, _, name = path.rpartition("/")
         if directory not in BLS_DIRS or not name.endswith(".conf"):
             continue
         if len(parsed) >= MAX_BLS_ENTRIES:
-            raise FormatError(f"more than {MAX_BLS_ENTRIES} entries", source=directory)
-        data = files.read(path, limit=MAX_ENTRY_BYTES)
-        if data is None:
+            problems.append(f"{directory}: more than {MAX_BLS_ENTRIES} entries; the rest not read")
+            break
+        try:
+            data = files.read(path, limit=MAX_ENTRY_BYTES)
+            if data is None:
+                continue
+            entry, keys = parse_bls_entry(data, path, variables)
+        except FormatError as exc:
+            problems.append(f"{exc.message}; entry not read")
             continue
         read.append(path)
-        entry, keys = parse_bls_entry(data, path, variables)
         parsed.append(
             _Parsed(
                 path,
@@ -205,4 +215,5 @@ def parse_bls(files: BootFiles, *, variables: Mapping[str, str] | None = None) -
         entries=tuple(p.entry for p in parsed if isinstance(p.entry, BootEntry)),
         dropped=tuple(p.entry for p in parsed if isinstance(p.entry, DroppedEntry)),
         files_read=tuple(read),
+        problems=tuple(problems),
     )

@@ -177,6 +177,7 @@ def discover_entries(
             parsed.extend(bls_result.files_read)
             found.extend(bls_result.entries)
             dropped.extend(bls_result.dropped)
+            problems.extend(bls_result.problems)
     entries: list[BootEntry] = []
     seen: set[tuple[object, ...]] = set()
     for entry in found:
