@@ -67,22 +67,31 @@ class _State:
     reads: int = 0
     files_read: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    stack: list[str] = field(default_factory=list)  # the files being read, outermost first
+
+
+def _include(state: _State, path: str, depth: int, where: EntrySource) -> None:
+    """Read an included file; a loop, a chain too deep or a broken file is reported and
+    costs nothing else: the labels read before it stay."""
+    what = f"{where.file}:{where.line}: {path}"
+    if path in state.stack:
+        chain = " -> ".join([*state.stack, path])
+        state.problems.append(f"{what} is already being read (include loop {chain}); not read")
+        return
+    if depth > MAX_INCLUDE_DEPTH:
+        state.problems.append(f"{what} would be included more than {MAX_INCLUDE_DEPTH} deep")
+        return
+    if state.reads >= MAX_READS:
+        state.problems.append(f"{what}: more than {MAX_READS} files read; not read")
+        return
+    try:
+        _run(state, path, depth, where)
+    except FormatError as exc:
+        state.problems.append(f"{exc.message}; not read")
 
 
 def _run(state: _State, path: str, depth: int, where: EntrySource | None) -> None:
-    if depth > MAX_INCLUDE_DEPTH:
-        raise FormatError(
-            f"{path} is included more than {MAX_INCLUDE_DEPTH} deep (recursive include?)",
-            source=where.file if where else path,
-            line=where.line if where else None,
-        )
     state.reads += 1
-    if state.reads > MAX_READS:
-        raise FormatError(
-            f"more than {MAX_READS} includes in one configuration",
-            source=where.file if where else path,
-            line=where.line if where else None,
-        )
     data = state.files.read(path)
     if data is None:
         if where is None:
@@ -91,6 +100,14 @@ def _run(state: _State, path: str, depth: int, where: EntrySource | None) -> Non
         return
     state.files_read.append(path)
     text = decode_config(data, path)
+    state.stack.append(path)
+    try:
+        _lines(state, path, text, depth)
+    finally:
+        state.stack.pop()
+
+
+def _lines(state: _State, path: str, text: str, depth: int) -> None:
     cfg_dir = posixpath.dirname(path)
     current: _Label | None = None
     in_help = False
@@ -121,7 +138,7 @@ def _run(state: _State, path: str, depth: int, where: EntrySource | None) -> Non
             elif sub == "include":
                 target = _resolve(value.split(" ")[0], cfg_dir)
                 if target is not None:
-                    _run(state, target, depth + 1, EntrySource(path, number))
+                    _include(state, target, depth + 1, EntrySource(path, number))
             continue
         if keyword == "label":
             if len(state.labels) >= MAX_LABELS:
@@ -131,7 +148,7 @@ def _run(state: _State, path: str, depth: int, where: EntrySource | None) -> Non
         elif keyword == "include":
             target = _resolve(rest.split(" ")[0], cfg_dir)
             if target is not None:
-                _run(state, target, depth + 1, EntrySource(path, number))
+                _include(state, target, depth + 1, EntrySource(path, number))
         elif keyword == "default":
             state.default = rest
         elif keyword == "text" and rest.lower() == "help":
@@ -243,9 +260,12 @@ def _build(label: _Label) -> BootEntry | DroppedEntry:
 def parse_syslinux(files: BootFiles, path: str) -> SyslinuxResult:
     """Parse the SYSLINUX-family configuration ``path`` (and what it includes).
 
+    An included file that is missing, broken, already being read (a loop) or nested deeper
+    than 8 is reported in ``problems``; the labels read before it stay.
+
     Raises:
-        FormatError: the file is missing, too large, not UTF-8 or has NUL bytes, or includes
-            nest deeper than 8; the message names the file and line.
+        FormatError: the file itself is missing, too large, not UTF-8 or has NUL bytes, or
+            holds more than 10000 labels; the message names the file and line.
     """
     state = _State(files)
     _run(state, path, 0, None)
