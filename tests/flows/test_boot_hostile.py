@@ -397,3 +397,16 @@ def test_no_rollback_says_the_counter_was_not_checked(
     (boot / "kexec.sig").unlink()
     assert main(verify_args(boot, owner)) == 3
     assert "  rollback:  NOT CHECKED: no TPM given\n" in capsys.readouterr().out
+
+
+def test_error_messages_are_scrubbed_before_the_terminal(
+    tmp_path: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no\x1b[8m\u202edir\nerror: fake"
+    args = ["boot", "verify", str(missing), "--keyring", str(owner.keyring), "--no-rollback"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no\\x1b[8m\\u202edir\\nerror: fake is not a directory" in err
+    assert err.count("error:") == 2  # the real one, and the escaped text of the fake
+    assert err.startswith("error: ")
+    assert len(err.splitlines()) == 1

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from heads import __version__
+from heads.core.text import scrub
 from heads.errors import ExitCode, HeadsError
 
 __all__ = ["main"]
@@ -54,11 +55,13 @@ def _build_parser(groups: Sequence[str] = _GROUPS) -> argparse.ArgumentParser:
 
 
 def _render(err: HeadsError) -> None:
-    print(f"error: {err.message}", file=sys.stderr)
+    # Messages name files and entries an attacker may have chosen (/boot): each line is
+    # scrubbed of control characters so none can forge another line or hide text.
+    print(f"error: {scrub(err.message)}", file=sys.stderr)
     for line in err.details:
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {scrub(line)}", file=sys.stderr)
     if err.hint:
-        print(f"hint: {err.hint}", file=sys.stderr)
+        print(f"hint: {scrub(err.hint)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
