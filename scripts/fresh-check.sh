@@ -58,7 +58,7 @@ if [[ -n $(git -C "$src" status --porcelain --untracked-files=no 2>/dev/null) ]]
 fi
 git clone --no-local --quiet "$src" "$dir/heads"
 clone=$dir/heads
-# A file beside the checkout (../shared, ../something.conf) that the project silently relies
+# A file beside the checkout (a data directory or a config file one level up) that the project silently relies
 # on would make a fresh clone fail; make sure there is nothing for it to find.
 beside=$(find "$dir" -mindepth 1 -maxdepth 1 ! -name heads -printf '%f ')
 if [[ -n $beside ]]; then
