@@ -208,3 +208,50 @@ def test_another_character_device_is_not_a_tpm() -> None:
     out = heads("tpm", "status", "--tcti", "device:/dev/null")
     assert out.returncode == ExitCode.TPM_UNREACHABLE
     assert b"/dev/null is not a TPM device (a mem device)" in out.stderr
+
+
+def test_unsealing_without_the_needed_passphrase_says_so(swtpm: Swtpm) -> None:
+    env = {"HEADS_TCTI": swtpm.tcti}
+    fd = passphrase_fd(b"a long enough passphrase\n")
+    seal = heads(
+        "tpm", "seal", "--handle", "0x81000003", "--pcrs", "0-7", "--passphrase-fd", str(fd),
+        stdin=b"k" * 64, pass_fds=(fd,), env=env,
+    )  # fmt: skip
+    os.close(fd)
+    assert seal.returncode == 0, seal.stderr
+    without = heads("tpm", "unseal", "--handle", "0x81000003", env=env)
+    assert without.returncode == ExitCode.USAGE
+    assert b"0x81000003 is sealed with a passphrase as well" in without.stderr
+    assert b"--passphrase-fd" in without.stderr
+    assert b"seal it again" not in without.stderr
+    status = json.loads(heads("tpm", "status", "--json", env=env).stdout)
+    assert status["lockout"]["failed_tries"] == 0
+
+
+def test_a_passphrase_for_an_object_without_one_is_refused_before_the_tpm(swtpm: Swtpm) -> None:
+    env = {"HEADS_TCTI": swtpm.tcti}
+    seal = heads(
+        "tpm", "seal", "--handle", "0x81004d47", "--pcrs", "0,1,2,3,4,7", stdin=b"s" * 20, env=env
+    )
+    assert seal.returncode == 0, seal.stderr
+    fd = passphrase_fd(b"not needed\n")
+    out = heads(
+        "tpm", "unseal", "--handle", "0x81004d47", "--passphrase-fd", str(fd),
+        pass_fds=(fd,), env=env,
+    )  # fmt: skip
+    os.close(fd)
+    assert out.returncode == ExitCode.USAGE
+    assert b"without a passphrase" in out.stderr
+
+
+def test_unseal_pcrs_option_overrides_the_record(swtpm: Swtpm) -> None:
+    env = {"HEADS_TCTI": swtpm.tcti}
+    heads("tpm", "seal", "--handle", "0x81004d47", "--pcrs", "0,7", stdin=b"s" * 20, env=env)
+    wrong = heads("tpm", "unseal", "--handle", "0x81004d47", "--pcrs", "0,1,7", env=env)
+    assert wrong.returncode == ExitCode.VERIFICATION_FAILED
+    assert b"it is sealed to PCRs sha256:0,7, not sha256:0,1,7" in wrong.stderr
+    right = heads("tpm", "unseal", "--handle", "0x81004d47", "--pcrs", "sha256:0,7", env=env)
+    assert right.returncode == 0, right.stderr
+    assert right.stdout == b"s" * 20
+    bad = heads("tpm", "unseal", "--handle", "0x81004d47", "--pcrs", "0,99", env=env)
+    assert bad.returncode == ExitCode.USAGE

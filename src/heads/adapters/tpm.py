@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import secrets
+import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -32,7 +33,13 @@ from heads.adapters.tcti import (
 )
 from heads.core.digest import HashAlg
 from heads.core.pcr import PCR_COUNT, PcrSelection
-from heads.core.sealing import SealRecord, changed_pcrs, seal_policy_digest
+from heads.core.sealing import (
+    SealRecord,
+    changed_pcrs,
+    policy_auth_value,
+    policy_pcr,
+    seal_policy_digest,
+)
 from heads.core.secret import Secret
 from heads.errors import (
     AuthError,
@@ -66,6 +73,7 @@ from tpm2_pytss.constants import (
 )
 from tpm2_pytss.types import (
     TPM2B_NV_PUBLIC,
+    TPM2B_PRIVATE,
     TPM2B_PUBLIC,
     TPM2B_SENSITIVE_CREATE,
     TPML_DIGEST_VALUES,
@@ -82,12 +90,14 @@ from tpm2_pytss.types import (
 __all__ = [
     "DISK_KEY_HANDLE",
     "PRIMARY_HANDLE",
+    "SHELL_HEADS_SELECTIONS",
     "TOTP_HANDLE",
     "EsapiTpm",
     "LockoutState",
     "Tpm",
     "TpmInfo",
     "open_tpm",
+    "seal_journal_index",
     "seal_record_index",
 ]
 
@@ -107,6 +117,7 @@ _NV_FIRST: Final = 0x01000000
 _TRANSIENT_FIRST: Final = 0x80000000
 _LOADED_SESSION_FIRST: Final = 0x02000000  # lists HMAC and policy sessions (TPM 2.0 Part 2 §7)
 _SEAL_RECORD_BASE: Final = 0x01800000  # owner range (TCG handle registry)
+_SEAL_JOURNAL_BASE: Final = 0x01810000
 _MAX_SECRET_BYTES: Final = 128  # MAX_SYM_DATA of a keyedhash object
 _PCRS_PER_READ: Final = 8  # TPM2_PCR_Read returns at most 8 digests
 
@@ -130,7 +141,22 @@ _PT_VENDOR_STRING_3: Final = 0x108
 _PT_VENDOR_STRING_4: Final = 0x109
 _PT_FIRMWARE_VERSION_1: Final = 0x10B
 _PT_FIRMWARE_VERSION_2: Final = 0x10C
+_PT_NV_BUFFER_MAX: Final = 0x12C
+_NV_CHUNK_DEFAULT: Final = 512
 _TCTI_LAYER: Final = 0x000A0000
+_JOURNAL_MAGIC: Final = b"HSJ1"
+_MAX_JOURNAL_BYTES: Final = 4096
+
+# The PCR selections of objects sealed without a seal record, i.e. by shell Heads: TOTP/HOTP
+# (seal-totp.sh: 0-3 and 7 current, 4 at its firmware-only value), then the same with PCR 9 as
+# heads seals it on the uefi profile; the disk key (kexec-seal-key.sh: 0-7, plus a passphrase).
+SHELL_HEADS_SELECTIONS: Final[Mapping[int, tuple[PcrSelection, ...]]] = {
+    TOTP_HANDLE: (
+        PcrSelection.parse("sha256:0,1,2,3,4,7"),
+        PcrSelection.parse("sha256:0,1,2,3,4,7,9"),
+    ),
+    DISK_KEY_HANDLE: (PcrSelection.parse("sha256:0,1,2,3,4,5,6,7"),),
+}
 
 
 def _base_rc(rc: int) -> int:
@@ -145,6 +171,76 @@ def _base_rc(rc: int) -> int:
 def seal_record_index(handle: int) -> int:
     """The NV index holding the public seal record of the sealed object at ``handle``."""
     return _SEAL_RECORD_BASE | (handle & 0xFFFF)
+
+
+def seal_journal_index(handle: int) -> int:
+    """The NV index of the seal journal: the object being sealed at ``handle``, while it is."""
+    return _SEAL_JOURNAL_BASE | (handle & 0xFFFF)
+
+
+def _record_needs_auth(record: SealRecord) -> bool | None:
+    """Whether the record's policy includes PolicyAuthValue; None if it fits neither form."""
+    for with_auth in (False, True):
+        try:
+            if seal_policy_digest(record.selection, record.values, with_auth=with_auth) == (
+                record.policy
+            ):
+                return with_auth
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _SealJournal:
+    """An object on its way to a persistent handle (docs/tpm-objects.md §Seal journal).
+
+    ``"HSJ1" | u16 n | sha256(body) | body`` with ``body = u16 len | seal record |
+    u16 len | TPM2B_PUBLIC | u16 len | TPM2B_PRIVATE``; the digest tells a complete journal
+    from one whose writing was cut short.  Nothing in it is secret: the private part is
+    encrypted to the primary key.
+    """
+
+    record: SealRecord
+    public: bytes
+    private: bytes
+
+    def to_bytes(self) -> bytes:
+        body = b"".join(
+            struct.pack(">H", len(part)) + part
+            for part in (self.record.to_bytes(), self.public, self.private)
+        )
+        return _JOURNAL_MAGIC + struct.pack(">H", len(body)) + hashlib.sha256(body).digest() + body
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str) -> _SealJournal:
+        """Raises FormatError unless ``data`` is a complete journal."""
+        if len(data) > _MAX_JOURNAL_BYTES or data[:4] != _JOURNAL_MAGIC or len(data) < 38:
+            raise FormatError("not a seal journal", source=source, offset=0)
+        (size,) = struct.unpack_from(">H", data, 4)
+        body = data[38 : 38 + size]
+        if len(body) != size or hashlib.sha256(body).digest() != data[6:38]:
+            raise FormatError("the seal journal is incomplete", source=source)
+        parts = []
+        pos = 0
+        for _ in range(3):
+            if pos + 2 > len(body):
+                raise FormatError("the seal journal is truncated", source=source)
+            (n,) = struct.unpack_from(">H", body, pos)
+            parts.append(body[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        record = SealRecord.from_bytes(parts[0], source=source)
+        return cls(record, parts[1], parts[2])
+
+
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """An object found for unsealing: its ESYS_TR, authPolicy and describing seal record."""
+
+    obj: ESYS_TR
+    policy: bytes
+    record: SealRecord | None
+    transient: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +351,7 @@ class EsapiTpm:
         # ESYS_TR in a list it searches on each command, so fresh lookups per call add up.
         self._trs: dict[int, ESYS_TR] = {}
         self._session: ESYS_TR | None = None  # see _crypt_session
+        self._nv_buffer_max: int | None = None  # see _nv_chunk
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -282,7 +379,9 @@ class EsapiTpm:
             )
         if rc == _RC_LOCKOUT:
             return self._lockout_error(what, exc.rc)
-        if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER:
+        # After a TCTI failure ESYS refuses every later call with "wrong order" (BAD_SEQUENCE):
+        # what failed is still the connection.
+        if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER or self._broken:
             transport = self._transport
             if transport is not None and transport.timed_out:
                 return TpmUnreachableError(
@@ -543,17 +642,25 @@ class EsapiTpm:
     # -- persistent objects -------------------------------------------------------------
 
     def object_exists(self, handle: int) -> bool:
-        """TPM command: TPM2_GetCapability(HANDLES)."""
+        """Whether a sealed object is at ``handle``, counting one whose replacement was cut
+        short after the old object was evicted (its seal journal still holds it).
+
+        TPM commands: TPM2_GetCapability(HANDLES) [, TPM2_NV_ReadPublic, TPM2_NV_Read].
+        """
         try:
-            return handle in self._persistent_handles()
+            return handle in self._persistent_handles() or self._journal(handle) is not None
         except TSS2_Exception as exc:
             raise self._fail("list persistent objects", exc) from None
 
     def evict(self, handle: int, owner_auth: Secret | None = None) -> None:
-        """Remove a persistent object and its seal record.  TPM command: TPM2_EvictControl."""
+        """Remove a persistent object, its seal journal and its seal record.
+
+        TPM commands: TPM2_NV_UndefineSpace, TPM2_EvictControl.
+        """
         try:
+            self._set_owner_auth(owner_auth)
+            self._nv_undefine(seal_journal_index(handle))
             if handle in self._persistent_handles():
-                self._set_owner_auth(owner_auth)
                 self._evict(handle)
             self._nv_undefine(seal_record_index(handle))
         except TSS2_Exception as exc:
@@ -577,6 +684,7 @@ class EsapiTpm:
     def _ensure_primary(self, owner_auth: Secret | None = None) -> ESYS_TR:
         """The storage primary key at 0x81000000, created (ECC P-256, AES-128-CFB) if absent.
 
+        Whatever storage key is there is used as is: shell Heads makes an RSA one.
         TPM commands: TPM2_CreatePrimary, TPM2_EvictControl.
         """
         existing = self._primary_or_none()
@@ -606,6 +714,127 @@ class EsapiTpm:
             return self._tr(PRIMARY_HANDLE)
         return None
 
+    def _object_public(self, handle: int) -> TPM2B_PUBLIC | None:
+        """The public area of the persistent object at ``handle`` (TPM2_ReadPublic), if any."""
+        if handle not in self._trs and handle not in self._persistent_handles():
+            return None
+        public, _, _ = self._e.read_public(self._tr(handle))
+        return public
+
+    # -- public NV indices: seal records and seal journals ------------------------------
+
+    def _nv_chunk(self) -> int:
+        """TPM_PT_NV_BUFFER_MAX: the most one TPM2_NV_Read/NV_Write may carry."""
+        if self._nv_buffer_max is None:
+            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, _PT_NV_BUFFER_MAX, 1)
+            props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
+            self._nv_buffer_max = max(64, props.get(_PT_NV_BUFFER_MAX, _NV_CHUNK_DEFAULT))
+        return self._nv_buffer_max
+
+    def _nv_undefine(self, index: int) -> None:
+        if index in self._nv_indices():
+            self._undefine(index)
+
+    def _write_public_index(self, index: int, data: bytes, *, undefined: bool = False) -> None:
+        """Write ``data`` to the public index ``index``, (re)defining it at that size.
+
+        ``undefined``: the caller knows the index does not exist (saves a look-up).
+
+        Attributes ownerwrite|ownerread|authread|no_da, ordinary, empty auth: anyone reads it,
+        only the owner writes it.  TPM commands: TPM2_NV_ReadPublic, [TPM2_NV_UndefineSpace,
+        TPM2_NV_DefineSpace,] TPM2_NV_Write (in chunks of TPM_PT_NV_BUFFER_MAX).
+        """
+        nvh: ESYS_TR | None = None
+        if not undefined and index in self._nv_indices():
+            nvh = self._tr(index)
+            pub, _ = self._e.nv_read_public(nvh)
+            if pub.nvPublic.dataSize != len(data):
+                self._undefine(index)
+                nvh = None
+        if nvh is None:
+            nvh = self._e.nv_define_space(
+                b"",
+                TPM2B_NV_PUBLIC(
+                    nvPublic=TPMS_NV_PUBLIC(
+                        nvIndex=index,
+                        nameAlg=TPM2_ALG.SHA256,
+                        attributes=TPMA_NV.OWNERWRITE
+                        | TPMA_NV.OWNERREAD
+                        | TPMA_NV.AUTHREAD
+                        | TPMA_NV.NO_DA
+                        | (TPM2_NT.ORDINARY << TPMA_NV.TPM2_NT_SHIFT),
+                        dataSize=len(data),
+                    )
+                ),
+            )
+            self._trs[index] = nvh
+        chunk = self._nv_chunk()
+        for offset in range(0, len(data), chunk):
+            self._e.nv_write(nvh, data[offset : offset + chunk], offset, ESYS_TR.OWNER)
+
+    def _read_public_index(self, index: int) -> bytes | None:
+        """The bytes of a public index; None when it is not defined or was never written.
+
+        TPM commands: TPM2_GetCapability(HANDLES), TPM2_NV_ReadPublic, TPM2_NV_Read.
+        """
+        if index not in self._trs and index not in self._nv_indices():
+            return None
+        nvh = self._tr(index)
+        pub, _ = self._e.nv_read_public(nvh)
+        size = int(pub.nvPublic.dataSize)
+        chunk = self._nv_chunk()
+        out = bytearray()
+        try:
+            for offset in range(0, size, chunk):
+                out += bytes(self._e.nv_read(nvh, min(chunk, size - offset), offset, nvh))
+        except TSS2_Exception as exc:
+            if _base_rc(exc.rc) == _RC_NV_UNINITIALIZED:
+                return None  # defined, but the write never happened
+            raise
+        return bytes(out)
+
+    def seal_record(self, handle: int) -> SealRecord | None:
+        """The public record of what the object at ``handle`` was sealed to, if kept.
+
+        This is the record as stored; an unseal uses it only when it describes the object
+        (its policy is the object's authPolicy).
+        TPM commands: TPM2_NV_ReadPublic, TPM2_NV_Read.
+        """
+        index = seal_record_index(handle)
+        try:
+            data = self._read_public_index(index)
+        except TSS2_Exception as exc:
+            raise self._fail(f"read the seal record 0x{index:08x}", exc) from None
+        if data is None:
+            return None
+        try:
+            return SealRecord.from_bytes(data, source=f"NV index 0x{index:08x}")
+        except FormatError:
+            _log.warning("seal record at NV 0x%08x is damaged; ignoring it", index)
+            return None
+
+    def _journal(self, handle: int) -> _SealJournal | None:
+        """The seal journal of ``handle`` when it is complete; None when absent or cut short."""
+        index = seal_journal_index(handle)
+        data = self._read_public_index(index)
+        if data is None:
+            return None
+        try:
+            return _SealJournal.from_bytes(data, source=f"NV index 0x{index:08x}")
+        except FormatError as exc:
+            _log.info("ignoring an incomplete seal journal: %s", exc)
+            return None
+
+    def _record_for(self, handle: int, auth_policy: bytes) -> SealRecord | None:
+        """The seal record of ``handle`` if it describes an object with this authPolicy."""
+        record = self.seal_record(handle)
+        if record is None:
+            return None
+        if record.policy != auth_policy or _record_needs_auth(record) is None:
+            _log.info("the seal record of 0x%08x describes another object; ignoring it", handle)
+            return None
+        return record
+
     # -- sealing ------------------------------------------------------------------------
 
     def seal(
@@ -621,12 +850,22 @@ class EsapiTpm:
         """Seal ``secret`` at the persistent ``handle`` under PolicyPCR [+ PolicyAuthValue].
 
         ``pcr_values`` gives the values to seal to (future values may be given); the current
-        values are read for selected PCRs it lacks.  An existing object at ``handle`` is
-        replaced only once the new one exists.  The selection, values and policy are written
-        to the public seal record (NV index :func:`seal_record_index`).
+        values are read for selected PCRs it lacks.  The selection, values and policy are
+        written to the public seal record (NV index :func:`seal_record_index`).
 
-        TPM commands: TPM2_PCR_Read, TPM2_StartAuthSession (salted, decrypt), TPM2_Create,
-        TPM2_Load, TPM2_EvictControl, TPM2_NV_DefineSpace, TPM2_NV_Write.
+        Replacing an object is safe at every step (docs/tpm-objects.md §Replacing a sealed
+        object): the new object's public and private parts (the private part is encrypted to
+        the primary key) and its record are first written to the seal journal (NV index
+        :func:`seal_journal_index`); only then is the old object evicted and the new one made
+        persistent, the record written and the journal removed.  Until the old object is
+        evicted an unseal releases the old secret; from then on the new one, loaded from the
+        journal if it is not persistent yet.  The next seal at ``handle`` first completes or
+        drops a journal left by an interrupted one.
+
+        TPM commands: TPM2_PCR_Read, [TPM2_CreatePrimary, TPM2_EvictControl,]
+        TPM2_StartAuthSession (salted, decrypt), TPM2_Create, TPM2_NV_DefineSpace,
+        TPM2_NV_Write, TPM2_Load, TPM2_EvictControl (old out), TPM2_EvictControl (new in),
+        TPM2_FlushContext, TPM2_NV_Write (record), TPM2_NV_UndefineSpace (journal).
 
         Raises:
             UsageError: empty or oversized secret, or a value of the wrong size.
@@ -663,114 +902,192 @@ class EsapiTpm:
         )
         try:
             parent = self._ensure_primary(owner_auth)
+            self._set_owner_auth(owner_auth)
+            self._settle(handle, parent)
             private, public_out, *_ = self._e.create(
                 parent,
                 sensitive,
                 TPM2B_PUBLIC(publicArea=public),
                 session1=self._crypt_session(TPMA_SESSION.DECRYPT),
             )
+            journal = _SealJournal(record, public_out.marshal(), private.marshal())
+            # The commit point of a replacement: from here on the new object can always be
+            # recovered (and the old one is still in place until the eviction below).
+            self._write_public_index(
+                seal_journal_index(handle), journal.to_bytes(), undefined=True
+            )
             # Nothing secret travels in TPM2_Load (the private part is already encrypted to
             # the parent), so the cheaper password session will do.
             loaded = self._e.load(parent, private, public_out)
             with self._flushing(loaded):
-                self._set_owner_auth(owner_auth)
                 if handle in self._persistent_handles():
                     self._evict(handle)
                 self._trs[handle] = self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
-            self._write_seal_record(handle, record)
+            self._write_public_index(seal_record_index(handle), record.to_bytes())
+            self._undefine(seal_journal_index(handle))
         except TSS2_Exception as exc:
             raise self._owner_fail(f"seal a secret at 0x{handle:08x}", exc) from None
         return record
 
-    def _nv_undefine(self, index: int) -> None:
-        if index in self._nv_indices():
-            self._undefine(index)
+    def _settle(self, handle: int, parent: ESYS_TR) -> None:
+        """Complete or undo a replacement at ``handle`` that was cut short (owner auth set).
 
-    def _write_seal_record(self, handle: int, record: SealRecord) -> None:
-        data = record.to_bytes()
-        index = seal_record_index(handle)
-        if index in self._nv_indices():
-            nvh = self._tr(index)
-            pub, _ = self._e.nv_read_public(nvh)
-            if pub.nvPublic.dataSize == len(data):
-                self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
-                return
-            self._undefine(index)
-        nvh = self._e.nv_define_space(
-            b"",
-            TPM2B_NV_PUBLIC(
-                nvPublic=TPMS_NV_PUBLIC(
-                    nvIndex=index,
-                    nameAlg=TPM2_ALG.SHA256,
-                    attributes=TPMA_NV.OWNERWRITE
-                    | TPMA_NV.OWNERREAD
-                    | TPMA_NV.AUTHREAD
-                    | TPMA_NV.NO_DA
-                    | (TPM2_NT.ORDINARY << TPMA_NV.TPM2_NT_SHIFT),
-                    dataSize=len(data),
-                )
-            ),
-        )
-        self._trs[index] = nvh
-        self._e.nv_write(nvh, data, 0, ESYS_TR.OWNER)
-
-    def seal_record(self, handle: int) -> SealRecord | None:
-        """The public record of what the object at ``handle`` was sealed to, if kept.
-
-        TPM commands: TPM2_NV_ReadPublic, TPM2_NV_Read.
+        A complete journal whose object is persistent at ``handle``: write the record.  A
+        complete journal and nothing at ``handle`` (the old object was evicted): load the
+        journal's object, make it persistent, write the record.  Another object at ``handle``
+        (the old one, never evicted) or an incomplete journal: the replacement did not
+        happen.  Then the journal is removed.
         """
-        index = seal_record_index(handle)
+        index = seal_journal_index(handle)
+        if index not in self._nv_indices():
+            return
+        journal = self._journal(handle)
+        if journal is not None:
+            public = self._object_public(handle)
+            if public is None:
+                loaded = self._load_journal(journal, parent)
+                if loaded is not None:
+                    with self._flushing(loaded):
+                        self._trs[handle] = self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
+                    public = self._object_public(handle)
+                    _log.info("completed an interrupted seal at 0x%08x", handle)
+            if public is not None and public.marshal() == journal.public:
+                self._write_public_index(seal_record_index(handle), journal.record.to_bytes())
+        self._undefine(index)
+
+    def _load_journal(self, journal: _SealJournal, parent: ESYS_TR) -> ESYS_TR | None:
+        """TPM2_Load of the journal's object; None when the primary key no longer fits it."""
+        public, _ = TPM2B_PUBLIC.unmarshal(journal.public)
+        private, _ = TPM2B_PRIVATE.unmarshal(journal.private)
         try:
-            try:
-                nvh = self._tr(index)
-            except TSS2_Exception as exc:
-                if _base_rc(exc.rc) == _RC_HANDLE:
-                    return None
-                raise
-            pub, _ = self._e.nv_read_public(nvh)
-            data = bytes(self._e.nv_read(nvh, pub.nvPublic.dataSize, 0, nvh))
+            return self._e.load(parent, private, public)
         except TSS2_Exception as exc:
-            raise self._fail(f"read the seal record 0x{index:08x}", exc) from None
-        try:
-            return SealRecord.from_bytes(data, source=f"NV index 0x{index:08x}")
-        except FormatError:
-            _log.warning("seal record at NV 0x%08x is damaged; ignoring it", index)
+            if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER or _base_rc(exc.rc) == _RC_FAILURE:
+                raise
+            _log.warning("the seal journal's object does not load (%s); dropping it", exc)
             return None
+
+    # -- unsealing ----------------------------------------------------------------------
+
+    def _find_sealed(self, handle: int) -> _Sealed:
+        """The object to unseal at ``handle`` and the seal record that describes it.
+
+        A complete seal journal wins: its object is the one at ``handle``, or, when nothing
+        is there (a replacement cut short after the eviction), it is loaded from the journal.
+        Otherwise the seal record is used if it describes the object.
+        """
+        journal = self._journal(handle)
+        public = self._object_public(handle)
+        if public is not None:
+            policy = bytes(public.publicArea.authPolicy)
+            if journal is not None and public.marshal() == journal.public:
+                return _Sealed(self._tr(handle), policy, journal.record, transient=False)
+            return _Sealed(self._tr(handle), policy, self._record_for(handle, policy), False)
+        if journal is not None:
+            parent = self._primary_or_none()
+            loaded = self._load_journal(journal, parent) if parent is not None else None
+            if loaded is not None:
+                return _Sealed(loaded, journal.record.policy, journal.record, transient=True)
+        raise TpmError(
+            f"no sealed secret at 0x{handle:08x}",
+            hint="provision it first (e.g. heads totp seal)",
+        )
+
+    def _default_selection(self, handle: int, auth_policy: bytes) -> PcrSelection:
+        """The PCR selection of an object without a seal record (sealed by shell Heads).
+
+        The known selections for ``handle`` (:data:`SHELL_HEADS_SELECTIONS`) are tried against
+        the object's authPolicy with the current PCR values, in Python; the first that gives
+        the policy (with or without PolicyAuthValue) is used, else the first one.
+        """
+        candidates = SHELL_HEADS_SELECTIONS.get(handle, ())
+        if not candidates:
+            raise UsageError(
+                f"no seal record for 0x{handle:08x}: cannot tell which PCRs it is sealed to",
+                hint="give the PCR selection (--pcrs sha256:0,1,2,...)",
+            )
+        for candidate in candidates:
+            if self._auth_needed(candidate, auth_policy) is not None:
+                return candidate
+        return candidates[0]
+
+    def _auth_needed(self, selection: PcrSelection, auth_policy: bytes) -> bool | None:
+        """With the current PCR values, does ``auth_policy`` need PolicyAuthValue?
+
+        None when neither PolicyPCR nor PolicyPCR + PolicyAuthValue over the current values
+        gives it (the PCRs moved, or the object was sealed to another selection or policy).
+        """
+        if selection.alg not in self.banks():
+            return None
+        current = self.read_pcrs(selection.alg, selection.indices)
+        pcr_only = policy_pcr(b"\0" * len(auth_policy), selection, current)
+        if auth_policy == pcr_only:
+            return False
+        if auth_policy == policy_auth_value(pcr_only):
+            return True
+        return None
 
     def unseal(
         self, handle: int, auth: Secret | None = None, selection: PcrSelection | None = None
     ) -> Secret:
         """Release the secret sealed at ``handle``.
 
-        The PCR selection comes from the seal record unless given.  TPM commands:
-        TPM2_StartAuthSession (policy, salted, response encryption), TPM2_PolicyPCR,
-        [TPM2_PolicyAuthValue], TPM2_Unseal.
+        The PCR selection comes from the seal record unless given; an object without a record
+        (sealed by shell Heads) gets the selection Heads uses for that handle.  Whether a
+        passphrase is needed is read from the object's policy before the TPM is asked.
+        TPM commands: TPM2_ReadPublic, TPM2_NV_ReadPublic, TPM2_NV_Read, [TPM2_PCR_Read,]
+        TPM2_StartAuthSession (policy, salted with a passphrase), TPM2_PolicyPCR,
+        [TPM2_PolicyAuthValue], TPM2_Unseal (response encrypted).
 
         Raises:
+            UsageError: a passphrase is needed and none was given, or the reverse; or no
+                selection is known.
             UnsealError: the PCRs differ from the sealed values (names the PCRs).
             AuthError: wrong passphrase (says how many tries remain).
             LockoutError: dictionary-attack lockout (says how long to wait).
             TpmError: no object at ``handle``, or the TPM failed.
         """
         try:
+            sealed = self._find_sealed(handle)
             try:
-                obj = self._tr(handle)
-            except TSS2_Exception as exc:
-                if _base_rc(exc.rc) != _RC_HANDLE:
-                    raise
-                raise TpmError(
-                    f"no sealed secret at 0x{handle:08x}",
-                    hint="provision it first (e.g. heads totp seal)",
-                ) from None
-            record = self.seal_record(handle)
-            if selection is None:
-                if record is None:
-                    raise UsageError(
-                        f"no seal record for 0x{handle:08x}: cannot tell which PCRs it is "
-                        "sealed to",
-                        hint="give the PCR selection explicitly",
-                    )
-                selection = record.selection
+                return self._unseal(handle, sealed, auth, selection)
+            finally:
+                if sealed.transient:
+                    with contextlib.suppress(TSS2_Exception):
+                        self._e.flush_context(sealed.obj)
+        except TSS2_Exception as exc:
+            raise self._fail(f"unseal 0x{handle:08x}", exc) from None
+
+    def _unseal(
+        self,
+        handle: int,
+        sealed: _Sealed,
+        auth: Secret | None,
+        selection: PcrSelection | None,
+    ) -> Secret:
+        record = sealed.record
+        if selection is None:
+            selection = (
+                record.selection
+                if record is not None
+                else self._default_selection(handle, sealed.policy)
+            )
+        if record is not None and record.selection == selection:
+            needs_auth = _record_needs_auth(record)
+        else:
+            needs_auth = self._auth_needed(selection, sealed.policy)
+        if needs_auth and auth is None:
+            raise UsageError(
+                f"0x{handle:08x} is sealed with a passphrase as well as to PCRs {selection}",
+                hint="give the passphrase (heads tpm unseal --passphrase-fd N)",
+            )
+        if needs_auth is False and auth is not None:
+            raise UsageError(
+                f"0x{handle:08x} is sealed to PCRs {selection} without a passphrase",
+                hint="leave the passphrase out",
+            )
+        obj = sealed.obj
+        try:
             # With a passphrase the policy session is salted too: its HMAC is then keyed by a
             # session key a bus observer doesn't know, so it can't be brute-forced offline.
             session = self._policy_session(salted=auth is not None)
@@ -787,13 +1104,20 @@ class EsapiTpm:
                 finally:
                     self._e.tr_set_auth(obj, b"")
         except TSS2_Exception as exc:
-            raise self._unseal_error(handle, exc, auth is not None) from None
+            raise self._unseal_error(handle, exc, auth is not None, record, selection) from None
 
-    def _unseal_error(self, handle: int, exc: TSS2_Exception, with_auth: bool) -> HeadsError:
+    def _unseal_error(
+        self,
+        handle: int,
+        exc: TSS2_Exception,
+        with_auth: bool,
+        record: SealRecord | None,
+        selection: PcrSelection,
+    ) -> HeadsError:
         rc = _base_rc(exc.rc)
         what = f"unseal 0x{handle:08x}"
         if rc == _RC_POLICY_FAIL:
-            return self._policy_failure(handle)
+            return self._policy_failure(handle, record, selection)
         if rc in (_RC_AUTH_FAIL, _RC_BAD_AUTH) and with_auth:
             state = self._lockout_state_or_none()
             left = state.tries_left if state else None
@@ -810,21 +1134,30 @@ class EsapiTpm:
             return AuthError(msg, tries_left=left, hint="check the passphrase and try again")
         return self._fail(what, exc)
 
-    def _policy_failure(self, handle: int) -> UnsealError:
+    def _policy_failure(
+        self, handle: int, record: SealRecord | None, selection: PcrSelection
+    ) -> UnsealError:
         """Explain a PolicyPCR failure: which PCRs moved since sealing."""
-        record = self.seal_record(handle)
         what = f"the TPM refused to unseal 0x{handle:08x}"
         if record is None:
             return UnsealError(
-                f"{what}: the PCRs differ from the sealed policy",
-                hint="no seal record was kept, so the changed PCRs cannot be named",
+                f"{what}: the PCRs {selection} differ from the sealed policy",
+                hint="it has no seal record (sealed by shell Heads or another tool), so the "
+                "changed PCRs cannot be named; if you changed firmware or configuration, "
+                "re-seal; if it is sealed to other PCRs, give them (--pcrs)",
+            )
+        if selection != record.selection:
+            return UnsealError(
+                f"{what}: it is sealed to PCRs {record.selection}, not {selection}",
+                hint="leave out --pcrs to use the selection it was sealed to",
             )
         current = self.read_pcrs(record.selection.alg, record.selection.indices)
         moved = changed_pcrs(record, current)
         if not moved:
             return UnsealError(
-                f"{what}: the policy failed although the PCR values match the seal record",
-                hint="the object was sealed with another policy; seal it again",
+                f"{what} although the PCR values match its seal record",
+                hint="its policy needs more than PolicyPCR (and PolicyAuthValue); heads "
+                "cannot satisfy it",
             )
         names = ", ".join(str(i) for i in moved)
         details = tuple(

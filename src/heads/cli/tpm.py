@@ -32,7 +32,7 @@ from heads.flows.measure import (
     measure_string,
 )
 
-__all__ = ["register"]
+__all__ = ["pcr_selection_arg", "register"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -206,15 +206,24 @@ def _seal(args: argparse.Namespace) -> int:
     return 0
 
 
+def pcr_selection_arg(text: str) -> PcrSelection:
+    """argparse type: ``sha256:0,1,2,3,4,7``, or a bare list/range (``0-7``) meaning sha256."""
+    try:
+        if ":" in text:
+            return PcrSelection.parse(text)
+        return PcrSelection(HashAlg.SHA256, parse_pcr_list(text))
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def _unseal(args: argparse.Namespace) -> int:
-    auth = read_secret_fd(args.passphrase_fd) if args.passphrase_fd is not None else None
-    selection = PcrSelection.parse(args.pcrs) if args.pcrs else None
-    with open_tpm(tcti_from(args)) as tpm:
-        secret = tpm.unseal(args.handle, auth=auth, selection=selection)
     if sys.stdout.isatty():
         raise UsageError(
             "refusing to print a secret on a terminal", hint="redirect standard output to a pipe"
         )
+    auth = read_secret_fd(args.passphrase_fd) if args.passphrase_fd is not None else None
+    with open_tpm(tcti_from(args)) as tpm:
+        secret = tpm.unseal(args.handle, auth=auth, selection=args.pcrs)
     sys.stdout.buffer.write(secret.reveal())
     sys.stdout.buffer.flush()
     return 0
@@ -329,7 +338,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = _add(tpm_sub, "unseal", _unseal, "unseal a secret to stdout (raw bytes)")
     p.add_argument("--handle", type=_handle, required=True)
     p.add_argument("--passphrase-fd", type=int, help="the passphrase, read from FD")
-    p.add_argument("--pcrs", help="PCR selection (sha256:0,1,...) if no seal record exists")
+    p.add_argument(
+        "--pcrs",
+        type=pcr_selection_arg,
+        metavar="SEL",
+        help="unseal with this PCR selection (e.g. sha256:0,1,2,3,4,7) instead of the seal "
+        "record's (or, without one, shell Heads' for the handle)",
+    )
 
     p = _add(tpm_sub, "counter", _counter, "monotonic NV counters (rollback protection)", json=True)
     p.add_argument("action", choices=("create", "read", "increment"))
