@@ -14,9 +14,16 @@ from pathlib import Path
 from heads.adapters.token import HotpCheck, HotpVerificationToken
 from heads.adapters.tpm import open_tpm
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
+from heads.cli.tpm import pcr_selection_arg
 from heads.core.secret import Secret
 from heads.errors import UsageError, VerificationError
-from heads.flows.totp import HOTP_INDEX_FILE, NotProvisionedError, check_hotp, seal_hotp
+from heads.flows.totp import (
+    HOTP_INDEX_FILE,
+    NotProvisionedError,
+    UnsealedSecretCache,
+    check_hotp,
+    seal_hotp,
+)
 
 __all__ = ["register"]
 
@@ -46,7 +53,12 @@ def _seal(args: argparse.Namespace) -> int:
     owner_auth = _owner_auth(args)
     with open_tpm(tcti_from(args)) as tpm:
         prov = seal_hotp(
-            tpm, token, admin_pin=admin_pin, boot_dir=Path(args.boot_dir), owner_auth=owner_auth
+            tpm,
+            token,
+            admin_pin=admin_pin,
+            boot_dir=Path(args.boot_dir),
+            cache=UnsealedSecretCache(selection=args.pcrs),
+            owner_auth=owner_auth,
         )
     print(
         f"Programmed the token; next HOTP counter {prov.next_counter} "
@@ -58,7 +70,13 @@ def _seal(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     token = HotpVerificationToken()
     with open_tpm(tcti_from(args)) as tpm:
-        result = check_hotp(tpm, token, boot_dir=Path(args.boot_dir), owner_auth=_owner_auth(args))
+        result = check_hotp(
+            tpm,
+            token,
+            boot_dir=Path(args.boot_dir),
+            cache=UnsealedSecretCache(selection=args.pcrs),
+            owner_auth=_owner_auth(args),
+        )
     if args.json:
         print_json(
             {
@@ -83,6 +101,16 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_pcrs_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--pcrs",
+        type=pcr_selection_arg,
+        metavar="SEL",
+        help="unseal the secret with this PCR selection (e.g. sha256:0,1,2,3,4,7) instead of "
+        "the seal record's (or, without one, shell Heads')",
+    )
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = sub.add_parser("hotp", help="HOTP code checked by a USB security token")
     hotp_sub = parser.add_subparsers(dest="hotp_command", metavar="SUBCOMMAND", required=True)
@@ -93,6 +121,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--boot-dir", default="/boot", help="where the counter index is recorded")
     p.add_argument("--admin-pin-fd", type=int, help="the token's Admin PIN from FD")
     p.add_argument("--owner-passphrase-fd", type=int, help="TPM owner passphrase from FD")
+    _add_pcrs_option(p)
     p.set_defaults(func=_seal)
 
     help_text = "compute the next HOTP code and have the token verify it"
@@ -101,4 +130,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_json_option(p)
     p.add_argument("--boot-dir", default="/boot", help="where the counter index is recorded")
     p.add_argument("--owner-passphrase-fd", type=int, help="TPM owner passphrase from FD")
+    _add_pcrs_option(p)
     p.set_defaults(func=_check)

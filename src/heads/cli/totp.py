@@ -18,6 +18,7 @@ from pathlib import Path
 
 from heads.adapters.tpm import open_tpm
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
+from heads.cli.tpm import pcr_selection_arg
 from heads.core.otp import DEFAULT_LABEL, TotpCode, group_base32
 from heads.core.qr import qr_matrix, render_half_blocks
 from heads.core.secret import Secret
@@ -160,7 +161,7 @@ def _key_pressed(timeout_s: float) -> bool:
 def _show(args: argparse.Namespace) -> int:
     if args.watch and args.json:
         raise UsageError("--watch and --json do not go together", hint="use one of them")
-    cache = UnsealedSecretCache()
+    cache = UnsealedSecretCache(selection=args.pcrs)
     with open_tpm(tcti_from(args)) as tpm:
 
         def now() -> datetime:
@@ -237,6 +238,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--watch", action="store_true", help="refresh every second until a key press")
     p.add_argument(
         "--time", type=_time_arg, help="compute for this ISO 8601 time instead of the clock"
+    )
+    p.add_argument(
+        "--pcrs",
+        type=pcr_selection_arg,
+        metavar="SEL",
+        help="unseal with this PCR selection (e.g. sha256:0,1,2,3,4,7) instead of the seal "
+        "record's (or, without one, shell Heads')",
     )
 
     p = _add(totp_sub, "wipe", _wipe, "remove the sealed TOTP secret")

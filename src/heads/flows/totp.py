@@ -22,8 +22,10 @@ Public API used by the boot runtime (stable):
     (``event_log=`` path, default the kernel's ``binary_bios_measurements``).  ``profile``:
     ``"coreboot"`` (PCRs 0,1,2,3,4,7) or ``"uefi"`` (also 9).  ``rng(n)`` gives n random bytes
     (``os.urandom``).  The result has ``.secret``, ``.uri`` and ``.base32``; show them once.
-``show_totp(tpm, *, now, cache=None, not_before=...) -> TotpCode``
+``show_totp(tpm, *, now, cache=None, not_before=..., selection=None) -> TotpCode``
     Unseal (or reuse the cached secret) and compute the code at ``now`` (aware datetime).
+    ``selection``: the PCRs to unseal with, when the seal record is missing or wrong (a secret
+    sealed by shell Heads has none; the adapter then uses Heads' selection).
 ``wipe_totp(tpm, *, owner_auth=None) -> bool``
     Remove the sealed secret; False when there was none.
 ``seal_hotp(tpm, token, *, admin_pin, boot_dir, cache=None, owner_auth=None)``
@@ -344,8 +346,9 @@ class UnsealedSecretCache:
     recovery shell, as Heads shreds ``RT/secret``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, selection: PcrSelection | None = None) -> None:
         self._secret: Secret | None = None
+        self._selection = selection
         self.unseals = 0
 
     def get(self, tpm: Tpm) -> Secret:
@@ -355,7 +358,7 @@ class UnsealedSecretCache:
             NotProvisionedError, UnsealError, LockoutError, TpmError: see :func:`unseal_totp`.
         """
         if self._secret is None:
-            self._secret = unseal_totp(tpm)
+            self._secret = unseal_totp(tpm, selection=self._selection)
             self.unseals += 1
         return self._secret
 
@@ -376,10 +379,14 @@ def _lockout_detail(tpm: Tpm) -> tuple[str, ...]:
     return ()
 
 
-def unseal_totp(tpm: Tpm) -> Secret:
+def unseal_totp(tpm: Tpm, *, selection: PcrSelection | None = None) -> Secret:
     """Unseal the TOTP secret (port of unseal-totp.sh), explaining any refusal.
 
+    The PCR selection is the seal record's, else shell Heads' for 0x81004d47, unless
+    ``selection`` is given.
+
     Raises:
+        UsageError: the object there also needs a passphrase (not a TOTP secret).
         NotProvisionedError: no secret is sealed.
         UnsealError: the TPM refused: the message names the PCRs that changed.
         LockoutError: the TPM is in dictionary-attack lockout.
@@ -391,17 +398,19 @@ def unseal_totp(tpm: Tpm) -> Secret:
             hint="provision one: heads totp seal",
         )
     try:
-        return tpm.unseal(TOTP_HANDLE)
+        return tpm.unseal(TOTP_HANDLE, selection=selection)
     except UnsealError as exc:
         pcrs = ", ".join(str(i) for i in exc.changed_pcrs)
         what = "the measured state differs from the sealed policy"
         if exc.changed_pcrs:
             plural = "s" if len(exc.changed_pcrs) > 1 else ""
             what = f"PCR{plural} {pcrs} changed since it was sealed"
+        # Without named PCRs the adapter's own message says what it could tell.
+        why = exc.details if exc.changed_pcrs else (exc.message, *exc.details)
         raise UnsealError(
             f"TOTP secret not released: {what}",
             changed_pcrs=exc.changed_pcrs,
-            details=exc.details + _lockout_detail(tpm),
+            details=why + _lockout_detail(tpm),
             hint=exc.hint,
         ) from None
     except LockoutError as exc:
@@ -419,8 +428,11 @@ def show_totp(
     now: datetime,
     cache: UnsealedSecretCache | None = None,
     not_before: datetime = NOT_BEFORE,
+    selection: PcrSelection | None = None,
 ) -> TotpCode:
     """The TOTP code at ``now`` (an aware datetime) from the sealed secret.
+
+    ``selection`` is used when there is no ``cache`` (a cache carries its own).
 
     Raises:
         ClockError: ``now`` is before ``not_before`` (checked before anything is unsealed).
@@ -432,7 +444,7 @@ def show_totp(
             f"not computing a TOTP code: {clock.reason}",
             hint="set the time (UTC) first; a flat RTC battery resets the clock",
         )
-    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm)
+    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm, selection=selection)
     return totp_code(secret, now)
 
 
