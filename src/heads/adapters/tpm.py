@@ -913,9 +913,7 @@ class EsapiTpm:
             journal = _SealJournal(record, public_out.marshal(), private.marshal())
             # The commit point of a replacement: from here on the new object can always be
             # recovered (and the old one is still in place until the eviction below).
-            self._write_public_index(
-                seal_journal_index(handle), journal.to_bytes(), undefined=True
-            )
+            self._write_public_index(seal_journal_index(handle), journal.to_bytes(), undefined=True)
             # Nothing secret travels in TPM2_Load (the private part is already encrypted to
             # the parent), so the cheaper password session will do.
             loaded = self._e.load(parent, private, public_out)
