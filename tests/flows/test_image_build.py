@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,6 @@ from heads.flows.image_build import (
     DEFAULT_LOCK,
     Payload,
     PayloadLock,
-    PythonPin,
     _diff_manifests,
     _elf_info,
     _modinfo,
@@ -125,20 +126,36 @@ def test_tampered_cached_package_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_virtualenv_drift_from_the_lock_is_refused(tmp_path: Path) -> None:
+def test_tampered_cached_python_artifact_is_refused(tmp_path: Path) -> None:
+    require_tools("apt-get", "dpkg-deb")
     lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
-    moved = tuple(
-        PythonPin(p.name, p.version, "0" * 64) if p.name == "segno" else p for p in lock.python
-    )
-    changed = PayloadLock(lock.source_date_epoch, lock.kernel, lock.debs, moved)
-    lock_path = tmp_path / "lock.json"
-    lock_path.write_bytes(changed.to_bytes())
+    cache = default_cache_dir()
+    pin = next(p for p in lock.python if p.name == "segno")
+    files = [
+        *(("debs", d.filename) for d in lock.debs),
+        *(("python", p.file) for p in lock.python),
+    ]
+    if not all((cache / sub / name).is_file() for sub, name in files):
+        pytest.skip("the package cache is cold (the build test fills it)")
+    # The debs as they are (links), the Python artifacts copied, segno's with one bit flipped.
+    other = tmp_path / "cache"
+    for sub, name in files:
+        (other / sub).mkdir(parents=True, exist_ok=True)
+        if sub == "debs":
+            (other / sub / name).symlink_to(cache / sub / name)
+        else:
+            data = (cache / sub / name).read_bytes()
+            if name == pin.file:
+                flipped = bytearray(data)
+                flipped[len(flipped) // 2] ^= 0x01
+                data = bytes(flipped)
+            (other / sub / name).write_bytes(data)
     init = tmp_path / "init"
     init.write_bytes(b"#!/bin/sh\n")
-    with pytest.raises(HashMismatchError, match="segno"):
-        build_payload(
-            tmp_path / "out", cache_dir=default_cache_dir(), lock_path=lock_path, init_script=init
-        )
+    with pytest.raises(HashMismatchError, match=rf"segno {re.escape(pin.version)}") as info:
+        build_payload(tmp_path / "out", cache_dir=other, init_script=init)
+    assert pin.file in info.value.message
+    assert not (tmp_path / "out").exists()
 
 
 def test_lock_round_trip_and_malformed_locks(tmp_path: Path) -> None:
@@ -164,6 +181,14 @@ def test_build_check_two_builds_are_identical(
     assert report["differences"] == []
     assert report["identical"] is True
     assert report["first"]["initramfs_size"] > 0
+    assert report["first"]["published"] is True
+    varied = report["varied"]
+    for what in ("HOME", "TZ", "umask 077", "cache path", "output path", "locale"):
+        assert what in varied, varied
+    if os.geteuid() == 0 and shutil.which("unshare") is not None:
+        assert "host name" in varied
+    else:
+        assert "host name" not in varied
 
 
 def test_build_cli_without_a_lock_is_a_usage_error(
