@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_eventlog_builder import cb_table, fold, h
 
+from heads.cli.main import main
 from heads.core.digest import HashAlg
 from heads.core.eventlog import LogFormat, detect_format, parse_log, replay_logs
-from heads.errors import FormatError
+from heads.errors import ExitCode, FormatError
 
 S256 = HashAlg.SHA256
 Z = b"\0" * 32
@@ -134,7 +136,20 @@ def test_cbmem_text_errors_name_the_line_and_event() -> None:
     assert "event 1" in info.value.message
 
 
-@settings(max_examples=200, deadline=2000)
+@pytest.mark.parametrize("pcr", ["\u00b2", "\u0663", "12345678901", "-1", ""])
+def test_a_pcr_that_is_not_an_ascii_number_is_refused_by_pcr_replay(
+    pcr: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # str.isdigit() accepts "²", which int() refuses: `heads pcr replay` used to crash.
+    path = tmp_path / "cbmem.txt"
+    path.write_bytes(_fill(TPM2_TEXT).replace(b"\tPCR: 2\n", f"\tPCR: {pcr}\n".encode(), 1))
+    assert main(["pcr", "replay", str(path)]) == ExitCode.ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}, line 5: event 0: bad PCR")
+    assert "Traceback" not in err
+
+
+@settings(max_examples=200, deadline=None)
 @given(st.text(max_size=300))
 def test_arbitrary_text_after_a_cbmem_header_gives_a_log_or_a_format_error(text: str) -> None:
     for head in ("coreboot TPM log:\n", "TCPA log:\n", "TPM2 log:\n"):

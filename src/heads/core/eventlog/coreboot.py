@@ -56,6 +56,7 @@ _CBMEM_TYPE_NAMES: Final = {
 }
 _UNKNOWN_TYPE: Final = re.compile(r"Unknown \(0x([0-9a-fA-F]{1,8}) >= \d+\)")
 _HEX: Final = re.compile(r"[0-9a-fA-F]+")
+_PCR_NUMBER: Final = re.compile(r"[0-9]{1,10}")
 _CB_LINE: Final = re.compile(r"\s*PCR-(\d{1,10}) ([0-9a-fA-F]*) (\S*) \[(.*)\]\s*")
 _TEXT_DIGEST_NAMES: Final = {
     "SHA1": HashAlg.SHA1,
@@ -309,7 +310,8 @@ def parse_cbmem_text(data: bytes, source: str = "<cbmem -L>") -> EventLog:
             continue
         in_digests = False
         if key == "PCR" and sep:
-            if not value.isdigit() or len(value) > 10:
+            # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+            if not _PCR_NUMBER.fullmatch(value):
                 raise p.fail(lineno, f"bad PCR {value[:20]!r}")
             cur.pcr = int(value)
         elif key == "Event type" and sep:
