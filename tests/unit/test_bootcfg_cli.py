@@ -128,3 +128,20 @@ def test_bls_initrd_with_an_unset_variable_adds_no_initrd(
     assert entry["initrds"] == initrds
     assert entry["cmdline"] == "root=UUID=1234 ro"
     assert doc["dropped"] == []
+
+
+def test_bls_versions_of_any_length_sort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A 5000-digit version part once crashed the sort (int() refuses more than 4300 digits).
+    huge = "9" * 5000
+    boot = _boot(
+        tmp_path,
+        {
+            "loader/entries/a.conf": f"title A\nversion 6.{huge}\nlinux /vmlinuz\n",
+            "loader/entries/b.conf": "title B\nversion 6.1\nlinux /vmlinuz\n",
+            "loader/entries/c.conf": "title C\nversion 6.0010\nlinux /vmlinuz\n",
+        },
+    )
+    assert main(["boot", "list", str(boot), "--json"]) == 0
+    assert [e["title"] for e in json.loads(capsys.readouterr().out)["entries"]] == ["A", "C", "B"]

@@ -73,7 +73,14 @@ def compare_versions(a: str, b: str) -> int:
         if x == y:
             continue
         if x.isdigit() and y.isdigit():
-            return (int(x) > int(y)) - (int(x) < int(y))
+            # As rpmvercmp: leading zeros dropped, the longer run is larger, else text order
+            # (no int(): a version is text from the disk, of any length).
+            nx, ny = x.lstrip("0"), y.lstrip("0")
+            if len(nx) != len(ny):
+                return 1 if len(nx) > len(ny) else -1
+            if nx != ny:
+                return 1 if nx > ny else -1
+            continue
         if x.isdigit() != y.isdigit():
             return 1 if x.isdigit() else -1
         return 1 if str(x) > str(y) else -1
