@@ -483,6 +483,15 @@ def test_a_broken_command_costs_only_its_line() -> None:
     ]
 
 
+def test_a_positional_parameter_of_any_length_is_empty() -> None:
+    # `$` and 5000 digits once crashed the lookup (int() refuses more than 4300 digits).
+    result = grub(
+        f"function f {{ linux /k $1 ${'9' * 5000} $0001 }}\nmenuentry a {{ f x y }}\n"
+        f"menuentry b {{ linux /k ${'9' * 5000} }}"
+    )
+    assert [e.cmdline for e in result.entries] == ["x x", ""]  # $0001 is $1, as in GRUB
+
+
 def test_hiddenentry_is_listed_and_marked_hidden() -> None:
     # GRUB 2.12 (grub-core/commands/menuentry.c): like menuentry, kept out of the menu.
     result = grub(

@@ -459,7 +459,9 @@ class _Interp:
 
     def lookup(self, name: str, args: Sequence[str]) -> str:
         if name.isdigit():
-            index = int(name)
+            # `$1`...: a positional parameter; `$99999...` (any length) names none.
+            digits = name.lstrip("0")
+            index = int(digits) if 0 < len(digits) <= 9 else 0
             return args[index - 1] if 0 < index <= len(args) else ""
         if name == "#":
             return str(len(args))
