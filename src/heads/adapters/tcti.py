@@ -3,7 +3,8 @@
 ``swtpm:`` TPMs are spoken to by :class:`SwtpmTcti`, a TCTI written here (tpm2-pytss'
 ``PyTCTI``) instead of tpm2-tss' ``libtss2-tcti-swtpm``: that one blocks forever on an endpoint
 that accepts and never answers (already while being initialised), and ESAPI's synchronous calls
-have no timeout of their own (``Esys_SetTimeout`` covers only the asynchronous API).  Here every
+wait without limit (they set the TCTI timeout to "block" around their ``_Finish``;
+``Esys_SetTimeout`` applies to the asynchronous API only).  Here every
 command has a deadline: ``$HEADS_TPM_TIMEOUT`` seconds (default 30 s, far above the 1-2 s a
 real TPM needs for key generation) from sending the command to the last byte of its response.
 

@@ -193,7 +193,7 @@ def _record_needs_auth(record: SealRecord) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class _SealJournal:
-    """An object on its way to a persistent handle (docs/tpm-objects.md §Seal journal).
+    """An object on its way to a persistent handle (docs/tpm-objects.md §Replacing a sealed object).
 
     ``"HSJ1" | u16 n | sha256(body) | body`` with ``body = u16 len | seal record |
     u16 len | TPM2B_PUBLIC | u16 len | TPM2B_PRIVATE``; the digest tells a complete journal
