@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from heads.adapters.tpm import TOTP_HANDLE, open_tpm, seal_journal_index, seal_record_index
+from heads.adapters.tpm import (
+    TOTP_HANDLE,
+    EsapiTpm,
+    open_tpm,
+    seal_journal_index,
+    seal_record_index,
+)
 from heads.cli.main import main
 from heads.core.otp import totp_code
 from heads.core.secret import Secret
@@ -29,6 +35,7 @@ AT = "2026-11-25T21:00:10Z"
 OLD = b"old secret, twenty b"
 NEW = b"new secret, 20 bytes"
 TPM2_CC_EVICT_CONTROL = 0x120
+TPM2_CC_NV_WRITE = 0x137
 
 
 class Cli:
@@ -73,12 +80,17 @@ def _code(secret: bytes) -> str:
     return totp_code(Secret(secret), datetime.fromisoformat(AT)).code
 
 
+@pytest.mark.parametrize("nv_chunk", [None, 64], ids=["tpm-nv-buffer", "64-byte-nv-writes"])
 def test_every_cut_leaves_the_old_or_the_new_secret(
     swtpm: Swtpm,
     tmp_path: Path,
     capsysbinary: pytest.CaptureFixture[bytes],
     monkeypatch: pytest.MonkeyPatch,
+    nv_chunk: int | None,
 ) -> None:
+    if nv_chunk is not None:
+        # Small NV writes, so that cuts also fall between the chunks of the journal.
+        monkeypatch.setattr(EsapiTpm, "_nv_chunk", lambda self: nv_chunk)
     with TpmProxy(swtpm.port) as proxy:
         cli = Cli(proxy.tcti, tmp_path, capsysbinary, monkeypatch)
         assert cli.seal(OLD) == 0
@@ -87,6 +99,8 @@ def test_every_cut_leaves_the_old_or_the_new_secret(
         commands = list(proxy.commands)
         # Sanity: the count covers the switch (old object out, new object in).
         assert commands.count(TPM2_CC_EVICT_CONTROL) == 2
+        if nv_chunk is not None:
+            assert commands.count(TPM2_CC_NV_WRITE) > 4
         assert cli.seal(OLD) == 0
         released = {}
         for n in range(1, len(commands) + 1):

@@ -22,6 +22,7 @@ from conftest import require_tools
 from heads.adapters.tpm import DISK_KEY_HANDLE, TOTP_HANDLE, open_tpm
 from heads.cli.main import main
 from heads.core.otp import parse_base32, totp_code
+from heads.core.pcr import PcrSelection
 from heads.core.secret import Secret
 from heads.errors import ExitCode
 from heads.flows.measure import measure_string
@@ -209,3 +210,18 @@ def test_disk_key_sealed_by_shell_heads_asks_for_its_passphrase(swtpm: Swtpm, to
     os.close(read_end)
     assert given.returncode == 0, given.stderr
     assert given.stdout == key
+
+
+def test_a_record_left_by_heads_does_not_mislead_when_shell_heads_seals_again(
+    swtpm: Swtpm, tools: Tools, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # heads sealed to other PCRs and kept a record; shell Heads then replaced the object
+    # without knowing about the record, which now describes an object that is gone.
+    with open_tpm(swtpm.tcti) as tpm:
+        tpm.seal(TOTP_HANDLE, Secret(b"x" * 20), PcrSelection.parse("sha256:0,7"),
+                 owner_auth=Secret(OWNER))  # fmt: skip
+        assert tpm.seal_record(TOTP_HANDLE) is not None
+    secret = os.urandom(20)
+    heads_seal(tools, secret, TOTP_HANDLE, TOTP_PCRS)
+    assert main(["totp", "show", "--tcti", swtpm.tcti, "--time", AT]) == 0
+    assert capsys.readouterr().out.split()[1] == _code(secret)
