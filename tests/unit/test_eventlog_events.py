@@ -132,7 +132,7 @@ def test_every_event_of_every_real_log_decodes_without_error(name: str) -> None:
         assert isinstance(event_summary(ev), str)
 
 
-@settings(max_examples=300, deadline=2000)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(EVENT_TYPE_NAMES)), st.binary(max_size=200))
 def test_decoding_never_raises(etype: int, data: bytes) -> None:
     ev = Event(0, 0, etype, {HashAlg.SHA256: b"\0" * 32}, data)
@@ -152,13 +152,13 @@ _nodes = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=2000)
+@settings(max_examples=300, deadline=None)
 @given(_nodes)
 def test_device_path_text_never_raises(nodes: list[tuple[int, int, bytes]]) -> None:
     assert isinstance(device_path_text(b"".join(_node(t, s, b) for t, s, b in nodes)), str)
 
 
-@settings(max_examples=300, deadline=2000)
+@settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(["Boot0001", "BootOrder", "SecureBoot", "db", "MokList", "Other"]),
     st.binary(max_size=120),

@@ -152,13 +152,13 @@ def _result_or_format_error(data: bytes, fmt: str) -> EventLog | None:
     return None
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=600), st.sampled_from(["auto", "tcg", "coreboot", "cel"]))
 def test_arbitrary_bytes_give_a_log_or_a_format_error(data: bytes, fmt: str) -> None:
     _result_or_format_error(data, fmt)
 
 
-@settings(max_examples=200, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_real_logs_give_a_log_or_a_format_error(data: st.DataObject) -> None:
     path = data.draw(st.sampled_from(_logs()))
@@ -182,7 +182,7 @@ _events = st.lists(
 )
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=None)
 @given(_events)
 def test_built_agile_logs_round_trip(events: list[Ev]) -> None:
     algs = (HashAlg.SHA1, HashAlg.SHA256, HashAlg.SHA384)
@@ -194,7 +194,7 @@ def test_built_agile_logs_round_trip(events: list[Ev]) -> None:
         assert dict(parsed.digests) == {a: built.digest(a) for a in algs}
 
 
-@settings(max_examples=100, deadline=2000)
+@settings(max_examples=100, deadline=None)
 @given(_events)
 def test_built_sha1_logs_round_trip(events: list[Ev]) -> None:
     data = sha1_log(events)
