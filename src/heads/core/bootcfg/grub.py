@@ -47,6 +47,7 @@ from heads.errors import FormatError
 
 __all__ = [
     "BOOT_DEVICE",
+    "HIDDEN_NOTE",
     "MAX_CALL_DEPTH",
     "MAX_EVAL_DEPTH",
     "MAX_INCLUDE_DEPTH",
