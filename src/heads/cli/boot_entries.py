@@ -14,26 +14,18 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
-from heads.core.bootcfg.cmdline import FORCE_BOOT_ADD, FORCE_BOOT_REMOVE
-from heads.core.bootcfg.discover import Discovery
-from heads.core.bootcfg.entry import BootEntry
-from heads.core.bootcfg.grub import GrubContext
-from heads.core.kexec_plan import CmdlineRules, KexecPlan
 from heads.core.text import scrub, shown
 from heads.errors import ExitCode, UsageError
-from heads.flows.boot_entries import (
-    boot_plan,
-    default_is_current,
-    dry_run_argv,
-    list_entries,
-    plan_entry,
-    read_default,
-    save_default,
-    verified_digests,
-)
-from heads.flows.boot_signing import RollbackCounter
+
+if TYPE_CHECKING:
+    from heads.core.bootcfg.discover import Discovery
+    from heads.core.bootcfg.entry import BootEntry
+    from heads.core.bootcfg.grub import GrubContext
+    from heads.core.kexec_plan import KexecPlan
+    from heads.flows.boot_signing import RollbackCounter
 
 __all__ = ["register_boot"]
 
@@ -114,6 +106,8 @@ def _render(found: Discovery, *, show_dropped: bool) -> str:
 
 
 def _context(args: argparse.Namespace) -> GrubContext:
+    from heads.core.bootcfg.grub import GrubContext
+
     return GrubContext(
         platform=args.platform,
         iso_path=args.iso_path,
@@ -124,6 +118,8 @@ def _context(args: argparse.Namespace) -> GrubContext:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from heads.flows.boot_entries import list_entries
+
     found = list_entries(
         Path(args.bootdir),
         media=args.media or args.iso_path is not None,
@@ -142,7 +138,7 @@ def _rollback_tpm(args: argparse.Namespace) -> Iterator[RollbackCounter | None]:
     if args.no_rollback:
         yield None
         return
-    from heads.adapters.tpm import open_tpm  # noqa: PLC0415 - tpm2-pytss loads only when needed
+    from heads.adapters.tpm import open_tpm
 
     with open_tpm(tcti_from(args)) as tpm:
         yield tpm
@@ -151,7 +147,7 @@ def _rollback_tpm(args: argparse.Namespace) -> Iterator[RollbackCounter | None]:
 def _signer(args: argparse.Namespace, bootdir: Path) -> Callable[[], object] | None:
     """A callable that signs /boot, or None when the signing flow is not available."""
     try:
-        from heads.flows.boot_signing import sign_boot  # noqa: PLC0415 - optional part
+        from heads.flows.boot_signing import sign_boot
     except ImportError:
         return None
     pin = read_secret_fd(args.pin_fd, "PIN") if args.pin_fd is not None else None
@@ -171,6 +167,8 @@ def _signer(args: argparse.Namespace, bootdir: Path) -> Callable[[], object] | N
 
 
 def _cmd_default(args: argparse.Namespace) -> int:
+    from heads.flows.boot_entries import save_default
+
     bootdir = Path(args.bootdir)
     sign = _signer(args, bootdir) if args.sign else None
     if args.sign and sign is None:
@@ -201,6 +199,16 @@ def _cmd_default(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
+    from heads.core.bootcfg.cmdline import FORCE_BOOT_ADD, FORCE_BOOT_REMOVE
+    from heads.core.kexec_plan import CmdlineRules
+    from heads.flows.boot_entries import (
+        default_is_current,
+        list_entries,
+        plan_entry,
+        read_default,
+        verified_digests,
+    )
+
     add, remove = args.add or "", tuple((args.remove or "").split())
     if args.unsafe_skip_verification:
         # As Heads' forced boot: the unverified OS runs on a red console.
@@ -237,6 +245,8 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
 
 
 def _cmd_kexec(args: argparse.Namespace) -> int:
+    from heads.flows.boot_entries import boot_plan, dry_run_argv
+
     bootdir = Path(args.bootdir)
     plan = _plan(args, bootdir)
     if args.dry_run:

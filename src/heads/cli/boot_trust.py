@@ -12,11 +12,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
 from heads.errors import ExitCode, TpmNotFoundError
-from heads.flows.boot_signing import Progress, RollbackCounter, sign_boot, verify_boot
+
+if TYPE_CHECKING:
+    from heads.flows.boot_signing import Progress, RollbackCounter
 
 __all__ = ["register_boot"]
 
@@ -54,7 +56,7 @@ def _maybe_tpm(args: argparse.Namespace) -> Iterator[RollbackCounter | None]:
     if args.no_rollback:
         yield None
         return
-    from heads.adapters.tpm import open_tpm  # noqa: PLC0415 - tpm2-pytss loads only when needed
+    from heads.adapters.tpm import open_tpm
 
     with contextlib.ExitStack() as stack:
         try:
@@ -70,6 +72,8 @@ def _maybe_tpm(args: argparse.Namespace) -> Iterator[RollbackCounter | None]:
 
 def _cmd_sign(args: argparse.Namespace) -> int:
     pin = read_secret_fd(args.pin_fd, "PIN") if args.pin_fd is not None else None
+    from heads.flows.boot_signing import sign_boot
+
     bar = _ProgressBar("hashing /boot")
     progress: Progress = bar
     try:
@@ -111,6 +115,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from heads.flows.boot_signing import verify_boot
+
     bar = _ProgressBar("verifying /boot")
     try:
         with _maybe_tpm(args) as tpm:

@@ -25,22 +25,14 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from heads.adapters.atomic import write_atomic
 from heads.cli.common import add_json_option, print_json
 from heads.errors import ExitCode, FormatError, HeadsError, UsageError, VerificationError
-from heads.flows.image_build import (
-    DEFAULT_LOCK,
-    Payload,
-    build_payload,
-    check_reproducible,
-    compare_published,
-    default_cache_dir,
-    export_payload_inputs,
-    published_digests,
-    read_manifest,
-    update_lock,
-)
+
+if TYPE_CHECKING:
+    from heads.flows.image_build import Payload
 
 __all__ = ["register"]
 
@@ -67,8 +59,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--lock",
         type=Path,
         default=None,
-        help=f"lock file of pinned inputs (default {DEFAULT_LOCK.parent.name}/{DEFAULT_LOCK.name}"
-        ", or the lock of --inputs)",
+        help="lock file of pinned inputs (default payload/lock.json of this checkout, or the "
+        "lock of --inputs)",
     )
     p.add_argument(
         "--inputs",
@@ -165,6 +157,18 @@ def _print_sizes(p: Payload) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from heads.flows.image_build import (
+        DEFAULT_LOCK,
+        build_payload,
+        check_reproducible,
+        compare_published,
+        default_cache_dir,
+        export_payload_inputs,
+        published_digests,
+        read_manifest,
+        update_lock,
+    )
+
     cache: Path = args.cache or default_cache_dir()
     lock: Path = args.lock or DEFAULT_LOCK
     say: Callable[[str], None] | None = None

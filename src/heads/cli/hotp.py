@@ -11,19 +11,17 @@ import getpass
 import sys
 from pathlib import Path
 
-from heads.adapters.token import HotpCheck, HotpVerificationToken
-from heads.adapters.tpm import open_tpm
-from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
+from heads.cli.common import (
+    add_json_option,
+    add_tcti_option,
+    open_tpm,
+    print_json,
+    read_secret_fd,
+    tcti_from,
+)
 from heads.cli.tpm import pcr_selection_arg
 from heads.core.secret import Secret
 from heads.errors import UsageError, VerificationError
-from heads.flows.totp import (
-    HOTP_INDEX_FILE,
-    NotProvisionedError,
-    UnsealedSecretCache,
-    check_hotp,
-    seal_hotp,
-)
 
 __all__ = ["register"]
 
@@ -45,6 +43,9 @@ def _owner_auth(args: argparse.Namespace) -> Secret | None:
 
 
 def _seal(args: argparse.Namespace) -> int:
+    from heads.adapters.token import HotpVerificationToken
+    from heads.flows.totp import HOTP_INDEX_FILE, UnsealedSecretCache, seal_hotp
+
     token = HotpVerificationToken()
     info = token.info()
     retries = "unknown" if info.pin_retries is None else str(info.pin_retries)
@@ -68,6 +69,9 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from heads.adapters.token import HotpCheck, HotpVerificationToken
+    from heads.flows.totp import NotProvisionedError, UnsealedSecretCache, check_hotp
+
     token = HotpVerificationToken()
     with open_tpm(tcti_from(args)) as tpm:
         result = check_hotp(

@@ -17,23 +17,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from heads.adapters.qemu import ConsoleLine
 from heads.core.qr import qr_matrix, render_half_blocks
 from heads.errors import ExitCode
-from heads.flows.image_build import default_cache_dir
-from heads.flows.qemu_platform import (
-    BootResult,
-    DemoPayload,
-    Machine,
-    boot_interactive,
-    boot_machine,
-    cached_payload,
-    create_machine,
-    provision_machine,
-    run_demo,
-)
+
+if TYPE_CHECKING:
+    from heads.adapters.qemu import ConsoleLine
+    from heads.flows.qemu_platform import (
+        BootResult,
+        DemoPayload,
+    )
 
 __all__ = ["register"]
 
@@ -58,6 +52,8 @@ def _echo(line: ConsoleLine) -> None:
 
 
 def _payload_files(directory: Path) -> DemoPayload:
+    from heads.flows.qemu_platform import DemoPayload
+
     return DemoPayload(directory / "vmlinuz", directory / "initramfs.cpio.zst", built=False)
 
 
@@ -74,11 +70,15 @@ def _print_boot(result: BootResult) -> None:
 
 
 def _create(args: argparse.Namespace) -> int:
+    from heads.flows.qemu_platform import create_machine
+
     create_machine(args.dir, force=args.force, say=_say)
     return ExitCode.OK
 
 
 def _provision(args: argparse.Namespace) -> int:
+    from heads.flows.qemu_platform import Machine, provision_machine
+
     machine = Machine.load(args.dir)
     payload = _payload_files(args.payload)
     provision_machine(machine, os_kernel=payload.kernel, say=_say)
@@ -86,6 +86,8 @@ def _provision(args: argparse.Namespace) -> int:
 
 
 def _boot(args: argparse.Namespace) -> int:
+    from heads.flows.qemu_platform import Machine, boot_interactive, boot_machine
+
     machine = Machine.load(args.dir)
     payload = _payload_files(args.payload)
     if args.interactive:
@@ -105,8 +107,17 @@ def _boot(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from heads.flows.image_build import default_cache_dir
+    from heads.flows.qemu_platform import (
+        boot_interactive,
+        cached_payload,
+        create_machine,
+        provision_machine,
+        run_demo,
+    )
+
     start = time.monotonic()
-    payload = cached_payload(args.payload, cache_dir=args.cache, say=_say)
+    payload = cached_payload(args.payload, cache_dir=args.cache or default_cache_dir(), say=_say)
     size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
     _say(
         f"payload: kernel {payload.kernel.stat().st_size / 2**20:.1f} MiB + initramfs "
@@ -163,7 +174,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = qsub.add_parser("demo", help="build, provision, boot twice, tamper, boot refused")
     p.add_argument("--dir", type=Path, default=_DEFAULT_DEMO_DIR, help="machine directory")
     p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="payload directory")
-    p.add_argument("--cache", type=Path, default=default_cache_dir(), help="package cache")
+    p.add_argument(
+        "--cache", type=Path, default=None, help="package cache (default ~/.cache/heads)"
+    )
     p.add_argument("--interactive", action="store_true", help="one boot, console is yours")
     p.add_argument("--console", action="store_true", help="show the guests' consoles")
     p.set_defaults(func=_demo)

@@ -15,24 +15,25 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from heads.adapters.tpm import open_tpm
-from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
+from heads.cli.common import (
+    add_json_option,
+    add_tcti_option,
+    open_tpm,
+    print_json,
+    read_secret_fd,
+    tcti_from,
+)
 from heads.cli.tpm import pcr_selection_arg
 from heads.core.otp import DEFAULT_LABEL, TotpCode, group_base32
+from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
 from heads.core.qr import qr_matrix, render_half_blocks
 from heads.core.secret import Secret
 from heads.errors import UsageError
-from heads.flows.totp import (
-    FIRMWARE_EVENT_LOG,
-    PROFILES,
-    TotpProvisioning,
-    UnsealedSecretCache,
-    seal_totp,
-    show_totp,
-    totp_exists,
-    wipe_totp,
-)
+
+if TYPE_CHECKING:
+    from heads.flows.totp import TotpProvisioning
 
 __all__ = ["register"]
 
@@ -101,6 +102,8 @@ def _print_provisioning(prov: TotpProvisioning, *, qr: bool) -> None:
 
 
 def _seal(args: argparse.Namespace) -> int:
+    from heads.flows.totp import seal_totp, totp_exists
+
     owner_auth = _owner_auth(args)
     with open_tpm(tcti_from(args)) as tpm:
         if totp_exists(tpm):
@@ -159,6 +162,8 @@ def _key_pressed(timeout_s: float) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from heads.flows.totp import UnsealedSecretCache, show_totp
+
     if args.watch and args.json:
         raise UsageError("--watch and --json do not go together", hint="use one of them")
     cache = UnsealedSecretCache(selection=args.pcrs)
@@ -188,6 +193,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _wipe(args: argparse.Namespace) -> int:
+    from heads.flows.totp import totp_exists, wipe_totp
+
     owner_auth = _owner_auth(args)
     with open_tpm(tcti_from(args)) as tpm:
         if not totp_exists(tpm):

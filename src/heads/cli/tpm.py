@@ -9,11 +9,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from heads.adapters.tpm import LockoutState, TpmInfo, open_tpm
 from heads.cli.common import (
     add_json_option,
     add_tcti_option,
+    open_tpm,
     pcr_index,
     print_json,
     read_secret_fd,
@@ -24,13 +25,9 @@ from heads.core.digest import HashAlg
 from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
 from heads.core.secret import Secret
 from heads.errors import UsageError
-from heads.flows.measure import (
-    EventLogWriter,
-    default_log_path,
-    measure_digests,
-    measure_file,
-    measure_string,
-)
+
+if TYPE_CHECKING:
+    from heads.adapters.tpm import LockoutState, TpmInfo
 
 __all__ = ["pcr_selection_arg", "register"]
 
@@ -148,6 +145,14 @@ def _digest_arg(text: str) -> tuple[HashAlg, bytes]:
 
 
 def _extend(args: argparse.Namespace) -> int:
+    from heads.flows.measure import (
+        EventLogWriter,
+        default_log_path,
+        measure_digests,
+        measure_file,
+        measure_string,
+    )
+
     log = EventLogWriter(Path(args.log) if args.log else default_log_path())
     with open_tpm(tcti_from(args)) as tpm:
         if args.string is not None:
@@ -278,7 +283,7 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from heads.flows.tpm_demo import run_tpm_demo  # noqa: PLC0415 - only this command needs it
+    from heads.flows.tpm_demo import run_tpm_demo
 
     return run_tpm_demo(print)
 

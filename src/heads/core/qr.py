@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-import segno
-
 __all__ = ["QUIET_ZONE", "qr_matrix", "render_half_blocks"]
 
 QUIET_ZONE: Final = 4
@@ -38,6 +36,9 @@ def qr_matrix(text: str) -> tuple[tuple[bool, ...], ...]:
         ValueError: ``text`` is too long for any QR code version (a programming error: URIs
             are far below the 2331-byte limit).
     """
+    # Imported here: segno costs 30 ms, and most commands that import this module show no code.
+    import segno  # noqa: PLC0415
+
     try:
         code = segno.make(text, error="m", micro=False)
     except segno.DataOverflowError as exc:

@@ -61,6 +61,7 @@ from heads.core.otp import (
     totp_uri,
 )
 from heads.core.pcr import PCR_BOOT_MODE, PcrIndex, PcrSelection
+from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
 from heads.core.secret import Secret
 from heads.errors import (
     FormatError,
@@ -99,12 +100,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-FIRMWARE_EVENT_LOG: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
-# The TOTP policy per platform profile (docs/pcr-layout.md §Platform profiles).
-PROFILES: Final[Mapping[str, tuple[int, ...]]] = {
-    "coreboot": (0, 1, 2, 3, 4, 7),
-    "uefi": (0, 1, 2, 3, 4, 7, 9),
-}
 # No build of this code is older: a clock reading earlier is wrong (dead RTC battery), and the
 # TOTP code it gives would never match the phone.  The image builder may pass its own date.
 NOT_BEFORE: Final = datetime(2026, 11, 1, tzinfo=UTC)
