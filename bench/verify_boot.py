@@ -5,7 +5,9 @@ all, as in docs/architecture.md §Performance targets).  Both sides run in this 
 interleaved, with a warm page cache (a boot verifies a /boot just read from disk by the
 firmware's neighbour anyway; a cold cache would measure the disk).  Ours includes the gpgv
 signature check and the tree scan, i.e. more work than `sha256sum -c`; the shell Heads sequence
-(gpgv + sha256sum -c + find | sort -z) is printed too.
+(gpgv + sha256sum -c + find | sort -z) is printed too.  Ours is timed twice: in this process,
+and as a user runs it (`heads boot verify --no-rollback`, a whole process: interpreter start,
+imports and all); the target is the whole process at least 4x faster than `sha256sum -c`.
 
     .venv/bin/python bench/verify_boot.py [--runs 5] [--scale 1.0]
 """
@@ -16,6 +18,7 @@ import argparse
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from heads.flows.boot_signing import sign_boot, verify_boot
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 
 MB = 1_000_000
+HEADS = (sys.executable, "-m", "heads")
 
 
 def make_boot(root: Path, scale: float) -> None:
@@ -65,6 +69,13 @@ def main() -> None:
             if not report.ok:
                 raise SystemExit(report.render_text())
 
+        def ours_process() -> None:
+            subprocess.run(
+                [*HEADS, "boot", "verify", "--no-rollback", "--keyring", str(keyring), str(boot)],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+
         def sha256sum_c() -> None:
             subprocess.run(["sha256sum", "-c", "--quiet", "kexec_hashes.txt"], cwd=boot, check=True)
 
@@ -85,21 +96,26 @@ def main() -> None:
         ours()  # warm the page cache and the imports
         sha256sum_c()
         t_ours: list[float] = []
+        t_proc: list[float] = []
         t_sum: list[float] = []
         t_shell: list[float] = []
         for _ in range(args.runs):  # interleaved, so drift affects both sides alike
             t_ours += timed(ours, 1)
+            t_proc += timed(ours_process, 1)
             t_sum += timed(sha256sum_c, 1)
             t_shell += timed(shell_heads, 1)
 
     m_ours = statistics.median(t_ours)
+    m_proc = statistics.median(t_proc)
     m_sum = statistics.median(t_sum)
     m_shell = statistics.median(t_shell)
     print(f"/boot: {total / MB:.0f} MB in 306 files, {os.cpu_count()} CPUs, {args.runs} runs")
     print(f"heads verify_boot (gpgv + scan + hashes)   median {m_ours * 1000:8.1f} ms")
+    print(f"heads boot verify, whole process           median {m_proc * 1000:8.1f} ms")
     print(f"sha256sum -c kexec_hashes.txt              median {m_sum * 1000:8.1f} ms")
     print(f"shell Heads (gpgv + sha256sum -c + tree)   median {m_shell * 1000:8.1f} ms")
-    print(f"ratio vs sha256sum -c: {m_sum / m_ours:.2f}x faster")
+    print(f"ratio vs sha256sum -c: {m_sum / m_ours:.2f}x faster in-process")
+    print(f"ratio vs sha256sum -c: {m_sum / m_proc:.2f}x faster as a whole process (goal 4x)")
     print(f"ratio vs shell Heads:  {m_shell / m_ours:.2f}x faster")
 
 
