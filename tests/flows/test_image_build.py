@@ -30,7 +30,9 @@ from heads.flows.image_build import (
     _elf_info,
     _modinfo,
     build_payload,
+    compare_published,
     default_cache_dir,
+    published_digests,
 )
 
 SMOKE_INIT = b"""#!/bin/sh
@@ -70,6 +72,43 @@ def _archive_parts(payload: Payload) -> list[bytes]:
         pos += part["cpio_size"]
     assert pos == len(cpio)
     return parts
+
+
+PUBLISHED = DEFAULT_LOCK.parent / "published.json"
+
+
+@pytest.mark.slow
+def test_the_published_digests_are_those_of_the_committed_lock(built: Payload) -> None:
+    """The kernel and the pinned-inputs part of the initramfs do not depend on /init or on
+    heads' own sources, so a build with any /init must reproduce their published digests; a
+    lock changed without republishing fails here."""
+    published = json.loads(PUBLISHED.read_bytes())
+    manifest = json.loads(built.manifest.read_bytes())
+    assert built.published
+    ours = published_digests(manifest)
+    assert published["lock_sha256"] == ours["lock_sha256"], "run heads build --publish"
+    assert published["kernel_sha256"] == ours["kernel_sha256"]
+    assert published["base_cpio_sha256"] == ours["base_cpio_sha256"]
+    assert compare_published(manifest, published) == [
+        line
+        for line in compare_published(manifest, published)
+        if line.startswith(("heads and /init", "the compressed initramfs"))
+    ]
+
+
+def test_compare_published_names_each_part_that_differs() -> None:
+    manifest = {
+        "lock_sha256": "l",
+        "kernel": {"sha256": "k"},
+        "initramfs": {"sha256": "i", "parts": [{"cpio_sha256": "b"}, {"cpio_sha256": "h"}]},
+    }
+    same = published_digests(manifest)
+    assert compare_published(manifest, same) == []
+    other = {**same, "kernel_sha256": "x", "heads_cpio_sha256": "y"}
+    lines = compare_published(manifest, other)
+    assert len(lines) == 2
+    assert lines[0].startswith("the kernel: published x, built k")
+    assert lines[1].startswith("heads and /init")
 
 
 @pytest.mark.slow
