@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -128,11 +129,6 @@ def test_extend_refuses_a_damaged_log_before_touching_the_tpm(
 
 
 @pytest.mark.swtpm
-@pytest.mark.xfail(
-    strict=True,
-    reason="heads.flows.measure reads only the log's last line before extending; it must "
-    "parse the whole log with heads.core.cel.parse_cel first (EventLogWriter.records())",
-)
 @pytest.mark.parametrize(
     "bad",
     [_line(recnum="1" * 5000) + _line(recnum=1), _line() + "[" * 100_000 + "]" * 100_000 + "\n"],
@@ -150,3 +146,22 @@ def test_extend_refuses_any_damaged_line_before_touching_the_tpm(
     assert "Traceback" not in capsys.readouterr().err
     with open_tpm(swtpm.tcti) as tpm:
         assert tpm.read_pcrs(HashAlg.SHA256, [7]) == before
+
+
+@pytest.mark.swtpm
+def test_extend_refuses_a_string_that_is_not_utf8_before_touching_the_tpm(
+    swtpm: Swtpm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "m.cel.jsonl"
+    with open_tpm(swtpm.tcti) as tpm:
+        before = tpm.read_pcrs(HashAlg.SHA256, [7])
+    # What Python makes of the argument bytes b"\xff" (os.fsdecode: a lone surrogate).
+    text = os.fsdecode(b"\xff")
+    argv = ["tpm", "extend", "7", "--string", text, "--log", str(log), "--tcti", swtpm.tcti]
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "not valid UTF-8" in err
+    assert "Traceback" not in err
+    with open_tpm(swtpm.tcti) as tpm:
+        assert tpm.read_pcrs(HashAlg.SHA256, [7]) == before
+    assert not log.exists()

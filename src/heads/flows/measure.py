@@ -8,14 +8,13 @@ the PCR then no longer replays.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
 from heads.adapters.tpm import Tpm
-from heads.core.cel import CelRecord, parse_cel
+from heads.core.cel import MAX_LINE_BYTES, CelRecord, parse_cel
 from heads.core.digest import HashAlg
 from heads.errors import MeasurementError, UsageError
 
@@ -55,21 +54,17 @@ class EventLogWriter:
         return parse_cel(data, str(self.path))
 
     def next_recnum(self) -> int:
-        """The record number the next appended record takes."""
-        try:
-            with self.path.open("rb") as f:
-                last = b""
-                for line in f:
-                    if line.strip():
-                        last = line
-        except FileNotFoundError:
-            return 0
-        if not last:
-            return 0
-        try:
-            return int(json.loads(last)["recnum"]) + 1
-        except (ValueError, KeyError, TypeError):
-            return len(self.records())
+        """The record number the next appended record takes.
+
+        The whole log is parsed, not just its last line: an extend must not be added to a log
+        that no longer replays (a damaged line anywhere is refused before the TPM is touched).
+
+        Raises:
+            FormatError: a line of the log is malformed.
+            UsageError: the log cannot be read.
+        """
+        records = self.records()
+        return records[-1].recnum + 1 if records else 0
 
     def append(self, record: CelRecord) -> None:
         """Append one line and fsync it (a crash must not lose an extend the TPM saw)."""
@@ -101,6 +96,7 @@ def _extend_and_log(
 ) -> CelRecord:
     if not digests:
         raise UsageError("the TPM has neither a sha256 nor a sha1 PCR bank")
+    # Everything that can refuse is done before the extend: afterwards the PCR has moved.
     record = CelRecord(
         recnum=log.next_recnum() if log is not None else 0,
         pcr=pcr,
@@ -110,6 +106,10 @@ def _extend_and_log(
         path=path,
         description=description,
     )
+    if len(record.to_json_line().encode("utf-8")) > MAX_LINE_BYTES:
+        raise UsageError(
+            f"the event log record would exceed {MAX_LINE_BYTES} bytes; shorten the description"
+        )
     tpm.extend_digests(pcr, digests)
     if log is not None:
         try:
@@ -126,8 +126,16 @@ def _extend_and_log(
 def measure_string(
     tpm: Tpm, log: EventLogWriter | None, pcr: int, text: str, *, description: str = ""
 ) -> CelRecord:
-    """Extend ``pcr`` with H(text) in each bank (Heads' `tpmr extend -ic`)."""
-    data = text.encode("utf-8")
+    """Extend ``pcr`` with H(text) in each bank (Heads' `tpmr extend -ic`).
+
+    Raises:
+        UsageError: ``text`` is not valid Unicode (bytes from the command line that are not
+            UTF-8 arrive as lone surrogates): its measurement could not be replayed from the log.
+    """
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError("the string to measure is not valid UTF-8") from None
     digests = {alg: alg.hash(data) for alg in _banks(tpm)}
     return _extend_and_log(
         tpm, log, pcr, digests, kind="string", string=text, description=description
