@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from heads.adapters.atomic import write_atomic
 from heads.cli.common import add_json_option, print_json
 from heads.errors import ExitCode, FormatError, HeadsError, UsageError, VerificationError
 
@@ -157,6 +156,7 @@ def _print_sizes(p: Payload) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from heads.adapters.atomic import write_atomic
     from heads.flows.image_build import (
         DEFAULT_LOCK,
         build_payload,

@@ -67,7 +67,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from heads.adapters.tpm import open_tpm
 from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
@@ -84,17 +83,8 @@ from heads.core.eventlog.events import decode_startup_locality
 from heads.core.eventlog.model import EV_NO_ACTION
 from heads.core.eventlog.replay import has_payload_digest
 from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
+from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.errors import ExitCode, MeasurementError, UsageError
-from heads.flows.pcr_check import (
-    FIRMWARE_LOG_PATH,
-    check_pcrs,
-    default_logs,
-    predict_from_logs,
-    predicted_policy,
-    read_firmware_log,
-    read_log,
-    read_measurement_file,
-)
 
 __all__ = ["register"]
 
@@ -130,6 +120,8 @@ def _notes(replay: Replay) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from heads.flows.pcr_check import read_log
+
     log = read_log(Path(args.log), args.format)
     _warn(log)
     replay = replay_logs([log])
@@ -206,6 +198,8 @@ def _log_json(log: EventLog) -> dict[str, object]:
 
 
 def _log(args: argparse.Namespace) -> int:
+    from heads.flows.pcr_check import read_log
+
     log = read_log(Path(args.log), args.format)
     if args.json:
         print_json(_log_json(log))
@@ -230,6 +224,9 @@ def _log(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from heads.adapters.tpm import open_tpm
+    from heads.flows.pcr_check import FIRMWARE_LOG_PATH, check_pcrs, default_logs, read_log
+
     logs = [read_log(Path(p), args.format) for p in args.log] if args.log else default_logs()
     if not logs:
         raise UsageError(
@@ -278,6 +275,8 @@ class _ExtendAction(argparse.Action):
 
 
 def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
+    from heads.flows.pcr_check import read_measurement_file
+
     out: list[Measurement] = []
     for kind, value in items:
         if kind == "STRING":
@@ -290,6 +289,15 @@ def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from heads.adapters.tpm import open_tpm
+    from heads.flows.pcr_check import (
+        FIRMWARE_LOG_PATH,
+        predict_from_logs,
+        predicted_policy,
+        read_firmware_log,
+        read_log,
+    )
+
     if args.no_log and args.log:
         raise UsageError("--no-log and --log exclude each other")
     logs: list[EventLog] = []
@@ -351,6 +359,7 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+
     parser = sub.add_parser("pcr", help="replay, list, check and predict PCRs from event logs")
     pcr_sub = parser.add_subparsers(dest="pcr_command", metavar="SUBCOMMAND", required=True)
 
@@ -373,7 +382,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--log",
         action="append",
         metavar="LOG",
-        help=f"a log to replay (repeatable; default {FIRMWARE_LOG_PATH} and heads' own log)",
+        help=f"a log to replay (repeatable; default {FIRMWARE_EVENT_LOG} and heads' own log)",
     )
     _add_format(p)
     p.add_argument("--pcrs", help="only these PCRs (e.g. 0-7,9); default: logged PCRs and 0-7")

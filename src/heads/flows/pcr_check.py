@@ -30,6 +30,7 @@ from heads.core.eventlog import (
     replay_logs,
 )
 from heads.core.pcr import PcrSelection
+from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.errors import ToolError, UsageError
 from heads.flows.measure import default_log_path
 
@@ -51,7 +52,7 @@ __all__ = [
     "read_measurement_file",
 ]
 
-FIRMWARE_LOG_PATH: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+FIRMWARE_LOG_PATH: Final = FIRMWARE_EVENT_LOG
 # PCRs checked even when no log mentions them: the firmware's and ours
 # (docs/pcr-layout.md §Checking PCRs against the logs).
 _ALWAYS_CHECKED: Final = range(8)
