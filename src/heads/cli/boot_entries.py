@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register_boot"]
 
-_log = logging.getLogger(__name__)
 _SCHEMA = "heads.boot-entries/1"
 
 
@@ -216,7 +214,9 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
     rules = CmdlineRules(add=add, remove=remove, board_add=args.board_add or "")
     verified = None
     if args.unsafe_skip_verification:
-        _log.warning("--unsafe-skip-verification: /boot is NOT verified")
+        import logging
+
+        logging.getLogger(__name__).warning("--unsafe-skip-verification: /boot is NOT verified")
     else:
         if args.keyring is None:
             raise UsageError(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -69,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(_wanted_groups(args_list))
     args = parser.parse_args(args_list)
+    # Imported only now: --help and usage errors exit above without paying for it.
+    import logging
+
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
