@@ -204,3 +204,20 @@ def test_check_json_lists_events_for_pcrs_that_do_not_exist(
     assert "PCR 0xffffffff" in notice
     assert main(argv) == 3
     assert "PCR 0xffffffff) was not extended" in capsys.readouterr().err
+
+
+def test_replay_of_several_logs_in_one_call_replays_each_alone(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    paths = _logs()
+    assert main(["pcr", "replay", "--json", *map(str, paths)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [entry["path"] for entry in got["logs"]] == [str(p) for p in paths]
+    for path, entry in zip(paths, got["logs"], strict=True):
+        replay = _expected()[path.name]["replay"]
+        assert isinstance(replay, dict)
+        assert entry["pcrs"] == replay["pcrs"], path.name
+    assert main(["pcr", "replay", *map(str, paths[:2])]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"== {paths[0]}\n")
+    assert f"\n== {paths[1]}\n" in text

@@ -2,10 +2,14 @@
 
 Commands and their stable JSON shapes (``--json``; keys sorted, hex in lower case):
 
-``heads pcr replay LOG [--format auto|tcg|coreboot|cel] [--json]``
+``heads pcr replay LOG [LOG ...] [--format auto|tcg|coreboot|cel] [--json]``
     Every PCR the log extends, per bank::
 
         {"sha1": {"0": "<hex>", ...}, "sha256": {"0": "<hex>", ...}}
+
+    Several logs are replayed each on its own (as separate machines' logs, in one process):
+    the text output gives each log's values under a ``== LOG`` line, the JSON output is
+    ``{"logs": [{"path": str, "pcrs": <the object above>}, ...]}`` in the order given.
 
     A bank some event gives no digest for is left out for that PCR.  Warnings (truncated
     log, malformed header) and notes (digests that do not match their payload, events for a
@@ -84,6 +88,7 @@ from heads.core.eventlog.model import EV_NO_ACTION
 from heads.core.eventlog.replay import has_payload_digest
 from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
 from heads.core.platform import FIRMWARE_EVENT_LOG
+from heads.core.text import shown
 from heads.errors import ExitCode, MeasurementError, UsageError
 
 __all__ = ["register"]
@@ -122,20 +127,27 @@ def _notes(replay: Replay) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from heads.flows.pcr_check import read_log
 
-    log = read_log(Path(args.log), args.format)
-    _warn(log)
-    replay = replay_logs([log])
-    _notes(replay)
+    several = len(args.log) > 1
+    results: list[dict[str, object]] = []
+    for path in args.log:
+        log = read_log(Path(path), args.format)
+        _warn(log)
+        replay = replay_logs([log])
+        _notes(replay)
+        if args.json:
+            results.append({"path": path, "pcrs": replay.to_json()})
+            continue
+        if several:
+            print(f"== {shown(path)}")
+        if not log.events:
+            print(f"{shown(log.source)}: no events")
+        for alg, bank in replay.pcrs.items():
+            for pcr, value in bank.items():
+                print(f"{alg.value:<8} PCR {pcr:>2}: {value.hex()}")
+        for alg, pcr in sorted(replay.incomplete, key=lambda x: (x[0].value, x[1])):
+            print(f"{alg.value:<8} PCR {pcr:>2}: (some events carry no {alg.value} digest)")
     if args.json:
-        print_json(replay.to_json())
-        return ExitCode.OK
-    if not log.events:
-        print(f"{log.source}: no events")
-    for alg, bank in replay.pcrs.items():
-        for pcr, value in bank.items():
-            print(f"{alg.value:<8} PCR {pcr:>2}: {value.hex()}")
-    for alg, pcr in sorted(replay.incomplete, key=lambda x: (x[0].value, x[1])):
-        print(f"{alg.value:<8} PCR {pcr:>2}: (some events carry no {alg.value} digest)")
+        print_json({"logs": results} if several else cast(dict[str, object], results[0]["pcrs"]))
     return ExitCode.OK
 
 
@@ -364,7 +376,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pcr_sub = parser.add_subparsers(dest="pcr_command", metavar="SUBCOMMAND", required=True)
 
     p = pcr_sub.add_parser("replay", help="PCR values a log replays to")
-    p.add_argument("log", metavar="LOG")
+    p.add_argument("log", metavar="LOG", nargs="+", help="one or more logs, each replayed alone")
     _add_format(p)
     add_json_option(p)
     p.set_defaults(func=_replay)
