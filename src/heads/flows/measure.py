@@ -11,12 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from heads.adapters.tpm import Tpm
 from heads.core.cel import MAX_LINE_BYTES, CelRecord, parse_cel
 from heads.core.digest import HashAlg
 from heads.errors import MeasurementError, UsageError
+
+if TYPE_CHECKING:
+    # Only for annotations: reading the log (``heads pcr replay``) must not pay for tpm2-pytss.
+    from heads.adapters.tpm import Tpm
 
 __all__ = [
     "DEFAULT_LOG_PATH",
