@@ -25,6 +25,39 @@ def require(reason: str | None) -> None:
     pytest.skip(reason)
 
 
+_PINNED_CACHE: list[Path] = []
+
+
+def pinned_cache() -> Path:
+    """The package cache holding every input of payload/lock.json: downloaded on first use
+    (and checked against the pins), so a test never depends on an earlier test having run.
+
+    A pin the Debian archive no longer offers (and the cache does not hold) skips the test:
+    only exported inputs can rebuild that lock, and that is not a missing component.
+    """
+    if _PINNED_CACHE:
+        return _PINNED_CACHE[0]
+    require_tools("apt-get", "dpkg-deb")
+    from heads.adapters import debian, pypi
+    from heads.errors import ToolError
+    from heads.flows.image_build import DEFAULT_LOCK, default_cache_dir
+    from heads.flows.payload_inputs import load_lock
+
+    cache = default_cache_dir()
+    lock = load_lock(DEFAULT_LOCK)
+    for pin in lock.debs:
+        try:
+            debian.fetch(pin, cache / "debs")
+        except ToolError:
+            if debian.available(pin.name, pin.version, pin.arch):
+                raise
+            pytest.skip(f"{pin.name} {pin.version} is gone from the Debian archive")
+    for py in lock.python:
+        pypi.fetch(py, cache / "python")
+    _PINNED_CACHE.append(cache)
+    return cache
+
+
 def require_tools(*tools: str) -> None:
     for tool in tools:
         if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:

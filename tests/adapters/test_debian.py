@@ -7,20 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import pinned_cache, require_tools
 from heads.adapters import debian
 from heads.adapters.debian import DebFile, DebFiles, DebPin
 from heads.errors import HashMismatchError
-from heads.flows.image_build import DEFAULT_LOCK, PayloadLock, default_cache_dir
+from heads.flows.image_build import DEFAULT_LOCK, PayloadLock
 
 
 def _cached(name: str) -> tuple[DebPin, Path]:
     lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
     pin = next(d for d in lock.debs if d.name == name)
-    path = default_cache_dir() / "debs" / pin.filename
-    if not path.exists():
-        pytest.skip(f"{pin.filename} is not in the package cache (heads build fills it)")
-    return pin, path
+    return pin, pinned_cache() / "debs" / pin.filename
 
 
 def test_pin_validation_and_file_name() -> None:

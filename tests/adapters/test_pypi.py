@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import pinned_cache, require_tools
 from heads.adapters import pypi
 from heads.core.payload_lock import PythonPin
 from heads.errors import FormatError, HashMismatchError, ToolError
@@ -29,10 +29,7 @@ def _pin(name: str) -> PythonPin:
 
 def _cached(name: str) -> tuple[PythonPin, Path]:
     pin = _pin(name)
-    path = default_cache_dir() / "python" / pin.file
-    if not path.exists():
-        pytest.skip(f"{pin.file} is not in the package cache (heads build fills it)")
-    return pin, path
+    return pin, pinned_cache() / "python" / pin.file
 
 
 def _flip(data: bytes) -> bytes:
