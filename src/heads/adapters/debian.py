@@ -10,7 +10,6 @@ as root onto the host.  The ``dpkg-query``/``apt-cache`` helpers answer the ques
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import tarfile
@@ -20,8 +19,9 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from heads.adapters._run import run
+from heads.adapters.pinned import check_pinned, from_inputs, sha256_file
 from heads.core.payload_lock import DebPin
-from heads.errors import FormatError, HashMismatchError, ToolError
+from heads.errors import FormatError, ToolError
 
 __all__ = [
     "DebFile",
@@ -136,15 +136,6 @@ def _usrmerge_alias(path: str) -> str:
     return path
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(name: str, version: str | None, dest_dir: Path) -> Path:
     """``apt-get download`` one package (the candidate version if ``version`` is None).
 
@@ -180,24 +171,12 @@ def fetch(pin: DebPin, cache_dir: Path, *, inputs: Path | None = None) -> Path:
         ToolError: not in ``inputs``, or the download failed.
     """
     if inputs is not None:
-        path = inputs / "debs" / pin.filename
-        if not path.is_file():
-            raise ToolError(
-                f"{pin.filename} is not in the inputs directory {inputs}",
-                hint="export the inputs of this lock with `heads build --export-inputs DIR`",
-            )
+        path = from_inputs(inputs, "debs", pin.filename, pin.filename)
     else:
         path = cache_dir / pin.filename
         if not path.exists():
             path = download(pin.name, pin.version, cache_dir)
-    actual = sha256_file(path)
-    if actual != pin.sha256:
-        raise HashMismatchError(
-            f"{path}: sha256 {actual} is not the pinned {pin.sha256} ({pin.name} {pin.version})",
-            hint="delete the file to download it again; if the archive changed the package, "
-            "review the change and run `heads build --update-lock`",
-        )
-    return path
+    return check_pinned(path, pin.sha256, f"{pin.name} {pin.version}", source="archive")
 
 
 def available(name: str, version: str, arch: str) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from heads.adapters._run import run
+from heads.adapters.pinned import check_pinned, from_inputs
 from heads.core.payload_lock import PythonPin
 from heads.errors import FormatError, HashMismatchError, ToolError
 
@@ -32,14 +33,6 @@ _MAX_MEMBER: Final = 256 << 20
 _MAX_SDIST: Final = 256 << 20
 # Where an sdist's build directory appears in what the compiler writes.
 _BUILD_ROOT: Final = "/usr/src/python-build"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def download(name: str, version: str, dest_dir: Path, *, sdist: bool | None = None) -> Path:
@@ -81,13 +74,9 @@ def fetch(pin: PythonPin, cache_dir: Path, *, inputs: Path | None = None) -> Pat
         HashMismatchError: the file is not the pinned one.
         ToolError: not in ``inputs``, or the download failed.
     """
+    what = f"{pin.name} {pin.version}"
     if inputs is not None:
-        path = inputs / "python" / pin.file
-        if not path.is_file():
-            raise ToolError(
-                f"{pin.file} ({pin.name} {pin.version}) is not in the inputs directory {inputs}",
-                hint="export the inputs of this lock with `heads build --export-inputs DIR`",
-            )
+        path = from_inputs(inputs, "python", pin.file, f"{pin.file} ({what})")
     else:
         path = cache_dir / pin.file
         if not path.exists():
@@ -95,18 +84,10 @@ def fetch(pin: PythonPin, cache_dir: Path, *, inputs: Path | None = None) -> Pat
             if got.name != pin.file:
                 got.unlink()
                 raise HashMismatchError(
-                    f"the index serves {got.name} for {pin.name} {pin.version}, "
-                    f"not the pinned {pin.file}",
+                    f"the index serves {got.name} for {what}, not the pinned {pin.file}",
                     hint="review the change and run `heads build --update-lock`",
                 )
-    actual = _sha256(path)
-    if actual != pin.sha256:
-        raise HashMismatchError(
-            f"{path}: sha256 {actual} is not the pinned {pin.sha256} ({pin.name} {pin.version})",
-            hint="delete the file to download it again; if the index changed the file, "
-            "review the change and run `heads build --update-lock`",
-        )
-    return path
+    return check_pinned(path, pin.sha256, what, source="index")
 
 
 def _extract_sdist(sdist: Path, dest: Path) -> Path:

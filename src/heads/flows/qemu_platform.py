@@ -34,6 +34,7 @@ from typing import Final
 
 from heads.adapters._run import require_tool, run
 from heads.adapters.atomic import write_atomic
+from heads.adapters.pinned import sha256_file
 from heads.adapters.qemu import (
     DEFAULT_MEMORY_MIB,
     ConsoleLine,
@@ -553,14 +554,6 @@ def boot_interactive(machine: Machine, *, kernel: Path, initrd: Path) -> int:
         assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
         spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "interactive")
         return run_interactive(spec)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # -------------------------------------------------------------------------------------- demo
