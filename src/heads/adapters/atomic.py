@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
-__all__ = ["fsync_dir", "replace_file", "write_atomic"]
+__all__ = ["copy_atomic", "fsync_dir", "replace_file", "write_atomic"]
 
 
 def fsync_dir(directory: Path) -> None:
@@ -56,5 +57,27 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
 def replace_file(src: Path, dst: Path, *, sync_dir: bool = True) -> None:
     """Move a file already fsynced in the same filesystem over ``dst`` (rename(2))."""
     src.replace(dst)
+    if sync_dir:
+        fsync_dir(dst.parent)
+
+
+def copy_atomic(src: Path, dst: Path, *, sync_dir: bool = True) -> None:
+    """Replace ``dst`` with a copy of ``src`` atomically, streamed (for files too large to
+    hold in memory, such as a kernel package).
+
+    Raises:
+        OSError: reading, writing or the rename failed (the target is unchanged).
+    """
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        with src.open("rb") as inp, tmp.open("wb") as out:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     if sync_dir:
         fsync_dir(dst.parent)

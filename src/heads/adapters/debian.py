@@ -13,13 +13,12 @@ from __future__ import annotations
 import io
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Final
 
 from heads.adapters._run import run
-from heads.adapters.pinned import check_pinned, from_inputs, sha256_file
+from heads.adapters.pinned import check_pinned, download_one, from_inputs, sha256_file
 from heads.core.payload_lock import DebPin
 from heads.errors import FormatError, ToolError
 
@@ -145,21 +144,13 @@ def download(name: str, version: str | None, dest_dir: Path) -> Path:
     Raises:
         ToolError: apt-get failed (not in the archive, no network...).
     """
-    dest_dir.mkdir(parents=True, exist_ok=True)
     spec = f"{name}={version}" if version else name
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
-        run(
-            ["apt-get", "download", "-q", spec],
-            desc=f"download Debian package {spec}",
-            timeout_s=600,
-            cwd=Path(tmp),
-        )
-        debs = sorted(Path(tmp).glob("*.deb"))
-        if len(debs) != 1:
-            raise ToolError(f"apt-get download {spec} produced {len(debs)} .deb files, not 1")
-        final = dest_dir / debs[0].name
-        debs[0].replace(final)
-    return final
+    return download_one(
+        ["apt-get", "download", "-q", spec],
+        dest_dir,
+        desc=f"download Debian package {spec}",
+        timeout_s=600,
+    )
 
 
 def fetch(pin: DebPin, cache_dir: Path, *, inputs: Path | None = None) -> Path:

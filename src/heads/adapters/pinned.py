@@ -1,17 +1,20 @@
 """Files pinned by SHA-256 (build inputs): hash one, take it from an inputs directory, check it.
 
-Shared by the Debian and Python input adapters, which differ only in how a missing file is
-downloaded.
+Shared by the Debian and Python input adapters, which differ only in the command that
+downloads a missing file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+from heads.adapters._run import run
 from heads.errors import HashMismatchError, ToolError
 
-__all__ = ["check_pinned", "from_inputs", "sha256_file"]
+__all__ = ["check_pinned", "download_one", "from_inputs", "sha256_file"]
 
 
 def sha256_file(path: Path) -> str:
@@ -53,3 +56,26 @@ def check_pinned(path: Path, sha256: str, what: str, *, source: str) -> Path:
             "review the change and run `heads build --update-lock`",
         )
     return path
+
+
+def download_one(argv: Sequence[str], dest_dir: Path, *, desc: str, timeout_s: float) -> Path:
+    """Run a download command (``{dir}`` in ``argv`` stands for where it must write) that
+    fetches exactly one file; the file appears in ``dest_dir`` only when complete.
+
+    Raises:
+        ToolError: the command failed or wrote other than one file.
+    """
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
+        run(
+            [a.replace("{dir}", tmp) for a in argv],
+            desc=desc,
+            timeout_s=timeout_s,
+            cwd=Path(tmp),
+        )
+        got = sorted(Path(tmp).iterdir())
+        if len(got) != 1:
+            raise ToolError(f"{desc}: {len(got)} files were downloaded, not 1")
+        final = dest_dir / got[0].name
+        got[0].replace(final)
+    return final

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -23,7 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from heads.adapters._run import run
-from heads.adapters.pinned import check_pinned, from_inputs
+from heads.adapters.atomic import copy_atomic
+from heads.adapters.pinned import check_pinned, download_one, from_inputs
 from heads.core.payload_lock import PythonPin
 from heads.errors import FormatError, HashMismatchError, ToolError
 
@@ -45,25 +45,18 @@ def download(name: str, version: str, dest_dir: Path, *, sdist: bool | None = No
     Raises:
         ToolError: pip failed (unknown version, no network...).
     """
-    dest_dir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-build-isolation"]
-    args += ["--disable-pip-version-check"]
+    args += ["--disable-pip-version-check", "-d", "{dir}"]
     if sdist is True:
         args += ["--no-binary", name]
     elif sdist is False:
         args += ["--only-binary", ":all:"]
-    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".dl-") as tmp:
-        run(
-            [*args, "-d", tmp, f"{name}=={version}"],
-            desc=f"download Python distribution {name} {version}",
-            timeout_s=900,
-        )
-        got = sorted(Path(tmp).iterdir())
-        if len(got) != 1:
-            raise ToolError(f"pip download {name}=={version} produced {len(got)} files, not 1")
-        final = dest_dir / got[0].name
-        got[0].replace(final)
-    return final
+    return download_one(
+        [*args, f"{name}=={version}"],
+        dest_dir,
+        desc=f"download Python distribution {name} {version}",
+        timeout_s=900,
+    )
 
 
 def fetch(pin: PythonPin, cache_dir: Path, *, inputs: Path | None = None) -> Path:
@@ -223,10 +216,7 @@ def build_wheel(sdist: Path, out_dir: Path, *, source_date_epoch: int) -> Path:
         if len(built) != 1:
             raise ToolError(f"building {sdist.name} produced {len(built)} wheels, not 1")
         final = out_dir / built[0].name
-        fd, part = tempfile.mkstemp(dir=out_dir, prefix=f".{final.name}.")
-        os.close(fd)
-        shutil.copyfile(built[0], part)
-        Path(part).replace(final)
+        copy_atomic(built[0], final)
     return final
 
 

@@ -14,16 +14,13 @@ byte for byte, months later or on a machine without network.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from heads.adapters import debian, pypi
-from heads.adapters.atomic import write_atomic
+from heads.adapters.atomic import copy_atomic, write_atomic
 from heads.core.payload_lock import DebPin, PayloadLock
 from heads.errors import FormatError, ToolError, UsageError, VerificationError
 
@@ -82,8 +79,9 @@ def load_lock(path: Path) -> PayloadLock:
 
 
 def _cached(pin: DebPin, debs_dir: Path) -> bool:
-    path = debs_dir / pin.filename
-    return path.is_file() and debian.sha256_file(path) == pin.sha256
+    # Presence only: reading the packages checks every one against its pin anyway, and
+    # hashing them here too would read the kernel package twice per build.
+    return (debs_dir / pin.filename).is_file()
 
 
 def resolve_debian(
@@ -162,20 +160,6 @@ class ExportSummary:
     lock_sha256: str
 
 
-def _copy_into(src: Path, dest: Path) -> None:
-    """Copy ``src`` to ``dest`` atomically (a temporary file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        Path(tmp).replace(dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_inputs(lock: PayloadLock, cache_dir: Path, dest: Path, say: Progress) -> ExportSummary:
     """Write every input of ``lock`` (debs, Python artifacts), the lock and ``SHA256SUMS``.
 
@@ -198,12 +182,12 @@ def export_inputs(lock: PayloadLock, cache_dir: Path, dest: Path, say: Progress)
     total = 0
     for deb in sorted(lock.debs, key=lambda d: d.name):
         src = debian.fetch(deb, cache_dir / "debs")
-        _copy_into(src, dest / "debs" / deb.filename)
+        copy_atomic(src, dest / "debs" / deb.filename)
         sums.append((deb.sha256, f"debs/{deb.filename}"))
         total += src.stat().st_size
     for py in sorted(lock.python, key=lambda p: p.file):
         src = pypi.fetch(py, cache_dir / "python")
-        _copy_into(src, dest / "python" / py.file)
+        copy_atomic(src, dest / "python" / py.file)
         sums.append((py.sha256, f"python/{py.file}"))
         total += src.stat().st_size
     lock_bytes = lock.to_bytes()
