@@ -74,6 +74,7 @@ from typing import Any, Final
 import heads
 from heads.adapters import debian, pypi
 from heads.adapters._run import run
+from heads.adapters.atomic import write_atomic
 from heads.adapters.debian import DebFiles
 from heads.core.cpio import CpioEntry, Kind, write_newc
 from heads.core.payload_lock import (
@@ -188,29 +189,15 @@ class ReproCheck:
     varied: tuple[str, ...] = ()
 
 
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, data)
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/heads`` or ``~/.cache/heads``."""
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "heads"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 # --------------------------------------------------------------------------------------- ELF
@@ -618,12 +605,6 @@ class _PyInput:
         }
 
 
-def _build_env_key(epoch: int) -> str:
-    """What a wheel built here depends on besides its sdist (the built-wheel cache key)."""
-    tools = _build_tools()
-    return _sha(json.dumps({"tools": tools, "epoch": epoch}, sort_keys=True).encode())
-
-
 def _build_tools() -> dict[str, str]:
     """The host tools that shape a wheel built from an sdist (recorded in the manifest)."""
 
@@ -648,17 +629,22 @@ def _python_inputs(
     epoch: int,
     reuse_built: bool,
     say: Progress,
-) -> list[_PyInput]:
-    """Fetch every pinned distribution, build the sdists, unpack all into ``site``."""
+) -> tuple[list[_PyInput], dict[str, str]]:
+    """Fetch every pinned distribution, build the sdists, unpack all into ``site``.
+
+    Returns what was used and, when a wheel was built here, the host tools that shaped it
+    (asked once; they also key the built-wheel cache).
+    """
     used: list[_PyInput] = []
     site.mkdir(parents=True, exist_ok=True)
-    env_key: str | None = None
+    tools: dict[str, str] = {}
     for pin in sorted(lock.python, key=lambda p: normalize_dist(p.name)):
         artifact = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
         if pin.is_wheel:
             wheel = artifact
         else:
-            env_key = env_key or _build_env_key(epoch)
+            tools = tools or _build_tools()
+            env_key = json.dumps({"tools": tools, "epoch": epoch}, sort_keys=True)
             wheels = cache_dir / "wheels" / _sha(f"{pin.sha256} {env_key}".encode())[:32]
             cached = sorted(wheels.glob("*.whl")) if reuse_built else []
             if cached:
@@ -675,7 +661,7 @@ def _python_inputs(
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
         used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files), not pin.is_wheel))
-    return used
+    return used, tools
 
 
 def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[bytes]:
@@ -812,7 +798,7 @@ def _compress(data: bytes, cache: Path | None, say: Progress) -> bytes:
         stdin=data,
     ).stdout
     if cached is not None:
-        _atomic_write(cached, frame)
+        _write(cached, frame)
     return frame
 
 
@@ -937,7 +923,7 @@ def build_payload(
     files = read_debs(lock, cache_dir, inputs, say)
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
         site = Path(tmp) / "site"
-        py_inputs = _python_inputs(
+        py_inputs, build_tools = _python_inputs(
             lock,
             cache_dir,
             inputs,
@@ -980,9 +966,7 @@ def build_payload(
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
     is_published = lock.digest() == published.digest()
-    tools = _tool_versions()
-    if any(not p.pin.is_wheel for p in py_inputs):
-        tools.update(_build_tools())
+    tools = {**_tool_versions(), **build_tools}
     manifest = {
         "format": MANIFEST_FORMAT,
         "source_date_epoch": epoch,
@@ -1017,14 +1001,14 @@ def build_payload(
         "tools": tools,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / "vmlinuz", kernel)
-    _atomic_write(out_dir / "initramfs.cpio.zst", zstd)
+    _write(out_dir / "vmlinuz", kernel)
+    _write(out_dir / "initramfs.cpio.zst", zstd)
     resolved = out_dir / RESOLVED_LOCK
     if is_published:
         resolved.unlink(missing_ok=True)
     else:
-        _atomic_write(resolved, lock.to_bytes())
-    _atomic_write(
+        _write(resolved, lock.to_bytes())
+    _write(
         out_dir / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     )
     return Payload(
@@ -1143,21 +1127,15 @@ def _second_build_argv(
         "--json",
     ]
     varied = ["output path", "cache path", "HOME", "TZ", "locale", f"umask {_OTHER_UMASK:03o}"]
-    inner = ["sh", "-c", f'umask {_OTHER_UMASK:03o} && exec "$@"', "sh", *build]
+    script = f'umask {_OTHER_UMASK:03o} && exec "$@"'
+    prefix: list[str] = []
     unshare = shutil.which("unshare")
     if os.geteuid() == 0 and unshare is not None:
         # A private UTS namespace: the host name changes for this build only.
         varied.append("host name")
-        return [
-            unshare,
-            "--uts",
-            "sh",
-            "-c",
-            f'hostname {_OTHER_HOST} && umask {_OTHER_UMASK:03o} && exec "$@"',
-            "sh",
-            *build,
-        ], varied
-    return inner, varied
+        script = f"hostname {_OTHER_HOST} && {script}"
+        prefix = [unshare, "--uts"]
+    return [*prefix, "sh", "-c", script, "sh", *build], varied
 
 
 def check_reproducible(
@@ -1206,7 +1184,7 @@ def check_reproducible(
             (inputs / sub).mkdir(parents=True)
             for name in names:
                 (inputs / sub / name).symlink_to(cache_dir.resolve() / sub / name)
-        _atomic_write(inputs / "lock.json", lock.to_bytes())
+        _write(inputs / "lock.json", lock.to_bytes())
         argv, varied = _second_build_argv(
             other / "out" / "payload", other / "cache", inputs, lock_path.resolve(), init.resolve()
         )
@@ -1332,5 +1310,5 @@ def update_lock(
                     wanted.add(owner)
                 continue
             break
-    _atomic_write(lock_path, lock.to_bytes())
+    _write(lock_path, lock.to_bytes())
     return lock
