@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,26 @@ def pinned_cache() -> Path:
         pypi.fetch(py, cache / "python")
     _PINNED_CACHE.append(cache)
     return cache
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The owner's OpenPGP key: its GnuPG home, fingerprint and exported public keyring."""
+
+    home: Path
+    fpr: str
+    keyring: Path
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
+    require_tools("gpg", "gpgv", "gpgconf", "sha256sum")
+    from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
+
+    with GpgHome() as home:
+        fpr = make_owner_key(home.path)
+        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
+        yield Owner(home.path, fpr, keyring)
 
 
 def require_tools(*tools: str) -> None:

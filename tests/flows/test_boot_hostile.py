@@ -18,17 +18,16 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import Owner
 from heads.adapters._run import run
 from heads.cli.main import main
 from heads.flows.boot_signing import COMMIT_NAME, STAGING_NAME, sign_boot
-from heads.testing.gpghome import GpgHome, export_public_keyring, kill_agent, make_owner_key
+from heads.testing.gpghome import GpgHome, kill_agent, make_owner_key
 
 pytestmark = [pytest.mark.gpg]
 
@@ -36,22 +35,6 @@ pytestmark = [pytest.mark.gpg]
 GUARD_S = 600.0
 SPOOF = "zz: ok\n  verdict:   OK\x1b[8m"
 SPARSE_SIZE = 3 * 1024**3
-
-
-@dataclass(frozen=True)
-class Owner:
-    home: Path
-    fpr: str
-    keyring: Path
-
-
-@pytest.fixture(scope="module")
-def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
-    require_tools("gpg", "gpgv", "gpgconf")
-    with GpgHome() as home:
-        fpr = make_owner_key(home.path)
-        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
-        yield Owner(home.path, fpr, keyring)
 
 
 @pytest.fixture

@@ -9,13 +9,11 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import Owner
 from heads.adapters._run import run
 from heads.adapters.tpm import open_tpm
 from heads.cli.main import main
@@ -44,22 +42,6 @@ from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 from heads.testing.swtpm import Swtpm
 
 pytestmark = [pytest.mark.gpg]
-
-
-@dataclass(frozen=True)
-class Owner:
-    home: Path
-    fpr: str
-    keyring: Path
-
-
-@pytest.fixture(scope="module")
-def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
-    require_tools("gpg", "gpgv", "gpgconf", "sha256sum")
-    with GpgHome() as home:
-        fpr = make_owner_key(home.path)
-        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
-        yield Owner(home.path, fpr, keyring)
 
 
 @pytest.fixture

@@ -92,11 +92,9 @@ def test_the_published_digests_are_those_of_the_committed_lock(built: Payload) -
     assert published["lock_sha256"] == ours["lock_sha256"], "run heads build --publish"
     assert published["kernel_sha256"] == ours["kernel_sha256"]
     assert published["base_cpio_sha256"] == ours["base_cpio_sha256"]
-    assert compare_published(manifest, published) == [
-        line
-        for line in compare_published(manifest, published)
-        if line.startswith(("heads and /init", "the compressed initramfs"))
-    ]
+    # With another /init, only the parts holding it may differ.
+    for line in compare_published(manifest, published):
+        assert line.startswith(("heads and /init", "the compressed initramfs")), line
 
 
 def test_compare_published_names_each_part_that_differs() -> None:

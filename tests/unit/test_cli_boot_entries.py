@@ -6,13 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from conftest import Owner, require_tools
 from heads.adapters._run import run
 from heads.adapters.tpm import open_tpm
 from heads.cli.main import main
@@ -28,7 +26,6 @@ from heads.flows.boot_entries import (
     read_default,
     save_default,
 )
-from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 from heads.testing.swtpm import Swtpm
 
 GRUB_CFG = """
@@ -160,22 +157,6 @@ def test_kexec_needs_a_keyring_unless_told_to_skip_verification(boot: Path) -> N
 
 
 # --- signed /boot (real gpg) ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Owner:
-    home: Path
-    fpr: str
-    keyring: Path
-
-
-@pytest.fixture(scope="module")
-def owner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Owner]:
-    require_tools("gpg", "gpgv", "gpgconf")
-    with GpgHome() as home:
-        fpr = make_owner_key(home.path)
-        keyring = export_public_keyring(home.path, tmp_path_factory.mktemp("kr") / "pubring.gpg")
-        yield Owner(home.path, fpr, keyring)
 
 
 def _sign_args(owner: Owner) -> list[str]:
