@@ -8,13 +8,18 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
 3. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
 4. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
    ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
-5. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
-   value: nothing of ours has extended it yet) and print the otpauth URI and its QR code;
-   every boot: unseal it and print the code;
-6. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
-   entry, extend PCR 4 with ``generic`` and kexec.
+5. mount /boot read-only and run Heads' preflight: the TPM rollback counter /boot is bound to
+   must be readable and current.  A cleared or swapped TPM has lost it: that is an alarm (no
+   secret is unsealed or sealed), never a first boot;
+6. unseal the TOTP secret and print the code;
+7. verify /boot (signature, hashes, rollback counter) and plan the saved default entry
+   (``kexec_default.N.txt`` checked against ``kexec_default_hashes.txt``) through the same
+   flow as ``heads boot kexec --default``;
+8. first boot only, once /boot has verified: seal a new TOTP secret to the profile's PCRs
+   (PCR 4 still at its firmware-only value) and print the otpauth URI and its QR code;
+9. extend PCR 4 with ``generic`` and kexec.
 
-Any failure of 3-6 prints an integrity report naming what failed, extends PCR 4 with
+Any failure of 3-9 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
 
@@ -42,14 +47,14 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from heads.adapters._run import run
-from heads.adapters.hashing import read_file_beneath
 from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
-from heads.core.kexec_plan import KexecPlan, VerifiedDigests, plan_kexec
+from heads.core.kexec_plan import KexecPlan
 from heads.core.text import scrub, shown
 from heads.errors import (
+    HashMismatchError,
     HeadsError,
     KexecError,
     MeasurementError,
@@ -86,9 +91,6 @@ _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
 QEMU_MODULES: Final = ("qemu_fw_cfg",)
 #: The payload builder lists its modules here, one absolute path per line, in load order.
 _LOAD_ORDER: Final = "load-order"
-#: The default entry Heads saves in /boot (kexec-save-default.sh), signed with the rest.
-_DEFAULT_ENTRY: Final = "kexec_default.1.txt"
-_MAX_DEFAULT_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,33 +256,71 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
     return pcr4
 
 
-def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: bytes | None) -> None:
-    """First boot: seal a new secret and show it; every boot: show the code."""
-    if not totp_exists(tpm):
-        # PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.
-        # Where the firmware log gave that value too, the two must agree.
-        current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
-        if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
-            raise MeasurementError(
-                "PCR 4 differs from its firmware-only value in the event log: "
-                "something extended it before the runtime; not sealing the TOTP secret"
-            )
-        prov = seal_totp(
-            tpm,
-            pcr4_firmware=current_pcr4,
-            profile=env.profile,
-            label=env.label,
-            rng=os.urandom,
-            event_log=None,
-        )
-        con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
-        con.say(f"TOTP URI {prov.uri}")
-        from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
-
-        con.raw(render_half_blocks(qr_matrix(prov.uri)))
+def _show_totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
     code = show_totp(tpm, now=env.now())
     stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     con.say(f"TOTP {code.code} at {stamp} ({code.seconds_left} s left)")
+
+
+def _seal_first_totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: bytes | None) -> None:
+    """Seal a new TOTP secret and show it: only once /boot has verified (the integrity gate).
+
+    PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.  Where
+    the firmware log gave that value too, the two must agree.
+    """
+    current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
+    if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
+        raise MeasurementError(
+            "PCR 4 differs from its firmware-only value in the event log: "
+            "something extended it before the runtime; not sealing the TOTP secret"
+        )
+    prov = seal_totp(
+        tpm,
+        pcr4_firmware=current_pcr4,
+        profile=env.profile,
+        label=env.label,
+        rng=os.urandom,
+        event_log=None,
+    )
+    con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
+    con.say(f"TOTP URI {prov.uri}")
+    from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
+
+    con.raw(render_half_blocks(qr_matrix(prov.uri)))
+    _show_totp(env, tpm, con)
+
+
+def _preflight(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bool:
+    """Heads' start-up checks, before any secret is unsealed or sealed.
+
+    The rollback counter that /boot is bound to must be readable and match: a cleared or
+    swapped TPM has lost it, and must raise the alarm rather than look like a first boot.
+
+    Returns:
+        Whether /boot holds signed state (False: nothing was ever signed on it).
+
+    Raises:
+        BootRefused: the counter is missing, unreadable or does not match.
+    """
+    from heads.core.boot_trust import RollbackReportState  # noqa: PLC0415 - after the TPM
+    from heads.flows.boot_signing import preflight_rollback  # noqa: PLC0415
+
+    try:
+        report = preflight_rollback(env.boot_dir, tpm)
+    except HeadsError as err:
+        # Whatever stops the check is on /boot, which an attacker controls: an alarm too.
+        raise BootRefused(f"/boot cannot be checked: {err.message}", list(err.details)) from None
+    if report.state is RollbackReportState.NOT_CHECKED:
+        con.say(f"preflight: {report.detail}")
+        return False
+    if report.state is not RollbackReportState.OK:
+        raise BootRefused(
+            "TPM integrity counter cannot be read or does not match: possible TPM reset or "
+            "swap; no secret is unsealed or sealed",
+            [f"rollback counter: {report.state.value}: {report.detail}"],
+        )
+    con.say("preflight: TPM rollback counter readable and current")
+    return True
 
 
 def _mount_boot(env: RuntimeEnv, con: _Console) -> None:
@@ -311,64 +351,38 @@ def _print_log(log: EventLogWriter, con: _Console) -> None:
 
 
 def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
-    """Verify /boot (signature, hashes, rollback counter) and read the signed default entry.
+    """Verify /boot and plan the saved default entry (:func:`heads.flows.boot_entries.boot_default`,
+    the path ``heads boot kexec --default`` takes too).
 
     Raises:
         BootRefused: /boot does not verify; the report names what differs.
-        HeadsError: no default entry, or it names a file the signed hashes do not cover.
+        HeadsError: no default entry, or its files differ from the digests saved with it.
     """
     # Imported here, after the TOTP code is on the screen: the owner sees it sooner.
-    from heads.core.bootcfg import EntryKind, parse_entry_line  # noqa: PLC0415
-    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415
+    from heads.flows.boot_entries import (  # noqa: PLC0415
+        BootNotVerifiedError,
+        boot_default,
+    )
 
     keyring = env.root / ".gnupg" / "pubring.kbx"
     if not keyring.is_file():
         raise BootRefused("no keyring in the firmware image", [f"{keyring}: missing"])
-    result = verify_boot(env.boot_dir, keyring=keyring, tpm=tpm)
-    if not result.ok:
-        report = result.render_text().splitlines()
-        try:
-            result.raise_if_failed()
-        except HeadsError as err:
-            raise BootRefused(err.message, report) from None
-        raise BootRefused("/boot did not verify", report)
-    for line in result.render_text().splitlines():
+    try:
+        chosen = boot_default(env.boot_dir, keyring=keyring, tpm=tpm)
+    except BootNotVerifiedError as err:
+        raise BootRefused(err.message, err.report) from None
+    except HashMismatchError as err:
+        raise BootRefused(err.message, ["Boot Hash Mismatch", *err.details]) from None
+    for line in chosen.report:
         con.say(line)
     con.say("/boot verified: signature, hashes and rollback counter")
-    default = env.boot_dir / _DEFAULT_ENTRY
-    try:
-        # A regular file of at most 64 KiB, never through a symlink: a FIFO or a sparse
-        # multi-GiB file here must not hang the boot or exhaust its memory.
-        data = read_file_beneath(env.boot_dir, _DEFAULT_ENTRY.encode(), _MAX_DEFAULT_BYTES)
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise UsageError(
-            f"no default boot entry in {default}",
-            hint="choose one from the host: heads boot default, then sign /boot",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise UsageError(
-            f"cannot read the default boot entry {default}: {why}",
-            hint="choose one from the host: heads boot default, then sign /boot",
-        ) from None
-    entry = parse_entry_line(text.split("\n", 1)[0], source=str(default), line_no=1)
-    if entry.kind is not EntryKind.ELF:
-        raise UsageError(f"the default entry {shown(entry.title)} is not a Linux kernel")
-    if result.verified_hashes is None:
-        raise BootRefused("/boot verified but its signed hash list was not kept", [])
-    verified = VerifiedDigests(
-        {"/" + os.fsdecode(rel): d for rel, d in result.verified_hashes.digests().items()},
-        "kexec_hashes.txt under a verified kexec.sig",
-    )
-    try:
-        plan = plan_kexec(entry, verified)
-    except VerificationError as err:
-        raise BootRefused(
-            "the default entry names a file the signature does not cover", [err.message]
-        ) from None
-    con.say(f"default entry: {shown(entry.title)}")
-    return plan
+    if not chosen.current:
+        con.say(
+            f"Boot Entry Has Changed: entry {chosen.default.index} of today's menu is not the "
+            "saved default; booting the saved entry"
+        )
+    con.say(f"default entry: {shown(chosen.plan.title)}")
+    return chosen.plan
 
 
 def _measure_generic(tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
@@ -435,9 +449,18 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
-                _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
+                signed = _preflight(env, tpm, con)
+                has_secret = totp_exists(tpm)
+                if has_secret:
+                    _show_totp(env, tpm, con)
+                elif signed:
+                    con.say("no TOTP secret yet: it is sealed once /boot has verified")
+                else:
+                    con.say("no TOTP secret and no signed /boot: provision this machine first")
                 plan = _verify_and_plan(env, tpm, con)
+                if not has_secret:
+                    _seal_first_totp(env, tpm, con, pcr4_firmware)
                 return _kexec(env, plan, tpm, log, con)
             except BootRefused as refused:
                 con.say(f"INTEGRITY REPORT: {refused.message}")
