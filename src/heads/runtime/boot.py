@@ -52,6 +52,18 @@ from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
 from heads.core.kexec_plan import KexecPlan
+from heads.core.platform import (
+    CONSOLE_PREFIX,
+    DEFAULT_TCTI,
+    EVENT_LOG,
+    FIRMWARE_EVENT_LOG,
+    PCR_BOOT_MODE,
+    PCR_MODULES,
+    PCR_PAYLOAD_STUB,
+    PCR_USER_FILES,
+    PROFILES,
+    USER_FILE_PREFIX,
+)
 from heads.core.text import scrub, shown
 from heads.errors import (
     HashMismatchError,
@@ -76,14 +88,6 @@ __all__ = [
 EXIT_RECOVERY: Final = 10
 EXIT_POWEROFF: Final = 11
 
-#: PCRs the TOTP secret is sealed to, per platform profile (docs/pcr-layout.md §Platform profiles).
-TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,7,9"}
-#: CBFS prefix of the user files (Heads' cbfs-init.sh).
-USER_FILE_PREFIX: Final = "heads/initrd"
-_PCR_BOOT_MODE: Final = 4
-_PCR_MODULES: Final = 5
-_PCR_PAYLOAD_STUB: Final = 9
-_PCR_USER_FILES: Final = 7
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
 #: Modules the QEMU platform needs, in load order: fw_cfg for the user files (the Debian cloud
@@ -115,11 +119,11 @@ class RuntimeEnv:
         do_kexec: really run kexec (False on a host test: print the command, run nothing).
     """
 
-    tcti: str = "device:/dev/tpmrm0"
+    tcti: str = DEFAULT_TCTI
     rom: Path = _FW_CFG / "opt/heads/rom/raw"
     root: Path = Path("/")
-    firmware_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
-    event_log: Path = Path("/run/heads/measurements.cel.jsonl")
+    firmware_log: Path = FIRMWARE_EVENT_LOG
+    event_log: Path = EVENT_LOG
     boot_device: str = "/dev/nvme0n1"
     boot_dir: Path = Path("/boot")
     module_dir: Path = Path("/lib/modules")
@@ -149,7 +153,7 @@ class _Console:
         # line or hide one.  Names are escaped where they are formatted (shown()); this is
         # the last barrier for anything that was not.
         for line in text.rstrip("\n").split("\n"):
-            self.out.write(f"heads: {scrub(line)}\n")
+            self.out.write(f"{CONSOLE_PREFIX}{scrub(line)}\n")
         self.out.flush()
 
     def raw(self, text: str) -> None:
@@ -188,7 +192,7 @@ def _load_modules(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console)
         name = path.name.removesuffix(".ko").replace("-", "_")
         if name in loaded:
             continue
-        measure_file(tpm, log, _PCR_MODULES, path, description=f"module {name}")
+        measure_file(tpm, log, PCR_MODULES, path, description=f"module {name}")
         run(["insmod", str(path)], desc=f"load kernel module {name}", timeout_s=60)
 
 
@@ -210,8 +214,8 @@ def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Co
         target = env.root / rel.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(cbfs_file.data)
-        measure_string(tpm, log, _PCR_USER_FILES, rel, description="user file name")
-        measure_file(tpm, log, _PCR_USER_FILES, target, description=f"user file {rel}")
+        measure_string(tpm, log, PCR_USER_FILES, rel, description="user file name")
+        measure_file(tpm, log, PCR_USER_FILES, target, description=f"user file {rel}")
         con.say(f"PCR 7 measured {rel} ({len(cbfs_file.data)} bytes)")
         count += 1
     return count
@@ -250,7 +254,7 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
         # The kernel's EFI stub, not OVMF, measures the initrd and command line
         # (docs/qemu-platform.md §What OVMF measures): a stub without TPM support would leave
         # PCR 9 unmeasured.
-        tags = sum(1 for e in log.events if e.pcr == _PCR_PAYLOAD_STUB)
+        tags = sum(1 for e in log.events if e.pcr == PCR_PAYLOAD_STUB)
         if tags < 2:
             con.say("warning: no initrd/command-line measurements in PCR 9 (EFI stub)")
     return pcr4
@@ -268,7 +272,7 @@ def _seal_first_totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: by
     PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.  Where
     the firmware log gave that value too, the two must agree.
     """
-    current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
+    current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [PCR_BOOT_MODE])[PCR_BOOT_MODE]
     if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
         raise MeasurementError(
             "PCR 4 differs from its firmware-only value in the event log: "
@@ -282,7 +286,8 @@ def _seal_first_totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: by
         rng=os.urandom,
         event_log=None,
     )
-    con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
+    pcrs = ",".join(map(str, PROFILES[env.profile]))
+    con.say(f"provisioning: TOTP secret sealed to sha256:{pcrs}")
     con.say(f"TOTP URI {prov.uri}")
     from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
 
@@ -386,7 +391,7 @@ def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
 
 
 def _measure_generic(tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
-    measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
+    measure_string(tpm, log, PCR_BOOT_MODE, "generic", description="boot mode")
     con.say('PCR 4 extended with "generic"')
     _print_log(log, con)
 
@@ -424,7 +429,7 @@ def _fw_cfg_text(name: str) -> str:
 
 def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Console) -> int:
     if tpm is not None:
-        measure_string(tpm, log, _PCR_BOOT_MODE, "recovery", description="boot mode")
+        measure_string(tpm, log, PCR_BOOT_MODE, "recovery", description="boot mode")
         con.say('PCR 4 extended with "recovery"')
         _print_log(log, con)
     batch = env.batch if env.batch is not None else _fw_cfg_text("opt/heads/mode") != "interactive"
@@ -486,5 +491,5 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point inside the payload."""
     del argv
-    env = RuntimeEnv(tcti=os.environ.get("HEADS_TCTI", "device:/dev/tpmrm0"))
+    env = RuntimeEnv(tcti=os.environ.get("HEADS_TCTI", DEFAULT_TCTI))
     return run_boot(env, sys.stdout)
