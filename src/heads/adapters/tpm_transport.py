@@ -1,49 +1,53 @@
-"""How heads reaches a TPM: the TCTI string, a deadline for every command, device checks.
+"""How heads reaches a TPM: the TCTI string, the two transports, a deadline for every command.
 
-``swtpm:`` TPMs are spoken to by :class:`SwtpmTcti`, a TCTI written here (tpm2-pytss'
-``PyTCTI``) instead of tpm2-tss' ``libtss2-tcti-swtpm``: that one blocks forever on an endpoint
-that accepts and never answers (already while being initialised), and ESAPI's synchronous calls
-wait without limit (they set the TCTI timeout to "block" around their ``_Finish``;
-``Esys_SetTimeout`` applies to the asynchronous API only).  Here every
-command has a deadline: ``$HEADS_TPM_TIMEOUT`` seconds (default 30 s, far above the 1-2 s a
-real TPM needs for key generation) from sending the command to the last byte of its response.
+A transport moves one TPM 2.0 command buffer to the TPM and brings its response back; the
+command layer (heads.core.tpm2) makes and reads the buffers.  Every command has a deadline:
+``$HEADS_TPM_TIMEOUT`` seconds (default 30 s, far above the 1-2 s a real TPM needs for key
+generation) from sending the command to the last byte of its response.
 
-The protocol is swtpm's command channel: each command and each response is a TPM 2.0 command or
-response buffer as is, its header's size field giving the length (TPM 2.0 Part 1 §18.2 and Part
-3 §5.2).  swtpm's control channel (the command port + 1) is not used: heads always talks at
-locality 0, swtpm's default, and starts the TPM with TPM2_Startup.
+``swtpm:host=H,port=P`` / ``swtpm:path=SOCKET`` is swtpm's command channel: each command and
+each response is a TPM 2.0 command or response buffer as is, its header's size field giving the
+length (TPM 2.0 Part 1 §18.2 and Part 3 §5.2).  swtpm's control channel (the command port + 1)
+is not used: heads always talks at locality 0, swtpm's default, and starts the TPM with
+TPM2_Startup.
 
-``device:`` TPMs keep tpm2-tss' device TCTI; the kernel's TPM driver aborts a command the chip
-does not finish within its TCG duration.  :func:`check_device` refuses a path that is not a TPM
-character device *before* anything opens it: the device TCTI would otherwise write TPM commands
-into whatever file it is given.
+``device:/dev/tpmrm0`` (or ``/dev/tpm0``) is the kernel's TPM character device: write one
+command, read one response.  :func:`check_device` refuses a path that is not a TPM character
+device *before* anything opens it, so TPM commands are never written into some other file
+(docs/tpm-objects.md §Reaching the TPM).
+
+After a missed deadline or a lost connection a transport is *broken*: further commands fail
+at once rather than each waiting out the deadline again, and a late response can never be
+taken for the answer to a later command.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
+import select
 import socket
 import stat
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-from tpm2_pytss import TSS2_Exception
-from tpm2_pytss.constants import TSS2_RC
-from tpm2_pytss.TCTI import PyTCTI
+from typing import Final, Protocol
 
 from heads.errors import TpmNotFoundError, TpmUnreachableError, UsageError
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "TIMEOUT_ENV",
+    "DeviceTransport",
     "SwtpmAddress",
-    "SwtpmTcti",
+    "SwtpmTransport",
+    "Transport",
+    "TransportError",
     "check_device",
+    "open_transport",
     "parse_swtpm",
     "timeout_from_env",
 ]
@@ -54,7 +58,7 @@ _MAX_TIMEOUT_S: Final = 3600.0
 _SWTPM_DEFAULT_HOST: Final = "localhost"
 _SWTPM_DEFAULT_PORT: Final = 2321
 _HEADER: Final = struct.Struct(">HII")  # tag, size, command code / response code
-_MAX_RESPONSE: Final = 4096  # TPM_BUFFER_MAX of tpm2-tss (and the kernel's TPM_BUFSIZE)
+_MAX_RESPONSE: Final = 4096  # the kernel's TPM_BUFSIZE; no response heads asks for is larger
 # Linux sysfs class of TPM character devices (/dev/tpmN and /dev/tpmrmN).
 _TPM_CLASSES: Final = frozenset({"tpm", "tpmrm"})
 
@@ -155,22 +159,79 @@ def check_device(path: str) -> None:
             )
 
 
-class SwtpmTcti(PyTCTI):  # type: ignore[misc]  # tpm2-pytss ships no type information
-    """swtpm's command channel with a deadline on every command (see the module docstring).
+class TransportError(Exception):
+    """The command did not get a response: the connection broke or the deadline passed."""
 
-    After a missed deadline or a lost connection the transport is *broken*: further commands
-    fail at once rather than each waiting out the deadline again, and a late response can never
-    be taken for the answer to a later command.
-    """
+    def __init__(self, why: str, *, timed_out: bool = False) -> None:
+        super().__init__(why)
+        self.why = why
+        self.timed_out = timed_out
+
+
+class Transport(Protocol):
+    """One TPM reached one way."""
+
+    tcti: str
+    timeout_s: float
+    broken: str | None
+    timed_out: bool
+
+    def transact(self, command: bytes) -> bytes:
+        """Send one command buffer, return its response buffer.
+
+        Raises:
+            TransportError: no response (the transport is broken from then on).
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def _check_header(response: bytes) -> int:
+    _, size, _ = _HEADER.unpack_from(response)
+    return int(size)
+
+
+class _Deadlined:
+    """What both transports share: the broken state and the per-command deadline."""
+
+    tcti: str
+    timeout_s: float
+
+    def __init__(self) -> None:
+        self.broken: str | None = None
+        self.timed_out = False
+        self._deadline = 0.0
+
+    def _fail(self, why: str, *, timeout: bool = False) -> TransportError:
+        self.broken = why
+        self.timed_out = timeout
+        self._drop()
+        return TransportError(why, timed_out=timeout)
+
+    def _drop(self) -> None:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        if self.broken is not None:
+            raise TransportError(self.broken, timed_out=self.timed_out)
+        self._deadline = time.monotonic() + self.timeout_s
+
+    def _remaining(self) -> float:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise self._fail("no answer", timeout=True)
+        return left
+
+
+class SwtpmTransport(_Deadlined):
+    """swtpm's command channel, over TCP or a unix socket."""
 
     def __init__(self, tcti: str, address: SwtpmAddress, timeout_s: float) -> None:
-        super().__init__(max_size=_MAX_RESPONSE, magic=b"HEADSSW\0")
+        super().__init__()
         self.tcti = tcti
         self.address = address
         self.timeout_s = timeout_s
-        self.timed_out = False
-        self.broken: str | None = None
-        self._deadline = 0.0
         self._sock = self._connect()
 
     def _connect(self) -> socket.socket:
@@ -202,30 +263,9 @@ class SwtpmTcti(PyTCTI):  # type: ignore[misc]  # tpm2-pytss ships no type infor
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _fail(self, why: str, *, timeout: bool = False) -> TSS2_Exception:
-        self.broken = why
-        self.timed_out = timeout
+    def _drop(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.close()
-        return TSS2_Exception(TSS2_RC.TCTI_RC_IO_ERROR)
-
-    def _remaining(self) -> float:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise self._fail("no answer", timeout=True)
-        return left
-
-    def do_transmit(self, command: bytes) -> None:
-        if self.broken is not None:
-            raise TSS2_Exception(TSS2_RC.TCTI_RC_IO_ERROR)
-        self._deadline = time.monotonic() + self.timeout_s
-        try:
-            self._sock.settimeout(self._remaining())
-            self._sock.sendall(command)
-        except TimeoutError:
-            raise self._fail("no answer", timeout=True) from None
-        except OSError:
-            raise self._fail("connection lost") from None
 
     def _read(self, n: int) -> bytes:
         buf = bytearray()
@@ -242,18 +282,97 @@ class SwtpmTcti(PyTCTI):  # type: ignore[misc]  # tpm2-pytss ships no type infor
             buf += chunk
         return bytes(buf)
 
-    def do_receive(self, timeout: int) -> bytes:
-        if self.broken is not None:
-            raise TSS2_Exception(TSS2_RC.TCTI_RC_IO_ERROR)
+    def transact(self, command: bytes) -> bytes:
+        self._start()
+        try:
+            self._sock.settimeout(self._remaining())
+            self._sock.sendall(command)
+        except TimeoutError:
+            raise self._fail("no answer", timeout=True) from None
+        except OSError:
+            raise self._fail("connection lost") from None
         header = self._read(_HEADER.size)
-        _, size, _ = _HEADER.unpack(header)
+        size = _check_header(header)
         if not _HEADER.size <= size <= _MAX_RESPONSE:
             raise self._fail(f"not a TPM response (size field {size})")
         return header + self._read(size - _HEADER.size)
 
-    def do_finalize(self) -> None:
-        self.close()
+    def close(self) -> None:
+        self._drop()
+
+
+class DeviceTransport(_Deadlined):
+    """The kernel's TPM character device: one write of the command, one read of the response.
+
+    The kernel driver finishes (or aborts, after the TCG duration) a command within the write;
+    the deadline bounds the wait for the response to become readable.
+    """
+
+    def __init__(self, tcti: str, path: str, timeout_s: float) -> None:
+        super().__init__()
+        self.tcti = tcti
+        self.path = path
+        self.timeout_s = timeout_s
+        try:
+            self._fd: int | None = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except OSError as exc:
+            raise TpmUnreachableError(
+                f"cannot open the TPM at {path}: {exc.strerror or exc}",
+                hint="is another program holding /dev/tpm0? use /dev/tpmrm0; are you root?",
+            ) from None
+
+    def _drop(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def transact(self, command: bytes) -> bytes:
+        self._start()
+        fd = self._fd
+        if fd is None:
+            raise self._fail("closed")
+        try:
+            written = os.write(fd, command)
+            if written != len(command):
+                raise self._fail(f"the device took {written} of {len(command)} bytes")
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if not poller.poll(self._remaining() * 1000):
+                raise self._fail("no answer", timeout=True)
+            response = os.read(fd, _MAX_RESPONSE)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                raise self._fail("interrupted") from None
+            raise self._fail(f"{exc.strerror or exc}") from None
+        if len(response) < _HEADER.size or _check_header(response) != len(response):
+            raise self._fail("not a TPM response (its size field does not match)")
+        return response
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        self._drop()
+
+
+def open_transport(tcti: str, timeout_s: float | None = None) -> Transport:
+    """The transport for a TCTI string (``device:PATH`` or ``swtpm:...``).
+
+    Raises:
+        UsageError: ``$HEADS_TPM_TIMEOUT`` is not a number of seconds.
+        TpmNotFoundError: the device node does not exist.
+        TpmUnreachableError: the TCTI is malformed, or names something that is not a TPM, or
+            nothing answers there.
+    """
+    kind, _, conf = tcti.partition(":")
+    if kind == "device":
+        path = conf or "/dev/tpmrm0"
+        check_device(path)
+        deadline = timeout_s if timeout_s is not None else timeout_from_env()
+        return DeviceTransport(tcti, path, deadline)
+    if kind == "swtpm":
+        address = parse_swtpm(tcti, conf)
+        deadline = timeout_s if timeout_s is not None else timeout_from_env()
+        return SwtpmTransport(tcti, address, deadline)
+    raise TpmUnreachableError(
+        f"bad TCTI {tcti!r}: the kind {kind!r} is neither device nor swtpm",
+        hint="use device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321",
+    )
