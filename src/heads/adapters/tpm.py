@@ -392,8 +392,6 @@ class DirectTpm:
             for first in (_TRANSIENT_FIRST, _LOADED_SESSION_FIRST):
                 _, handles = self._c.handles(first)
                 for handle in handles:
-                    if handle >> 24 != first >> 24:
-                        continue
                     self._c.flush_context(handle)
                     _log.info("flushed 0x%08x, left loaded by an earlier client", handle)
         except _FAILURES as exc:
@@ -633,8 +631,7 @@ class DirectTpm:
         """
         if self._primary_or_none() is not None:
             return PRIMARY_HANDLE
-        if owner_auth is not None:
-            self._set_owner_auth(owner_auth)
+        self._set_owner_auth(owner_auth)
         transient, _ = self._c.create_primary(
             RH.OWNER, self._owner_auth, storage_primary_template()
         )

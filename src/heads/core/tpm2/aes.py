@@ -20,22 +20,17 @@ def _xtime(b: int) -> int:
     return (b ^ 0x11B) if b & 0x100 else b
 
 
-def _gmul(a: int, b: int) -> int:
-    out = 0
-    while b:
-        if b & 1:
-            out ^= a
-        a = _xtime(a)
-        b >>= 1
-    return out
-
-
 def _sbox() -> bytes:
+    # Powers of the generator 3 walk through every non-zero element of GF(2^8), so the
+    # inverse of 3^i is 3^(255-i).
+    power = [1] * 255
+    for i in range(1, 255):
+        prev = power[i - 1]
+        power[i] = prev ^ _xtime(prev)  # times 3 = times 2 plus itself
+    log = {value: i for i, value in enumerate(power)}
     box = bytearray(256)
     for x in range(256):
-        inv = 0
-        if x:
-            inv = next(y for y in range(1, 256) if _gmul(x, y) == 1)
+        inv = power[(255 - log[x]) % 255] if x else 0
         s = inv
         for shift in range(1, 5):
             s ^= ((inv << shift) | (inv >> (8 - shift))) & 0xFF
