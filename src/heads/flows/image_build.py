@@ -23,11 +23,11 @@ What goes into the initramfs (paths as in the archive):
 * ``/bin/busybox`` (busybox-static) and its applet links; ``/sbin/kexec`` (kexec-tools);
   ``/usr/bin/gpgv``; ``/usr/bin/python3.11`` (+ ``python3``); every shared library they load,
   found from each ELF file's ``DT_NEEDED`` list and copied to ``/lib/x86_64-linux-gnu``, with
-  the loader at ``/lib64/ld-linux-x86-64.so.2``; ``libtss2-tcti-device.so.0``, which
-  tpm2-pytss loads with ``dlopen`` for ``device:/dev/tpmrm0``.
+  the loader at ``/lib64/ld-linux-x86-64.so.2``.  heads speaks to the TPM itself (through
+  ``/dev/tpmrm0``), so no TSS library is shipped.
 * ``/usr/lib/python311.zip``: the stdlib modules the runtime imports, as hash-based
   (``UNCHECKED_HASH``) ``.pyc`` in a stored zip; ``/usr/lib/python3.11/lib-dynload/*.so`` that
-  those modules load; third-party packages (tpm2_pytss, cffi, cryptography, segno, ...) and
+  those modules load; third-party packages (segno) and
   ``heads`` itself as sourceless ``.pyc`` under ``/usr/lib/python3/heads-site``.  Run Python
   with ``PYTHONHOME=/usr PYTHONPATH=/usr/lib/python3/heads-site PYTHONDONTWRITEBYTECODE=1``.
 * Kernel modules: the Debian cloud kernel has the TPM (tpm_crb/tpm_tis), NVMe
@@ -129,7 +129,6 @@ ROOT_PACKAGES: Final = (
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
-    "libtss2-tcti-device0",
 )
 # Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
 # firmware image's user files, virtio-blk disks, and dm-crypt for LUKS
@@ -430,8 +429,6 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     take("/sbin/kexec", "sbin/kexec")
     take("/usr/bin/gpgv", "usr/bin/gpgv")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
-    tcti = "libtss2-tcti-device.so.0"
-    take(f"/usr/lib/x86_64-linux-gnu/{tcti}", f"{_LIBDIR.lstrip('/')}/{tcti}")
     tree.add(CpioEntry.symlink("usr/bin/python3", "python3.11"), "heads")
     for link in _busybox_links(busybox):
         path = link.lstrip("/")
@@ -682,24 +679,6 @@ def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[byte
     return [(workdir / f"{i}.pyc").read_bytes() for i in range(len(jobs))]
 
 
-def _strip_elf(data: bytes, workdir: Path) -> bytes:
-    """Drop symbol tables from a wheel's extension module (cryptography's _rust.so: 14 -> 11
-    MB, tpm2-pytss's: 2.7 -> 0.9 MB); Debian's own binaries are stripped already."""
-    if _elf_info(data, "extension module") is None:
-        return data
-    src, dst = workdir / "strip-in.so", workdir / "strip-out.so"
-    src.write_bytes(data)
-    run(
-        ["strip", "--strip-unneeded", "-o", dst, src],
-        desc="strip an extension module",
-        timeout_s=120,
-    )
-    out = dst.read_bytes()
-    src.unlink()
-    dst.unlink()
-    return out
-
-
 def _stored_zip(members: Mapping[str, bytes]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -743,7 +722,6 @@ def _add_python(
                 jobs.append((data, f"/{_SITE}/{rel}", 2))
                 targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
             else:
-                data = _strip_elf(data, workdir)
                 tree.add(CpioEntry.file(f"{_SITE}/{rel}", data, executable=True), dist)
                 roots.append((f"{_SITE}/{rel}", data, str(p)))
     src = _heads_sources()
@@ -812,7 +790,6 @@ def _tool_versions() -> dict[str, str]:
 
     return {
         "zstd": first_line(["zstd", "-V"]),
-        "strip": first_line(["strip", "--version"]),
         "python": sys.version.split()[0],
     }
 
@@ -935,8 +912,8 @@ def build_payload(
         sel = _probe_python(lock.extra_modules, site)
         say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
         for name, why in sorted(sel.failed.items()):
-            # Not fatal: host-only failures exist (tpm2_pytss.policy needs a library the payload
-            # does not ship); a module the runtime really needs fails the boot test instead.
+            # Not fatal: a module may need something only the host has; a module the runtime
+            # really needs fails the boot test instead.
             say(f"note: {name} did not import on the host ({why}); shipped as found")
         unused = sorted(
             p.name
