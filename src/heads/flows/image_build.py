@@ -4,10 +4,10 @@ The layout the runtime relies on is docs/guest-host-contract.md §Payload layout
 
 Inputs are pinned in a lock file (``payload/lock.json``, :mod:`heads.core.payload_lock`) by
 what is downloaded: every Debian package by name, version and SHA-256 of its ``.deb``, every
-Python distribution by the file name and SHA-256 of its wheel or sdist.  They are fetched once
+Python distribution by the file name and SHA-256 of its wheel.  They are fetched once
 into the cache (or read from a directory written by :func:`export_inputs`, offline) and checked
-on every use.  An sdist is built into a wheel here, reproducibly (:func:`heads.adapters.pypi.
-build_wheel`); nothing is taken from the developer's virtualenv.  ``heads build --update-lock``
+on every use.  Wheels are shipped as downloaded; nothing is built from source and nothing is
+taken from the developer's virtualenv.  ``heads build --update-lock``
 re-resolves the pins.
 
 The Debian archive drops superseded versions within days.  When a pinned package is gone, a
@@ -589,7 +589,6 @@ class _PyInput:
     pin: PythonPin
     wheel: str
     files_sha256: str
-    built: bool
 
     def describe(self) -> dict[str, object]:
         return {
@@ -598,67 +597,24 @@ class _PyInput:
             "artifact_sha256": self.pin.sha256,
             "wheel": self.wheel,
             "wheel_files_sha256": self.files_sha256,
-            "built_here": self.built,
         }
 
 
-def _build_tools() -> dict[str, str]:
-    """The host tools that shape a wheel built from an sdist (recorded in the manifest)."""
-
-    def first_line(argv: list[str]) -> str:
-        result = run(argv, desc=f"{argv[0]} version", timeout_s=30, check=False)
-        out = result.stdout.decode("utf-8", "replace").strip()
-        return out.splitlines()[0] if result.returncode == 0 and out else "not available"
-
-    return {
-        "cc": first_line(["gcc", "--version"]),
-        "tss2-esys headers": first_line(["pkg-config", "--modversion", "tss2-esys"]),
-        "python": sys.version.split()[0],
-    }
-
-
 def _python_inputs(
-    lock: PayloadLock,
-    cache_dir: Path,
-    inputs: Path | None,
-    site: Path,
-    *,
-    epoch: int,
-    reuse_built: bool,
-    say: Progress,
-) -> tuple[list[_PyInput], dict[str, str]]:
-    """Fetch every pinned distribution, build the sdists, unpack all into ``site``.
-
-    Returns what was used and, when a wheel was built here, the host tools that shaped it
-    (asked once; they also key the built-wheel cache).
-    """
+    lock: PayloadLock, cache_dir: Path, inputs: Path | None, site: Path
+) -> list[_PyInput]:
+    """Fetch every pinned wheel and unpack it into ``site``; returns what was used."""
     used: list[_PyInput] = []
     site.mkdir(parents=True, exist_ok=True)
-    tools: dict[str, str] = {}
     for pin in sorted(lock.python, key=lambda p: normalize_dist(p.name)):
-        artifact = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
-        if pin.is_wheel:
-            wheel = artifact
-        else:
-            tools = tools or _build_tools()
-            env_key = json.dumps({"tools": tools, "epoch": epoch}, sort_keys=True)
-            wheels = cache_dir / "wheels" / _sha(f"{pin.sha256} {env_key}".encode())[:32]
-            cached = sorted(wheels.glob("*.whl")) if reuse_built else []
-            if cached:
-                wheel = cached[0]
-                say(f"{pin.name} {pin.version}: wheel built earlier from the same sdist and tools")
-            else:
-                say(f"{pin.name} {pin.version}: building a wheel from {pin.file}")
-                if wheels.exists():
-                    shutil.rmtree(wheels)
-                wheel = pypi.build_wheel(artifact, wheels, source_date_epoch=epoch)
+        wheel = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
         files = pypi.wheel_files(wheel)
         for name, data in files.items():
             dest = site / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files), not pin.is_wheel))
-    return used, tools
+        used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files)))
+    return used
 
 
 def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[bytes]:
@@ -848,7 +804,6 @@ def build_payload(
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
     compression_cache: bool = True,
-    wheel_cache: bool = True,
 ) -> Payload:
     """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
 
@@ -866,8 +821,6 @@ def build_payload(
         progress: called with one short line per stage (and each warning).
         compression_cache: reuse a cached zstd output of an identical base archive (checked by
             decompressing it); :func:`check_reproducible` turns this off.
-        wheel_cache: reuse a wheel built earlier from the same sdist with the same tools;
-            :func:`check_reproducible` turns this off.
 
     Returns:
         The paths and sizes of what was built, and whether it is the published payload.
@@ -900,15 +853,7 @@ def build_payload(
     files = read_debs(lock, cache_dir, inputs, say)
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
         site = Path(tmp) / "site"
-        py_inputs, build_tools = _python_inputs(
-            lock,
-            cache_dir,
-            inputs,
-            site,
-            epoch=epoch,
-            reuse_built=wheel_cache,
-            say=say,
-        )
+        py_inputs = _python_inputs(lock, cache_dir, inputs, site)
         sel = _probe_python(lock.extra_modules, site)
         say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
         for name, why in sorted(sel.failed.items()):
@@ -943,7 +888,7 @@ def build_payload(
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
     is_published = lock.digest() == published.digest()
-    tools = {**_tool_versions(), **build_tools}
+    tools = _tool_versions()
     manifest = {
         "format": MANIFEST_FORMAT,
         "source_date_epoch": epoch,
@@ -1100,7 +1045,6 @@ def _second_build_argv(
         str(lock_path),
         "--init",
         str(init),
-        "--no-wheel-cache",
         "--json",
     ]
     varied = ["output path", "cache path", "HOME", "TZ", "locale", f"umask {_OTHER_UMASK:03o}"]
@@ -1147,7 +1091,6 @@ def check_reproducible(
             init_script=init,
             progress=say,
             compression_cache=False,
-            wheel_cache=False,
         )
         other = base / "elsewhere"
         (other / "home").mkdir(parents=True)
@@ -1273,7 +1216,7 @@ def update_lock(
                 init_file = Path(tmp) / "init"
                 init_file.write_bytes(b"#!/bin/sh\n")
             site = Path(tmp) / "site"
-            _python_inputs(lock, cache_dir, None, site, epoch=epoch, reuse_built=True, say=say)
+            _python_inputs(lock, cache_dir, None, site)
             sel = _probe_python(extra, site)
             try:
                 _assemble(lock, files, sel, init_file, Path(tmp))
