@@ -12,10 +12,11 @@ longer line up.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Concatenate, Final, ParamSpec, TypeVar
 
 from heads.adapters.tpm_transport import Transport, TransportError
 from heads.core.tpm2 import rc as rcs
@@ -48,6 +49,8 @@ __all__ = ["Auth", "Session", "TpmCommands", "TpmResponseError", "TransportError
 _NONCE_SIZE: Final = 32  # one SHA-256 digest, as for every session heads starts
 _AES128_CFB: Final = u16(ALG.AES) + u16(128) + u16(ALG.CFB)
 _NO_SYMMETRIC: Final = u16(ALG.NULL)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 _SUBMISSIONS: Final = 10
 _AGAIN: Final = frozenset({rcs.RETRY, rcs.YIELDED, rcs.TESTING})
 _AGAIN_PAUSE_S: Final = 0.02
@@ -59,6 +62,22 @@ def _response_code(response: bytes) -> int:
 
 def _password(auth: bytes = b"") -> Auth:
     return Auth(None, auth=auth, attrs=TPMA_SESSION.CONTINUESESSION)
+
+
+def _parsed(
+    method: Callable[Concatenate[TpmCommands, _P], _R],
+) -> Callable[Concatenate[TpmCommands, _P], _R]:
+    """A response that does not parse, wherever the command's method reads it, becomes a
+    TpmError and ends the connection (a FormatError would name no TPM command to the user)."""
+
+    @functools.wraps(method)
+    def wrapper(self: TpmCommands, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except FormatError as exc:
+            raise self.malformed(exc) from None
+
+    return wrapper  # type: ignore[return-value]  # functools.wraps' type hides the signature
 
 
 class TpmCommands:
@@ -99,20 +118,24 @@ class TpmCommands:
             self.transport.close()
             self.transport.broken = "a forged response"
             raise
-        except FormatError as exc:
-            self.transport.close()
-            self.transport.broken = "a malformed response"
-            raise TpmError(
-                f"the TPM's answer is malformed: {exc}",
-                hint="is it a TPM 2.0? a faulty TPM or something on its bus sent this",
-            ) from None
         return got, Reader(bytes(out), f"the TPM's response to {command_name(cc)}")
+
+    def malformed(self, exc: FormatError) -> TpmError:
+        """The error for a response that does not parse; the connection is closed."""
+        self.transport.close()
+        self.transport.broken = "a malformed response"
+        return TpmError(
+            f"the TPM's answer is malformed: {exc}",
+            hint="is it a TPM 2.0? a faulty TPM or something on its bus sent this",
+        )
 
     # -- start-up, capabilities, randomness ------------------------------------------
 
+    @_parsed
     def startup(self, su: int) -> None:
         self._call(CC.STARTUP, params=u16(su))
 
+    @_parsed
     def get_capability(self, cap: CAP, prop: int, count: int) -> tuple[bool, Reader]:
         """TPM2_GetCapability: moreData, and a reader positioned after the capability kind."""
         _, r = self._call(CC.GET_CAPABILITY, params=u32(cap) + u32(prop) + u32(count))
@@ -120,24 +143,28 @@ class TpmCommands:
         read_capability_kind(r, "capabilityData", cap)
         return bool(more), r
 
+    @_parsed
     def handles(self, first: int, count: int = 64) -> tuple[bool, tuple[int, ...]]:
         more, r = self.get_capability(CAP.HANDLES, first, count)
         handles = read_handles(r, "capabilityData.handles")
         r.end("capabilityData")
         return more, handles
 
+    @_parsed
     def properties(self, first: int, count: int) -> dict[int, int]:
         _, r = self.get_capability(CAP.TPM_PROPERTIES, first, count)
         props = read_properties(r, "capabilityData.tpmProperties")
         r.end("capabilityData")
         return props
 
+    @_parsed
     def pcr_banks(self) -> tuple[PcrSelect, ...]:
         _, r = self.get_capability(CAP.PCRS, 0, 1)
         sels = read_pcr_selections(r, "capabilityData.assignedPCR")
         r.end("capabilityData")
         return sels
 
+    @_parsed
     def get_random(self, size: int) -> bytes:
         _, r = self._call(CC.GET_RANDOM, params=u16(size))
         data = r.tpm2b("randomBytes", 64)
@@ -148,6 +175,7 @@ class TpmCommands:
 
     # -- PCRs --------------------------------------------------------------------------
 
+    @_parsed
     def pcr_read(
         self, selections: Sequence[PcrSelect]
     ) -> tuple[tuple[PcrSelect, ...], tuple[bytes, ...]]:
@@ -158,6 +186,7 @@ class TpmCommands:
         r.end("pcrValues")
         return out, digests
 
+    @_parsed
     def pcr_extend(self, pcr: int, digests: Sequence[tuple[int, bytes]]) -> None:
         body = bytearray(u32(len(digests)))
         for alg, digest in digests:
@@ -166,6 +195,7 @@ class TpmCommands:
 
     # -- sessions and policies --------------------------------------------------------
 
+    @_parsed
     def start_auth_session(
         self, kind: SE, *, salt_key: tuple[int, Public] | None = None, symmetric: bool = False
     ) -> Session:
@@ -208,25 +238,30 @@ class TpmCommands:
         """An authorisation-area entry for ``session`` with a fresh nonce."""
         return Auth(session, auth=auth, attrs=attrs, nonce_caller=secrets.token_bytes(_NONCE_SIZE))
 
+    @_parsed
     def policy_pcr(self, session: int, pcr_digest: bytes, selection: PcrSelect) -> None:
         params = tpm2b(pcr_digest) + marshal_pcr_selections([selection])
         self._call(CC.POLICY_PCR, [session], params)
 
+    @_parsed
     def policy_auth_value(self, session: Session) -> None:
         self._call(CC.POLICY_AUTH_VALUE, [session.handle])
         session.auth_value_needed = True
 
+    @_parsed
     def policy_get_digest(self, session: int) -> bytes:
         _, r = self._call(CC.POLICY_GET_DIGEST, [session])
         digest = r.tpm2b("policyDigest", 64)
         r.end("policyDigest")
         return digest
 
+    @_parsed
     def flush_context(self, handle: int) -> None:
         self._call(CC.FLUSH_CONTEXT, params=u32(handle))
 
     # -- objects -----------------------------------------------------------------------
 
+    @_parsed
     def read_public(self, handle: int) -> tuple[Public, bytes]:
         """The object's public area and name; the name is checked against the area."""
         _, r = self._call(CC.READ_PUBLIC, [handle])
@@ -242,6 +277,7 @@ class TpmCommands:
             raise r.fail("name", "it is not the name of the public area returned")
         return public, name
 
+    @_parsed
     def create_primary(
         self, hierarchy: int, hierarchy_auth: bytes, template: bytes
     ) -> tuple[int, Public]:
@@ -259,6 +295,7 @@ class TpmCommands:
         public = Public.read(r, "outPublic")
         return handle, public
 
+    @_parsed
     def create(
         self,
         parent: int,
@@ -283,6 +320,7 @@ class TpmCommands:
         public = Public.read(r, "outPublic")
         return tpm2b(private), public.marshal()
 
+    @_parsed
     def load(self, parent: int, private: bytes, public: bytes) -> tuple[int, bytes]:
         """TPM2_Load of a (TPM2B_PRIVATE, TPM2B_PUBLIC): the transient handle and name."""
         (handle,), r = self._call(
@@ -292,6 +330,7 @@ class TpmCommands:
         r.end("name")
         return handle, name
 
+    @_parsed
     def unseal(
         self,
         item: int,
@@ -310,11 +349,13 @@ class TpmCommands:
         r.end("outData")
         return data
 
+    @_parsed
     def evict_control(self, auth: bytes, obj: int, persistent: int) -> None:
         self._call(CC.EVICT_CONTROL, [RH.OWNER, obj], u32(persistent), auths=[_password(auth)])
 
     # -- NV ------------------------------------------------------------------------------
 
+    @_parsed
     def nv_read_public(self, index: int) -> NvPublic:
         _, r = self._call(CC.NV_READ_PUBLIC, [index])
         public = NvPublic.read(r, "nvPublic")
@@ -328,13 +369,16 @@ class TpmCommands:
             raise r.fail("nvName", "it is not the name of the index asked for")
         return public
 
+    @_parsed
     def nv_define_space(self, owner_auth: bytes, public: NvPublic) -> None:
         params = tpm2b(b"") + public.marshal()
         self._call(CC.NV_DEFINE_SPACE, [RH.OWNER], params, auths=[_password(owner_auth)])
 
+    @_parsed
     def nv_undefine_space(self, owner_auth: bytes, index: int) -> None:
         self._call(CC.NV_UNDEFINE_SPACE, [RH.OWNER, index], auths=[_password(owner_auth)])
 
+    @_parsed
     def nv_read(self, auth_handle: int, auth: bytes, index: int, size: int, offset: int) -> bytes:
         _, r = self._call(
             CC.NV_READ, [auth_handle, index], u16(size) + u16(offset), auths=[_password(auth)]
@@ -345,25 +389,31 @@ class TpmCommands:
             raise TpmError(f"TPM2_NV_Read returned {len(data)} bytes, {size} asked for")
         return data
 
+    @_parsed
     def nv_write(self, auth_handle: int, auth: bytes, index: int, data: bytes, offset: int) -> None:
         self._call(
             CC.NV_WRITE, [auth_handle, index], tpm2b(data) + u16(offset), auths=[_password(auth)]
         )
 
+    @_parsed
     def nv_increment(self, auth_handle: int, auth: bytes, index: int) -> None:
         self._call(CC.NV_INCREMENT, [auth_handle, index], auths=[_password(auth)])
 
     # -- hierarchies -------------------------------------------------------------------
 
+    @_parsed
     def hierarchy_change_auth(self, hierarchy: int, auth: bytes, new_auth: bytes) -> None:
         self._call(CC.HIERARCHY_CHANGE_AUTH, [hierarchy], tpm2b(new_auth), auths=[_password(auth)])
 
+    @_parsed
     def clear_control(self, auth_handle: int, auth: bytes, *, disable: bool) -> None:
         self._call(CC.CLEAR_CONTROL, [auth_handle], u8(int(disable)), auths=[_password(auth)])
 
+    @_parsed
     def clear(self, auth_handle: int, auth: bytes) -> None:
         self._call(CC.CLEAR, [auth_handle], auths=[_password(auth)])
 
+    @_parsed
     def dictionary_attack_parameters(
         self, lockout_auth: bytes, max_tries: int, recovery_s: int, lockout_recovery_s: int
     ) -> None:
