@@ -1,4 +1,4 @@
-"""TOTP-style seal + unseal: heads (tpm2-pytss) vs the tpm2-tools sequence shell Heads runs.
+"""TOTP-style seal + unseal: heads (its own TPM layer) vs the tpm2-tools sequence shell Heads runs.
 
 Both run against the same freshly manufactured swtpm in the same run.  Seal = read PCRs, build
 the PolicyPCR policy, create the sealed object, load it, persist it at 0x81004d47 (replacing the
@@ -91,7 +91,7 @@ def main() -> None:
                 assert out == secret
     ours_ms, tools_ms = statistics.median(ours) * 1e3, statistics.median(tools) * 1e3
     print(f"seal+unseal, {args.rounds} rounds, same swtpm")
-    print(f"  heads (tpm2-pytss, encrypted sessions, seal record): median {ours_ms:8.2f} ms")
+    print(f"  heads (own TPM layer, encrypted sessions, record):   median {ours_ms:8.2f} ms")
     print(f"  tpm2-tools (13 processes, as shell Heads):          median {tools_ms:8.2f} ms")
     print(f"  ratio: heads is {tools_ms / ours_ms:.1f}x faster")
 

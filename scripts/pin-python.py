@@ -22,7 +22,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 FILES = ("requirements-build.lock", "requirements.lock")
 HEADER = {
-    "requirements-build.lock": "# What builds the source-only distributions (tpm2-pytss); installed first.\n",
+    "requirements-build.lock": "# What builds heads itself (setuptools, for the editable install); installed first.\n",
     "requirements.lock": "# Every Python distribution of the virtual environment, by the SHA-256 of its download.\n",
 }
 

@@ -40,9 +40,9 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     # Debian's interpreter, not any other python3 on PATH: the same one goes into the payload.
     [[ -x "$venv/bin/python" ]] || /usr/bin/python3 -m venv "$venv"
     pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --require-hashes --no-deps)
-    # Exactly the downloads the locks name (by SHA-256).  tpm2-pytss is published as source only:
-    # its build tools come first, from their own lock, and build it without an isolated
-    # environment, so nothing unpinned is fetched to build it.
+    # Exactly the downloads the locks name (by SHA-256).  heads' own build backend (setuptools)
+    # comes first, from its own lock, and installs heads without an isolated environment, so
+    # nothing unpinned is fetched.
     "${pip[@]}" --only-binary :all: -r "$top/requirements-build.lock" 2>&1 | quiet >&2
     "${pip[@]}" --no-build-isolation -r "$top/requirements.lock" 2>&1 | quiet >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$top"

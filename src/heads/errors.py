@@ -166,7 +166,7 @@ class ToolError(HeadsError):
 
 
 class TpmError(ToolError):
-    """The TPM returned an error.  ``rc`` is the TSS2 return code when there was one."""
+    """The TPM returned an error.  ``rc`` is its response code when there was one."""
 
     def __init__(
         self,

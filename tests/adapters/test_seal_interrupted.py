@@ -16,7 +16,7 @@ import pytest
 
 from heads.adapters.tpm import (
     TOTP_HANDLE,
-    EsapiTpm,
+    DirectTpm,
     open_tpm,
     seal_journal_index,
     seal_record_index,
@@ -90,7 +90,7 @@ def test_every_cut_leaves_the_old_or_the_new_secret(
 ) -> None:
     if nv_chunk is not None:
         # Small NV writes, so that cuts also fall between the chunks of the journal.
-        monkeypatch.setattr(EsapiTpm, "_nv_chunk", lambda self: nv_chunk)
+        monkeypatch.setattr(DirectTpm, "_nv_chunk", lambda self: nv_chunk)
     with TpmProxy(swtpm.port) as proxy:
         cli = Cli(proxy.tcti, tmp_path, capsysbinary, monkeypatch)
         assert cli.seal(OLD) == 0

@@ -200,12 +200,22 @@ def test_pins_refuse_path_names(name: str) -> None:
     with pytest.raises(ValueError, match="name"):
         DebPin(name, "1.0-1", "amd64", SHA)
     with pytest.raises(ValueError, match="name"):
-        PythonPin(name, "1.0", "x-1.0.tar.gz", SHA)
+        PythonPin(name, "1.0", "x-1.0.whl", SHA)
 
 
 @pytest.mark.parametrize(
     "file",
-    ["../x-1.0.tar.gz", "a/x-1.0.whl", "x..whl", "x/../../y.zip", "/x.whl", "x-1.0.exe", "x.whl/"],
+    [
+        "../x-1.0.whl",
+        "a/x-1.0.whl",
+        "x..whl",
+        "x/../../y.whl",
+        "/x.whl",
+        "x-1.0.exe",
+        "x.whl/",
+        "x-1.0.tar.gz",
+        "x-1.0.zip",
+    ],
 )
 def test_python_pins_refuse_path_file_names(file: str) -> None:
     with pytest.raises(ValueError, match="file name"):
@@ -230,7 +240,7 @@ def test_pins_refuse_a_sha256_that_is_not_64_lower_case_hex(sha: str) -> None:
     with pytest.raises(ValueError, match="sha256"):
         DebPin("x1", "1.0-1", "amd64", sha)
     with pytest.raises(ValueError, match="sha256"):
-        PythonPin("x", "1.0", "x-1.0.tar.gz", sha)
+        PythonPin("x", "1.0", "x-1.0.whl", sha)
 
 
 @settings(max_examples=500, deadline=None)

@@ -1,6 +1,6 @@
-"""TPM 2.0 adapter over the tpm2-pytss ESAPI.
+"""TPM 2.0 adapter over heads' own command layer (heads.core.tpm2, heads.adapters.tpm_commands).
 
-One ``Tpm`` protocol and one backend, ``EsapiTpm``.  Each method is one TPM operation (the
+One ``Tpm`` protocol and one backend, ``DirectTpm``.  Each method is one TPM operation (the
 docstrings name the TPM commands it runs).  The adapter reports facts and translates TSS return
 codes into the ``TpmError`` family; deciding what a failure *means* to the owner (e.g. "the TOTP
 secret was not released because firmware changed") is the flows' job, except that a refused
@@ -17,20 +17,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import secrets
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from heads.adapters.tcti import (
-    TIMEOUT_ENV,
-    SwtpmTcti,
-    check_device,
-    parse_swtpm,
-    timeout_from_env,
+from heads.adapters.tpm_commands import (
+    Session,
+    TpmCommands,
+    TpmResponseError,
+    TransportError,
 )
+from heads.adapters.tpm_transport import TIMEOUT_ENV, open_transport
 from heads.core.digest import HashAlg
 from heads.core.pcr import PCR_COUNT, PcrSelection
 from heads.core.sealing import (
@@ -41,6 +40,25 @@ from heads.core.sealing import (
     seal_policy_digest,
 )
 from heads.core.secret import Secret
+from heads.core.tpm2 import rc as rcs
+from heads.core.tpm2.constants import (
+    NT,
+    NV_TYPE_SHIFT,
+    PT,
+    RH,
+    SE,
+    SU,
+    TPMA_NV,
+    TPMA_PERMANENT_IN_LOCKOUT,
+)
+from heads.core.tpm2.structures import (
+    NvPublic,
+    PcrSelect,
+    Public,
+    keyedhash_seal_template,
+    sensitive_create,
+    storage_primary_template,
+)
 from heads.errors import (
     AuthError,
     FormatError,
@@ -53,46 +71,12 @@ from heads.errors import (
     UsageError,
 )
 
-# ESYS prints a WARNING/ERROR line on stderr for every TPM error, expected ones included (a
-# refused unseal is a normal outcome here).  Silence it unless the user asked for TSS logs.
-os.environ.setdefault("TSS2_LOG", "all+NONE")
-
-from tpm2_pytss import ESAPI, TSS2_Exception
-from tpm2_pytss.constants import (
-    ESYS_TR,
-    TPM2_ALG,
-    TPM2_CAP,
-    TPM2_NT,
-    TPM2_PT,
-    TPM2_SE,
-    TPM2_SU,
-    TPMA_NV,
-    TPMA_OBJECT,
-    TPMA_PERMANENT,
-    TPMA_SESSION,
-)
-from tpm2_pytss.types import (
-    TPM2B_NV_PUBLIC,
-    TPM2B_PRIVATE,
-    TPM2B_PUBLIC,
-    TPM2B_SENSITIVE_CREATE,
-    TPML_DIGEST_VALUES,
-    TPML_PCR_SELECTION,
-    TPMS_NV_PUBLIC,
-    TPMS_SENSITIVE_CREATE,
-    TPMT_HA,
-    TPMT_PUBLIC,
-    TPMT_SYM_DEF,
-    TPMU_SYM_KEY_BITS,
-    TPMU_SYM_MODE,
-)
-
 __all__ = [
     "DISK_KEY_HANDLE",
     "PRIMARY_HANDLE",
     "SHELL_HEADS_SELECTIONS",
     "TOTP_HANDLE",
-    "EsapiTpm",
+    "DirectTpm",
     "LockoutState",
     "Tpm",
     "TpmInfo",
@@ -121,29 +105,7 @@ _SEAL_JOURNAL_BASE: Final = 0x01810000
 _MAX_SECRET_BYTES: Final = 128  # MAX_SYM_DATA of a keyedhash object
 _PCRS_PER_READ: Final = 8  # TPM2_PCR_Read returns at most 8 digests
 
-# TPM 2.0 Part 2 §6.6 response codes (format-1 codes with the parameter/session bits masked).
-_RC_FMT1: Final = 0x080
-_RC_INITIALIZE: Final = 0x100
-_RC_FAILURE: Final = 0x101
-_RC_HANDLE: Final = 0x08B
-_RC_AUTH_FAIL: Final = 0x08E
-_RC_POLICY_FAIL: Final = 0x09D
-_RC_BAD_AUTH: Final = 0x0A2
-_RC_NV_UNINITIALIZED: Final = 0x14A
-_RC_NV_DEFINED: Final = 0x14C
-_RC_LOCKOUT: Final = 0x921
-_RC_NV_RATE: Final = 0x920
-_TSS_LAYER_MASK: Final = 0xFFFF0000
-# TPM 2.0 Part 2 §6.13 properties tpm2-pytss does not name.
-_PT_VENDOR_STRING_1: Final = 0x106
-_PT_VENDOR_STRING_2: Final = 0x107
-_PT_VENDOR_STRING_3: Final = 0x108
-_PT_VENDOR_STRING_4: Final = 0x109
-_PT_FIRMWARE_VERSION_1: Final = 0x10B
-_PT_FIRMWARE_VERSION_2: Final = 0x10C
-_PT_NV_BUFFER_MAX: Final = 0x12C
 _NV_CHUNK_DEFAULT: Final = 512
-_TCTI_LAYER: Final = 0x000A0000
 _JOURNAL_MAGIC: Final = b"HSJ1"
 _MAX_JOURNAL_BYTES: Final = 4096
 
@@ -157,15 +119,6 @@ SHELL_HEADS_SELECTIONS: Final[Mapping[int, tuple[PcrSelection, ...]]] = {
     ),
     DISK_KEY_HANDLE: (PcrSelection.parse("sha256:0,1,2,3,4,5,6,7"),),
 }
-
-
-def _base_rc(rc: int) -> int:
-    """Strip the handle/session/parameter number from a TPM response code."""
-    if rc & _TSS_LAYER_MASK:
-        return rc
-    if rc & _RC_FMT1:
-        return rc & 0xBF
-    return rc
 
 
 def seal_record_index(handle: int) -> int:
@@ -235,9 +188,10 @@ class _SealJournal:
 
 @dataclass(frozen=True, slots=True)
 class _Sealed:
-    """An object found for unsealing: its ESYS_TR, authPolicy and describing seal record."""
+    """An object found for unsealing: its handle and name, authPolicy and seal record."""
 
-    obj: ESYS_TR
+    obj: int
+    name: bytes
     policy: bytes
     record: SealRecord | None
     transient: bool
@@ -317,86 +271,84 @@ class Tpm(Protocol):
     def lock_platform_hierarchy(self) -> None: ...
 
 
-def _tcti_error(tcti: str, exc: TSS2_Exception) -> TpmError:
-    kind, _, conf = tcti.partition(":")
-    if kind == "device":
-        path = conf or "/dev/tpmrm0"
-        return TpmUnreachableError(
-            f"cannot open the TPM at {path}: {exc}",
-            rc=exc.rc,
-            hint="is another program holding /dev/tpm0? use /dev/tpmrm0; are you root?",
-        )
-    if _base_rc(exc.rc) in (0xA0015, 0xA000B, 0xA0003):  # not supported / bad value / bad ref
-        return TpmUnreachableError(
-            f"bad TCTI {tcti!r}: {exc}",
-            rc=exc.rc,
-            hint="use device:/dev/tpmrm0 or swtpm:host=127.0.0.1,port=2321",
-        )
-    return TpmUnreachableError(
-        f"cannot reach the TPM at {tcti!r}: {exc}",
-        rc=exc.rc,
-        hint="is swtpm running and listening there?",
-    )
+_Failure = TpmResponseError | TransportError
+_FAILURES: Final = (TpmResponseError, TransportError)
+_TCTI_IO_ERROR: Final = 0x000A000A  # what a lost connection was reported as before (TSS2 TCTI)
 
 
-class EsapiTpm:
-    """The TPM through tpm2-pytss's ESAPI.  Use :func:`open_tpm` to get one."""
+def _rc(exc: _Failure) -> int:
+    """The base response code of a failure (a lost connection has none of the TPM's)."""
+    if isinstance(exc, TransportError):
+        return _TCTI_IO_ERROR
+    return rcs.base_rc(exc.rc)
 
-    def __init__(self, esapi: ESAPI, tcti: str, transport: SwtpmTcti | None = None) -> None:
-        self._e = esapi
+
+def _raw_rc(exc: _Failure) -> int:
+    return _TCTI_IO_ERROR if isinstance(exc, TransportError) else exc.rc
+
+
+class DirectTpm:
+    """The TPM through heads' own command layer.  Use :func:`open_tpm` to get one."""
+
+    def __init__(self, commands: TpmCommands, tcti: str) -> None:
+        self._c = commands
         self._tcti = tcti
-        self._transport = transport  # our own TCTI (swtpm), None for tpm2-tss' TCTIs
+        self._transport = commands.transport
         self._banks: tuple[HashAlg, ...] | None = None
-        # ESYS_TRs of persistent objects and NV indices, looked up once: ESYS keeps every
-        # ESYS_TR in a list it searches on each command, so fresh lookups per call add up.
-        self._trs: dict[int, ESYS_TR] = {}
-        self._session: ESYS_TR | None = None  # see _crypt_session
+        # Public areas of persistent objects, read once per connection (their names key the
+        # HMACs of the commands that use them).
+        self._publics: dict[int, tuple[Public, bytes]] = {}
+        self._nv_known: set[int] = set()  # NV indices seen defined on this connection
+        self._owner_auth = b""
+        self._session: Session | None = None  # see _crypt_session
         self._nv_buffer_max: int | None = None  # see _nv_chunk
 
     # -- plumbing -----------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._session is not None and not self._broken:
-            with contextlib.suppress(TSS2_Exception):
-                self._e.flush_context(self._session)
-        self._e.close()
-        if self._transport is not None:
-            self._transport.close()
+        if self._session is not None:
+            if not self._broken:
+                with contextlib.suppress(*_FAILURES, TpmError):
+                    self._c.flush_context(self._session.handle)
+            self._session.wipe()
+            self._session = None
+        self._c.close()
 
     @property
     def _broken(self) -> bool:
         """The connection was lost or the TPM missed a deadline: no more commands."""
-        return self._transport is not None and self._transport.broken is not None
+        return self._transport.broken is not None
 
-    def _fail(self, what: str, exc: TSS2_Exception) -> TpmError:
-        """Translate a TSS error for the operation ``what`` into our error tree."""
-        rc = _base_rc(exc.rc)
-        if rc == _RC_FAILURE:
+    def _fail(self, what: str, exc: _Failure) -> TpmError:
+        """Translate a failed command for the operation ``what`` into our error tree."""
+        rc = _rc(exc)
+        raw = _raw_rc(exc)
+        if rc == rcs.FAILURE:
             return TpmFailureModeError(
                 f"{what}: the TPM is in failure mode",
-                rc=exc.rc,
+                rc=raw,
                 hint="power-cycle the machine; if it persists the TPM needs a firmware reset",
             )
-        if rc == _RC_LOCKOUT:
-            return self._lockout_error(what, exc.rc)
-        # After a TCTI failure ESYS refuses every later call with "wrong order" (BAD_SEQUENCE):
-        # what failed is still the connection.
-        if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER or self._broken:
-            transport = self._transport
-            if transport is not None and transport.timed_out:
+        if rc == rcs.LOCKOUT:
+            return self._lockout_error(what, raw)
+        if isinstance(exc, TransportError) or self._broken:
+            if self._transport.timed_out:
                 return TpmUnreachableError(
                     f"{what}: the TPM at {self._tcti!r} did not answer within "
-                    f"{transport.timeout_s:g} s",
-                    rc=exc.rc,
+                    f"{self._transport.timeout_s:g} s",
+                    rc=raw,
                     hint=f"is it a TPM, and is it alive? (a slow TPM may need a longer "
                     f"deadline: ${TIMEOUT_ENV} seconds)",
                 )
+            why = exc.why if isinstance(exc, TransportError) else self._transport.broken
             return TpmUnreachableError(
-                f"{what}: lost the connection to the TPM ({exc})",
-                rc=exc.rc,
-                hint="is swtpm still running?",
+                f"{what}: lost the connection to the TPM ({why})",
+                rc=raw,
+                hint="is swtpm still running?"
+                if self._tcti.startswith("swtpm")
+                else "is the TPM still there?",
             )
-        return TpmError(f"{what}: {exc} (rc 0x{exc.rc:x})", rc=exc.rc)
+        return TpmError(f"{what}: {rcs.describe(raw)} (rc 0x{raw:x})", rc=raw)
 
     def _lockout_error(self, what: str, rc: int) -> LockoutError:
         try:
@@ -415,17 +367,17 @@ class EsapiTpm:
     def startup(self) -> None:
         """TPM command: TPM2_Startup(CLEAR); an already started TPM is fine."""
         try:
-            self._e.startup(TPM2_SU.CLEAR)
-        except TSS2_Exception as exc:
-            if _base_rc(exc.rc) == _RC_FAILURE and self._tcti.startswith("swtpm"):
+            self._c.startup(SU.CLEAR)
+        except _FAILURES as exc:
+            if _rc(exc) == rcs.FAILURE and self._tcti.startswith("swtpm"):
                 raise TpmFailureModeError(
                     f"start the TPM: the swtpm at {self._tcti!r} answers only TPM_RC_FAILURE",
-                    rc=exc.rc,
+                    rc=_raw_rc(exc),
                     hint="swtpm was started without being initialised: start it with "
                     "--flags not-need-init,startup-clear (and manufacture its state with "
                     "swtpm_setup --tpm2 first)",
                 ) from None
-            if _base_rc(exc.rc) != _RC_INITIALIZE:
+            if _rc(exc) != rcs.INITIALIZE:
                 raise self._fail("start the TPM", exc) from None
 
     def flush_leftovers(self) -> None:
@@ -438,109 +390,98 @@ class EsapiTpm:
         """
         try:
             for first in (_TRANSIENT_FIRST, _LOADED_SESSION_FIRST):
-                _, data = self._e.get_capability(TPM2_CAP.HANDLES, first, 64)
-                for handle in (int(h) for h in data.data.handles):
-                    tr = self._e.tr_from_tpmpublic(handle)
-                    self._e.flush_context(tr)
+                _, handles = self._c.handles(first)
+                for handle in handles:
+                    self._c.flush_context(handle)
                     _log.info("flushed 0x%08x, left loaded by an earlier client", handle)
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail("flush what an earlier client left loaded", exc) from None
 
-    def _tr(self, handle: int) -> ESYS_TR:
-        """The ESYS_TR of a persistent object or NV index (TPM2_ReadPublic/NV_ReadPublic)."""
-        tr = self._trs.get(handle)
-        if tr is None:
-            tr = self._e.tr_from_tpmpublic(handle)
-            self._trs[handle] = tr
-        return tr
+    def _public(self, handle: int) -> tuple[Public, bytes]:
+        """The public area and name of a persistent object (TPM2_ReadPublic, once)."""
+        known = self._publics.get(handle)
+        if known is None:
+            known = self._c.read_public(handle)
+            self._publics[handle] = known
+        return known
 
     def _forget_all(self) -> None:
-        """Drop every ESYS_TR (after TPM2_Clear they name nothing)."""
-        for tr in self._trs.values():
-            with contextlib.suppress(TSS2_Exception):
-                self._e.tr_close(tr)
-        self._trs.clear()
+        """Drop what is cached about objects and indices (after TPM2_Clear it names nothing)."""
+        self._publics.clear()
+        self._nv_known.clear()
+        if self._session is not None:
+            # The session is salted with the primary key TPM2_Clear destroyed.
+            with contextlib.suppress(*_FAILURES):
+                self._c.flush_context(self._session.handle)
+            self._session.wipe()
+            self._session = None
 
     def _evict(self, handle: int) -> None:
-        """TPM2_EvictControl of the persistent object at ``handle`` (ESYS frees its ESYS_TR)."""
-        self._e.evict_control(ESYS_TR.OWNER, self._tr(handle), handle)
-        self._trs.pop(handle, None)
+        """TPM2_EvictControl of the persistent object at ``handle``."""
+        self._c.evict_control(self._owner_auth, handle, handle)
+        self._publics.pop(handle, None)
 
     def _undefine(self, index: int) -> None:
-        """TPM2_NV_UndefineSpace of ``index`` (ESYS frees its ESYS_TR)."""
-        self._e.nv_undefine_space(self._tr(index), ESYS_TR.OWNER)
-        self._trs.pop(index, None)
+        """TPM2_NV_UndefineSpace of ``index``."""
+        self._c.nv_undefine_space(self._owner_auth, index)
+        self._nv_known.discard(index)
 
     @contextlib.contextmanager
-    def _flushing(self, handle: ESYS_TR) -> Iterator[ESYS_TR]:
+    def _flushing(self, handle: int) -> Iterator[int]:
         try:
             yield handle
         finally:
-            with contextlib.suppress(TSS2_Exception):
-                self._e.flush_context(handle)
+            if not self._broken:
+                with contextlib.suppress(*_FAILURES):
+                    self._c.flush_context(handle)
 
     def _persistent_handles(self) -> set[int]:
+        return self._handles(_PERSISTENT_FIRST, 0x81)
+
+    def _nv_indices(self) -> set[int]:
+        found = self._handles(_NV_FIRST, 0x01)
+        self._nv_known = set(found)
+        return found
+
+    def _handles(self, first: int, kind: int) -> set[int]:
         handles: set[int] = set()
-        prop = _PERSISTENT_FIRST
+        prop = first
         while True:
-            more, data = self._e.get_capability(TPM2_CAP.HANDLES, prop, 64)
-            batch = [int(h) for h in data.data.handles]
+            more, got = self._c.handles(prop)
+            batch = [h for h in got if h >> 24 == kind]
             handles.update(batch)
             if not more or not batch:
                 return handles
             prop = max(batch) + 1
 
-    def _nv_indices(self) -> set[int]:
-        indices: set[int] = set()
-        prop = _NV_FIRST
-        while True:
-            more, data = self._e.get_capability(TPM2_CAP.HANDLES, prop, 64)
-            batch = [int(h) for h in data.data.handles if (int(h) >> 24) == 1]
-            indices.update(batch)
-            if not more or not batch:
-                return indices
-            prop = max(batch) + 1
+    def _policy_session(self, *, salted: bool) -> Session:
+        key = self._salt_key() if salted else None
+        return self._c.start_auth_session(SE.POLICY, salt_key=key, symmetric=salted)
 
-    def _policy_session(self, *, salted: bool) -> ESYS_TR:
-        key = self._ensure_primary() if salted else ESYS_TR.NONE
-        symmetric = (
-            TPMT_SYM_DEF(
-                algorithm=TPM2_ALG.AES,
-                keyBits=TPMU_SYM_KEY_BITS(aes=128),
-                mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
-            )
-            if salted
-            else TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL)
-        )
-        return self._e.start_auth_session(
-            key, ESYS_TR.NONE, TPM2_SE.POLICY, symmetric, TPM2_ALG.SHA256
-        )
+    def _salt_key(self) -> tuple[int, Public]:
+        """The storage primary key as a session's salt key (created if absent)."""
+        self._ensure_primary()
+        public, _ = self._public(PRIMARY_HANDLE)
+        return PRIMARY_HANDLE, public
 
-    def _crypt_session(self, attrs: int) -> ESYS_TR:
+    def _crypt_session(self) -> Session:
         """The connection's HMAC session salted with the primary key, AES-128-CFB.
 
         Made once per connection and kept (like the enc/dec sessions shell Heads starts at
-        boot), with its attributes set per command: DECRYPT encrypts a command's first
-        parameter (a secret being sealed), ENCRYPT a response's (an unsealed secret).
+        boot), used per command with DECRYPT to encrypt a command's first parameter (a secret
+        being sealed) or ENCRYPT a response's (an unsealed secret).
         """
         if self._session is None:
-            primary = self._ensure_primary()
-            self._session = self._e.start_auth_session(
-                tpm_key=primary,
-                bind=ESYS_TR.NONE,
-                session_type=TPM2_SE.HMAC,
-                symmetric=TPMT_SYM_DEF(
-                    algorithm=TPM2_ALG.AES,
-                    keyBits=TPMU_SYM_KEY_BITS(aes=128),
-                    mode=TPMU_SYM_MODE(aes=TPM2_ALG.CFB),
-                ),
-                auth_hash=TPM2_ALG.SHA256,
-            )
-        self._e.trsess_set_attributes(
-            self._session,
-            attrs | TPMA_SESSION.CONTINUESESSION,
-            TPMA_SESSION.CONTINUESESSION | TPMA_SESSION.DECRYPT | TPMA_SESSION.ENCRYPT,
-        )
+            try:
+                self._session = self._c.start_auth_session(
+                    SE.HMAC, salt_key=self._salt_key(), symmetric=True
+                )
+            except ValueError as exc:
+                raise TpmError(
+                    f"the storage primary key at 0x{PRIMARY_HANDLE:08x} cannot salt a "
+                    f"session: {exc}",
+                    hint="reset the TPM (heads tpm reset) to make a new primary key",
+                ) from None
         return self._session
 
     # -- PCRs ---------------------------------------------------------------------------
@@ -549,14 +490,14 @@ class EsapiTpm:
         """TPM command: TPM2_GetCapability(PCRS).  Banks with at least one PCR allocated."""
         if self._banks is None:
             try:
-                _, data = self._e.get_capability(TPM2_CAP.PCRS, 0, 1)
-            except TSS2_Exception as exc:
+                selections = self._c.pcr_banks()
+            except _FAILURES as exc:
                 raise self._fail("read the PCR banks", exc) from None
             found = []
-            for sel in data.data.assignedPCR:
-                if any(bytes(sel.pcrSelect)[: sel.sizeofSelect]):
+            for sel in selections:
+                if any(sel.bitmap):
                     with contextlib.suppress(ValueError):
-                        found.append(HashAlg.from_tpm_alg_id(int(sel.hash)))
+                        found.append(HashAlg.from_tpm_alg_id(sel.alg))
             self._banks = tuple(found)
         return self._banks
 
@@ -574,16 +515,22 @@ class EsapiTpm:
         for start in range(0, len(wanted), _PCRS_PER_READ):
             chunk = wanted[start : start + _PCRS_PER_READ]
             sel = f"{alg.value}:{','.join(map(str, chunk))}"
+            asked = PcrSelect(alg.tpm_alg_id, _bitmap(chunk))
             try:
-                _, sel_out, digests = self._e.pcr_read(TPML_PCR_SELECTION.parse(sel))
-            except TSS2_Exception as exc:
+                sel_out, digests = self._c.pcr_read([asked])
+            except _FAILURES as exc:
                 raise self._fail(f"read PCRs {sel}", exc) from None
             returned = []
             for s in sel_out:
-                bits = bytes(s.pcrSelect)[: s.sizeofSelect]
-                returned += [i for i in range(len(bits) * 8) if bits[i // 8] >> (i % 8) & 1]
+                if s.alg != alg.tpm_alg_id:
+                    raise TpmError(f"the TPM returned PCRs of bank 0x{s.alg:04x} for {sel}")
+                returned += list(s.indices)
+            if len(returned) != len(digests) or not set(returned) <= set(chunk):
+                raise TpmError(f"the TPM's answer to PCR_Read {sel} does not match its selection")
             for index, digest in zip(returned, digests, strict=True):
-                out[index] = bytes(digest)
+                if len(digest) != alg.digest_size:
+                    raise TpmError(f"the TPM returned a {len(digest)}-byte {alg.value} PCR")
+                out[index] = digest
             missing = set(chunk) - set(returned)
             if missing:
                 raise TpmError(f"the TPM did not return PCRs {sorted(missing)} of {alg.value}")
@@ -597,12 +544,10 @@ class EsapiTpm:
         for alg, digest in digests.items():
             if len(digest) != alg.digest_size:
                 raise UsageError(f"a {alg.value} digest has {alg.digest_size} bytes")
-            ha = TPMT_HA(hashAlg=alg.tpm_alg_id)
-            setattr(ha.digest, alg.value.replace("_", ""), digest)
-            values.append(ha)
+            values.append((alg.tpm_alg_id, digest))
         try:
-            self._e.pcr_extend(ESYS_TR.PCR0 + pcr, TPML_DIGEST_VALUES(values))
-        except TSS2_Exception as exc:
+            self._c.pcr_extend(pcr, values)
+        except _FAILURES as exc:
             raise self._fail(f"extend PCR {pcr}", exc) from None
 
     def get_random(self, size: int) -> bytes:
@@ -610,8 +555,11 @@ class EsapiTpm:
         out = b""
         try:
             while len(out) < size:
-                out += bytes(self._e.get_random(min(32, size - len(out))))
-        except TSS2_Exception as exc:
+                got = self._c.get_random(min(32, size - len(out)))
+                if not got:
+                    raise TpmError("the TPM returned no random bytes")
+                out += got
+        except _FAILURES as exc:
             raise self._fail("get random bytes", exc) from None
         return out
 
@@ -623,20 +571,14 @@ class EsapiTpm:
         TPM commands: TPM2_StartAuthSession(TRIAL), TPM2_PolicyPCR, TPM2_PolicyGetDigest.
         """
         try:
-            session = self._e.start_auth_session(
-                ESYS_TR.NONE,
-                ESYS_TR.NONE,
-                TPM2_SE.TRIAL,
-                TPMT_SYM_DEF(algorithm=TPM2_ALG.NULL),
-                TPM2_ALG.SHA256,
-            )
-            with self._flushing(session):
+            session = self._c.start_auth_session(SE.TRIAL)
+            with self._flushing(session.handle):
                 pcr_digest = b""
                 if pcr_values is not None:
                     pcr_digest = _pcr_composite(selection, pcr_values)
-                self._e.policy_pcr(session, pcr_digest, _tpml(selection))
-                return bytes(self._e.policy_get_digest(session))
-        except TSS2_Exception as exc:
+                self._c.policy_pcr(session.handle, pcr_digest, _select(selection))
+                return self._c.policy_get_digest(session.handle)
+        except _FAILURES as exc:
             raise self._fail("compute a PolicyPCR digest", exc) from None
 
     # -- persistent objects -------------------------------------------------------------
@@ -649,7 +591,7 @@ class EsapiTpm:
         """
         try:
             return handle in self._persistent_handles() or self._journal(handle) is not None
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail("list persistent objects", exc) from None
 
     def evict(self, handle: int, owner_auth: Secret | None = None) -> None:
@@ -663,14 +605,14 @@ class EsapiTpm:
             if handle in self._persistent_handles():
                 self._evict(handle)
             self._nv_undefine(seal_record_index(handle))
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._owner_fail(f"remove the object at 0x{handle:08x}", exc) from None
 
     def _set_owner_auth(self, owner_auth: Secret | None) -> None:
-        self._e.tr_set_auth(ESYS_TR.OWNER, owner_auth.reveal() if owner_auth else b"")
+        self._owner_auth = owner_auth.reveal() if owner_auth else b""
 
-    def _owner_fail(self, what: str, exc: TSS2_Exception) -> HeadsError:
-        if _base_rc(exc.rc) in (_RC_AUTH_FAIL, _RC_BAD_AUTH):
+    def _owner_fail(self, what: str, exc: _Failure) -> HeadsError:
+        if _rc(exc) in (rcs.AUTH_FAIL, rcs.BAD_AUTH):
             state = self._lockout_state_or_none()
             left = state.tries_left if state else None
             return AuthError(
@@ -681,54 +623,41 @@ class EsapiTpm:
             )
         return self._fail(what, exc)
 
-    def _ensure_primary(self, owner_auth: Secret | None = None) -> ESYS_TR:
+    def _ensure_primary(self, owner_auth: Secret | None = None) -> int:
         """The storage primary key at 0x81000000, created (ECC P-256, AES-128-CFB) if absent.
 
         Whatever storage key is there is used as is: shell Heads makes an RSA one.
         TPM commands: TPM2_CreatePrimary, TPM2_EvictControl.
         """
-        existing = self._primary_or_none()
-        if existing is not None:
-            return existing
+        if self._primary_or_none() is not None:
+            return PRIMARY_HANDLE
         self._set_owner_auth(owner_auth)
-        template = TPMT_PUBLIC.parse(
-            "ecc256:aes128cfb",
-            objectAttributes=TPMA_OBJECT.RESTRICTED
-            | TPMA_OBJECT.DECRYPT
-            | TPMA_OBJECT.FIXEDTPM
-            | TPMA_OBJECT.FIXEDPARENT
-            | TPMA_OBJECT.SENSITIVEDATAORIGIN
-            | TPMA_OBJECT.USERWITHAUTH
-            | TPMA_OBJECT.NODA,
+        transient, _ = self._c.create_primary(
+            RH.OWNER, self._owner_auth, storage_primary_template()
         )
-        transient = self._e.create_primary(None, TPM2B_PUBLIC(publicArea=template))[0]
         with self._flushing(transient):
-            self._trs[PRIMARY_HANDLE] = self._e.evict_control(
-                ESYS_TR.OWNER, transient, PRIMARY_HANDLE
-            )
+            self._c.evict_control(self._owner_auth, transient, PRIMARY_HANDLE)
         _log.info("created the storage primary key at 0x%08x", PRIMARY_HANDLE)
-        return self._tr(PRIMARY_HANDLE)
+        return PRIMARY_HANDLE
 
-    def _primary_or_none(self) -> ESYS_TR | None:
-        if PRIMARY_HANDLE in self._trs or PRIMARY_HANDLE in self._persistent_handles():
-            return self._tr(PRIMARY_HANDLE)
+    def _primary_or_none(self) -> int | None:
+        if PRIMARY_HANDLE in self._publics or PRIMARY_HANDLE in self._persistent_handles():
+            return PRIMARY_HANDLE
         return None
 
-    def _object_public(self, handle: int) -> TPM2B_PUBLIC | None:
-        """The public area of the persistent object at ``handle`` (TPM2_ReadPublic), if any."""
-        if handle not in self._trs and handle not in self._persistent_handles():
+    def _object_public(self, handle: int) -> tuple[Public, bytes] | None:
+        """The public area and name of the persistent object at ``handle``, if any."""
+        if handle not in self._publics and handle not in self._persistent_handles():
             return None
-        public, _, _ = self._e.read_public(self._tr(handle))
-        return public
+        return self._public(handle)
 
     # -- public NV indices: seal records and seal journals ------------------------------
 
     def _nv_chunk(self) -> int:
         """TPM_PT_NV_BUFFER_MAX: the most one TPM2_NV_Read/NV_Write may carry."""
         if self._nv_buffer_max is None:
-            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, _PT_NV_BUFFER_MAX, 1)
-            props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
-            self._nv_buffer_max = max(64, props.get(_PT_NV_BUFFER_MAX, _NV_CHUNK_DEFAULT))
+            props = self._c.properties(PT.NV_BUFFER_MAX, 1)
+            self._nv_buffer_max = max(64, props.get(PT.NV_BUFFER_MAX, _NV_CHUNK_DEFAULT))
         return self._nv_buffer_max
 
     def _nv_undefine(self, index: int) -> None:
@@ -744,51 +673,47 @@ class EsapiTpm:
         only the owner writes it.  TPM commands: TPM2_NV_ReadPublic, [TPM2_NV_UndefineSpace,
         TPM2_NV_DefineSpace,] TPM2_NV_Write (in chunks of TPM_PT_NV_BUFFER_MAX).
         """
-        nvh: ESYS_TR | None = None
+        defined = False
         if not undefined and index in self._nv_indices():
-            nvh = self._tr(index)
-            pub, _ = self._e.nv_read_public(nvh)
-            if pub.nvPublic.dataSize != len(data):
+            defined = True
+            if self._c.nv_read_public(index).data_size != len(data):
                 self._undefine(index)
-                nvh = None
-        if nvh is None:
-            nvh = self._e.nv_define_space(
-                b"",
-                TPM2B_NV_PUBLIC(
-                    nvPublic=TPMS_NV_PUBLIC(
-                        nvIndex=index,
-                        nameAlg=TPM2_ALG.SHA256,
-                        attributes=TPMA_NV.OWNERWRITE
-                        | TPMA_NV.OWNERREAD
-                        | TPMA_NV.AUTHREAD
-                        | TPMA_NV.NO_DA
-                        | (TPM2_NT.ORDINARY << TPMA_NV.TPM2_NT_SHIFT),
-                        dataSize=len(data),
-                    )
+                defined = False
+        if not defined:
+            self._c.nv_define_space(
+                self._owner_auth,
+                NvPublic.build(
+                    index,
+                    TPMA_NV.OWNERWRITE
+                    | TPMA_NV.OWNERREAD
+                    | TPMA_NV.AUTHREAD
+                    | TPMA_NV.NO_DA
+                    | (NT.ORDINARY << NV_TYPE_SHIFT),
+                    len(data),
                 ),
             )
-            self._trs[index] = nvh
+            self._nv_known.add(index)
         chunk = self._nv_chunk()
         for offset in range(0, len(data), chunk):
-            self._e.nv_write(nvh, data[offset : offset + chunk], offset, ESYS_TR.OWNER)
+            self._c.nv_write(
+                RH.OWNER, self._owner_auth, index, data[offset : offset + chunk], offset
+            )
 
     def _read_public_index(self, index: int) -> bytes | None:
         """The bytes of a public index; None when it is not defined or was never written.
 
         TPM commands: TPM2_GetCapability(HANDLES), TPM2_NV_ReadPublic, TPM2_NV_Read.
         """
-        if index not in self._trs and index not in self._nv_indices():
+        if index not in self._nv_known and index not in self._nv_indices():
             return None
-        nvh = self._tr(index)
-        pub, _ = self._e.nv_read_public(nvh)
-        size = int(pub.nvPublic.dataSize)
+        size = self._c.nv_read_public(index).data_size
         chunk = self._nv_chunk()
         out = bytearray()
         try:
             for offset in range(0, size, chunk):
-                out += bytes(self._e.nv_read(nvh, min(chunk, size - offset), offset, nvh))
-        except TSS2_Exception as exc:
-            if _base_rc(exc.rc) == _RC_NV_UNINITIALIZED:
+                out += self._c.nv_read(index, b"", index, min(chunk, size - offset), offset)
+        except TpmResponseError as exc:
+            if rcs.base_rc(exc.rc) == rcs.NV_UNINITIALIZED:
                 return None  # defined, but the write never happened
             raise
         return bytes(out)
@@ -803,7 +728,7 @@ class EsapiTpm:
         index = seal_record_index(handle)
         try:
             data = self._read_public_index(index)
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail(f"read the seal record 0x{index:08x}", exc) from None
         if data is None:
             return None
@@ -886,48 +811,37 @@ class EsapiTpm:
         except ValueError as exc:
             raise UsageError(f"cannot seal: {exc}") from None
         record = SealRecord(selection, values, policy)
-        attrs = TPMA_OBJECT.FIXEDTPM | TPMA_OBJECT.FIXEDPARENT | TPMA_OBJECT.ADMINWITHPOLICY
-        if auth is None:
-            # No passphrase, so nothing to guess: keep policy failures out of the DA counter.
-            attrs |= TPMA_OBJECT.NODA
-        public = TPMT_PUBLIC(
-            type=TPM2_ALG.KEYEDHASH,
-            nameAlg=TPM2_ALG.SHA256,
-            objectAttributes=attrs,
-            authPolicy=policy,
-        )
-        public.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG.NULL
-        sensitive = TPM2B_SENSITIVE_CREATE(
-            TPMS_SENSITIVE_CREATE(userAuth=auth.reveal() if auth else b"", data=secret.reveal())
-        )
+        # No passphrase, so nothing to guess: keep policy failures out of the DA counter.
+        template = keyedhash_seal_template(policy, no_da=auth is None)
+        sensitive = sensitive_create(auth.reveal() if auth else b"", secret.reveal())
         try:
             parent = self._ensure_primary(owner_auth)
             self._set_owner_auth(owner_auth)
             self._settle(handle, parent)
-            private, public_out, *_ = self._e.create(
-                parent,
-                sensitive,
-                TPM2B_PUBLIC(publicArea=public),
-                session1=self._crypt_session(TPMA_SESSION.DECRYPT),
+            _, parent_name = self._public(parent)
+            private, public_out = self._c.create(
+                parent, parent_name, sensitive, template, self._crypt_session()
             )
-            journal = _SealJournal(record, public_out.marshal(), private.marshal())
+            journal = _SealJournal(record, public_out, private)
             # The commit point of a replacement: from here on the new object can always be
             # recovered (and the old one is still in place until the eviction below).
             self._write_public_index(seal_journal_index(handle), journal.to_bytes(), undefined=True)
             # Nothing secret travels in TPM2_Load (the private part is already encrypted to
             # the parent), so the cheaper password session will do.
-            loaded = self._e.load(parent, private, public_out)
+            loaded, _ = self._c.load(parent, private, public_out)
             with self._flushing(loaded):
                 if handle in self._persistent_handles():
                     self._evict(handle)
-                self._trs[handle] = self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
+                self._c.evict_control(self._owner_auth, loaded, handle)
             self._write_public_index(seal_record_index(handle), record.to_bytes())
             self._undefine(seal_journal_index(handle))
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._owner_fail(f"seal a secret at 0x{handle:08x}", exc) from None
+        finally:
+            sensitive[:] = bytes(len(sensitive))
         return record
 
-    def _settle(self, handle: int, parent: ESYS_TR) -> None:
+    def _settle(self, handle: int, parent: int) -> None:
         """Complete or undo a replacement at ``handle`` that was cut short (owner auth set).
 
         A complete journal whose object is persistent at ``handle``: write the record.  A
@@ -945,22 +859,21 @@ class EsapiTpm:
             if public is None:
                 loaded = self._load_journal(journal, parent)
                 if loaded is not None:
-                    with self._flushing(loaded):
-                        self._trs[handle] = self._e.evict_control(ESYS_TR.OWNER, loaded, handle)
+                    with self._flushing(loaded[0]):
+                        self._c.evict_control(self._owner_auth, loaded[0], handle)
                     public = self._object_public(handle)
                     _log.info("completed an interrupted seal at 0x%08x", handle)
-            if public is not None and public.marshal() == journal.public:
+            if public is not None and public[0].marshal() == journal.public:
                 self._write_public_index(seal_record_index(handle), journal.record.to_bytes())
         self._undefine(index)
 
-    def _load_journal(self, journal: _SealJournal, parent: ESYS_TR) -> ESYS_TR | None:
-        """TPM2_Load of the journal's object; None when the primary key no longer fits it."""
-        public, _ = TPM2B_PUBLIC.unmarshal(journal.public)
-        private, _ = TPM2B_PRIVATE.unmarshal(journal.private)
+    def _load_journal(self, journal: _SealJournal, parent: int) -> tuple[int, bytes] | None:
+        """TPM2_Load of the journal's object (its handle and name); None when the primary key
+        no longer fits it."""
         try:
-            return self._e.load(parent, private, public)
-        except TSS2_Exception as exc:
-            if exc.rc & _TSS_LAYER_MASK == _TCTI_LAYER or _base_rc(exc.rc) == _RC_FAILURE:
+            return self._c.load(parent, journal.private, journal.public)
+        except TpmResponseError as exc:
+            if rcs.base_rc(exc.rc) == rcs.FAILURE:
                 raise
             _log.warning("the seal journal's object does not load (%s); dropping it", exc)
             return None
@@ -975,17 +888,20 @@ class EsapiTpm:
         Otherwise the seal record is used if it describes the object.
         """
         journal = self._journal(handle)
-        public = self._object_public(handle)
-        if public is not None:
-            policy = bytes(public.publicArea.authPolicy)
+        found = self._object_public(handle)
+        if found is not None:
+            public, name = found
+            policy = public.auth_policy
             if journal is not None and public.marshal() == journal.public:
-                return _Sealed(self._tr(handle), policy, journal.record, transient=False)
-            return _Sealed(self._tr(handle), policy, self._record_for(handle, policy), False)
+                return _Sealed(handle, name, policy, journal.record, transient=False)
+            record = self._record_for(handle, policy)
+            return _Sealed(handle, name, policy, record, transient=False)
         if journal is not None:
             parent = self._primary_or_none()
             loaded = self._load_journal(journal, parent) if parent is not None else None
             if loaded is not None:
-                return _Sealed(loaded, journal.record.policy, journal.record, transient=True)
+                obj, name = loaded
+                return _Sealed(obj, name, journal.record.policy, journal.record, transient=True)
         raise TpmError(
             f"no sealed secret at 0x{handle:08x}",
             hint="provision it first (e.g. heads totp seal)",
@@ -1050,10 +966,10 @@ class EsapiTpm:
             try:
                 return self._unseal(handle, sealed, auth, selection)
             finally:
-                if sealed.transient:
-                    with contextlib.suppress(TSS2_Exception):
-                        self._e.flush_context(sealed.obj)
-        except TSS2_Exception as exc:
+                if sealed.transient and not self._broken:
+                    with contextlib.suppress(*_FAILURES):
+                        self._c.flush_context(sealed.obj)
+        except _FAILURES as exc:
             raise self._fail(f"unseal 0x{handle:08x}", exc) from None
 
     def _unseal(
@@ -1084,46 +1000,54 @@ class EsapiTpm:
                 f"0x{handle:08x} is sealed to PCRs {selection} without a passphrase",
                 hint="leave the passphrase out",
             )
-        obj = sealed.obj
         try:
+            crypt = self._crypt_session()
             # With a passphrase the policy session is salted too: its HMAC is then keyed by a
             # session key a bus observer doesn't know, so it can't be brute-forced offline.
             session = self._policy_session(salted=auth is not None)
-            with self._flushing(session):
-                self._e.policy_pcr(session, b"", _tpml(selection))
+            done = False
+            try:
+                self._c.policy_pcr(session.handle, b"", _select(selection))
                 if auth is not None:
-                    self._e.policy_auth_value(session)
-                    self._e.tr_set_auth(obj, auth.reveal())
+                    self._c.policy_auth_value(session)
+                data = self._c.unseal(
+                    sealed.obj, sealed.name, session, auth.reveal() if auth else b"", crypt
+                )
+                done = True  # the TPM flushed the policy session (no continueSession)
                 try:
-                    data = self._e.unseal(
-                        obj, session1=session, session2=self._crypt_session(TPMA_SESSION.ENCRYPT)
-                    )
                     return Secret(bytes(data))
                 finally:
-                    self._e.tr_set_auth(obj, b"")
-        except TSS2_Exception as exc:
+                    data[:] = bytes(len(data))
+            finally:
+                session.wipe()
+                if not done and not self._broken:
+                    with contextlib.suppress(*_FAILURES):
+                        self._c.flush_context(session.handle)
+        except _FAILURES as exc:
             raise self._unseal_error(handle, exc, auth is not None, record, selection) from None
+        except ValueError as exc:
+            raise TpmError(f"unseal 0x{handle:08x}: {exc}") from None
 
     def _unseal_error(
         self,
         handle: int,
-        exc: TSS2_Exception,
+        exc: _Failure,
         with_auth: bool,
         record: SealRecord | None,
         selection: PcrSelection,
     ) -> HeadsError:
-        rc = _base_rc(exc.rc)
+        rc = _rc(exc)
         what = f"unseal 0x{handle:08x}"
-        if rc == _RC_POLICY_FAIL:
+        if rc == rcs.POLICY_FAIL:
             return self._policy_failure(handle, record, selection)
-        if rc in (_RC_AUTH_FAIL, _RC_BAD_AUTH) and with_auth:
+        if rc in (rcs.AUTH_FAIL, rcs.BAD_AUTH) and with_auth:
             state = self._lockout_state_or_none()
             left = state.tries_left if state else None
             if state is not None and state.in_lockout:
                 return LockoutError(
                     f"{what}: wrong passphrase, and the TPM is now in dictionary-attack lockout",
                     recovery_s=state.wait_s or None,
-                    rc=exc.rc,
+                    rc=_raw_rc(exc),
                     hint=f"wait up to {state.wait_s} s before trying again",
                 )
             msg = f"{what}: wrong passphrase"
@@ -1184,7 +1108,7 @@ class EsapiTpm:
         """TPM command: TPM2_GetCapability(HANDLES)."""
         try:
             return index in self._nv_indices()
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail("list NV indices", exc) from None
 
     def nv_counter_create(self, owner_auth: Secret | None = None) -> int:
@@ -1199,61 +1123,58 @@ class EsapiTpm:
         self._set_owner_auth(owner_auth)
         for _ in range(16):
             index = 0x01000000 | secrets.randbelow(0x00800000)
-            public = TPM2B_NV_PUBLIC(
-                nvPublic=TPMS_NV_PUBLIC(
-                    nvIndex=index,
-                    nameAlg=TPM2_ALG.SHA256,
-                    attributes=TPMA_NV.OWNERREAD
-                    | TPMA_NV.AUTHREAD
-                    | TPMA_NV.AUTHWRITE
-                    # Unlike Heads, NO_DA: the index auth is empty, so there is nothing to
-                    # guess, and the counter must stay usable while the TPM is in lockout.
-                    | TPMA_NV.NO_DA
-                    | (TPM2_NT.COUNTER << TPMA_NV.TPM2_NT_SHIFT),
-                    dataSize=8,
-                )
+            public = NvPublic.build(
+                index,
+                TPMA_NV.OWNERREAD
+                | TPMA_NV.AUTHREAD
+                | TPMA_NV.AUTHWRITE
+                # Unlike Heads, NO_DA: the index auth is empty, so there is nothing to
+                # guess, and the counter must stay usable while the TPM is in lockout.
+                | TPMA_NV.NO_DA
+                | (NT.COUNTER << NV_TYPE_SHIFT),
+                8,
             )
             try:
-                nvh = self._e.nv_define_space(b"", public)
-                self._trs[index] = nvh
-            except TSS2_Exception as exc:
-                if _base_rc(exc.rc) == _RC_NV_DEFINED:
+                self._c.nv_define_space(self._owner_auth, public)
+                self._nv_known.add(index)
+            except _FAILURES as exc:
+                if _rc(exc) == rcs.NV_DEFINED:
                     continue
                 raise self._owner_fail("create an NV counter", exc) from None
             try:
-                self._e.nv_increment(nvh, nvh)
-            except TSS2_Exception as exc:
+                self._c.nv_increment(index, b"", index)
+            except _FAILURES as exc:
                 raise self._fail(f"increment new counter 0x{index:08x}", exc) from None
             return index
         raise TpmError("could not find a free NV index for the counter after 16 tries")
 
-    def _counter_handle(self, index: int) -> ESYS_TR:
+    def _counter_handle(self, index: int) -> int:
         if index not in self._nv_indices():
             raise TpmError(
                 f"no NV counter 0x{index:08x} in this TPM",
                 hint="the TPM was reset or this /boot was signed on another machine; "
                 "re-sign /boot to create a new counter",
             )
-        return self._tr(index)
+        return index
 
     def nv_counter_read(self, index: int) -> int:
         """TPM command: TPM2_NV_Read (8 bytes, big-endian)."""
         try:
             nvh = self._counter_handle(index)
             try:
-                data = self._e.nv_read(nvh, 8, 0, nvh)
-            except TSS2_Exception as exc:
-                if _base_rc(exc.rc) != _RC_LOCKOUT:
+                data = self._c.nv_read(nvh, b"", nvh, 8, 0)
+            except TpmResponseError as exc:
+                if rcs.base_rc(exc.rc) != rcs.LOCKOUT:
                     raise
                 # A Heads-made counter is DA-protected; the owner hierarchy's (usually
                 # empty) auth is not, so it still reads the counter during a lockout.
-                data = self._e.nv_read(nvh, 8, 0, ESYS_TR.OWNER)
-            return int.from_bytes(bytes(data), "big")
-        except TSS2_Exception as exc:
-            if _base_rc(exc.rc) == _RC_NV_UNINITIALIZED:
+                data = self._c.nv_read(RH.OWNER, self._owner_auth, nvh, 8, 0)
+            return int.from_bytes(data, "big")
+        except _FAILURES as exc:
+            if _rc(exc) == rcs.NV_UNINITIALIZED:
                 raise TpmError(
                     f"NV counter 0x{index:08x} was never incremented, so it has no value",
-                    rc=exc.rc,
+                    rc=_raw_rc(exc),
                 ) from None
             raise self._fail(f"read NV counter 0x{index:08x}", exc) from None
 
@@ -1261,8 +1182,8 @@ class EsapiTpm:
         """TPM commands: TPM2_NV_Increment, TPM2_NV_Read.  Returns the new value."""
         try:
             nvh = self._counter_handle(index)
-            self._e.nv_increment(nvh, nvh)
-        except TSS2_Exception as exc:
+            self._c.nv_increment(nvh, b"", nvh)
+        except _FAILURES as exc:
             raise self._fail(f"increment NV counter 0x{index:08x}", exc) from None
         return self.nv_counter_read(index)
 
@@ -1271,43 +1192,41 @@ class EsapiTpm:
     def lockout_state(self) -> LockoutState:
         """TPM command: TPM2_GetCapability(TPM_PROPERTIES: LOCKOUT_*, PERMANENT)."""
         try:
-            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, TPM2_PT.PERMANENT, 32)
-        except TSS2_Exception as exc:
+            props = self._c.properties(PT.PERMANENT, 32)
+        except _FAILURES as exc:
             raise self._fail("read the dictionary-attack state", exc) from None
-        props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
         return LockoutState(
-            failed_tries=props.get(TPM2_PT.LOCKOUT_COUNTER, 0),
-            max_tries=props.get(TPM2_PT.MAX_AUTH_FAIL, 0),
-            recovery_interval_s=props.get(TPM2_PT.LOCKOUT_INTERVAL, 0),
-            lockout_recovery_s=props.get(TPM2_PT.LOCKOUT_RECOVERY, 0),
-            in_lockout=bool(props.get(TPM2_PT.PERMANENT, 0) & TPMA_PERMANENT.INLOCKOUT),
+            failed_tries=props.get(PT.LOCKOUT_COUNTER, 0),
+            max_tries=props.get(PT.MAX_AUTH_FAIL, 0),
+            recovery_interval_s=props.get(PT.LOCKOUT_INTERVAL, 0),
+            lockout_recovery_s=props.get(PT.LOCKOUT_RECOVERY, 0),
+            in_lockout=bool(props.get(PT.PERMANENT, 0) & TPMA_PERMANENT_IN_LOCKOUT),
         )
 
     def info(self) -> TpmInfo:
         """TPM command: TPM2_GetCapability(TPM_PROPERTIES fixed, HANDLES persistent)."""
         try:
-            _, data = self._e.get_capability(TPM2_CAP.TPM_PROPERTIES, TPM2_PT.FIXED, 64)
+            props = self._c.properties(PT.FIXED, 64)
             persistent = self._persistent_handles()
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail("read the TPM's properties", exc) from None
-        props = {int(p.property): int(p.value) for p in data.data.tpmProperties}
 
         def text(*keys: int) -> str:
             raw = b"".join(props.get(k, 0).to_bytes(4, "big") for k in keys)
             return " ".join(raw.replace(b"\0", b"").decode("ascii", "replace").split())
 
         fw1, fw2 = (
-            props.get(_PT_FIRMWARE_VERSION_1, 0),
-            props.get(_PT_FIRMWARE_VERSION_2, 0),
+            props.get(PT.FIRMWARE_VERSION_1, 0),
+            props.get(PT.FIRMWARE_VERSION_2, 0),
         )
-        revision = props.get(TPM2_PT.REVISION, 0)
+        revision = props.get(PT.REVISION, 0)
         return TpmInfo(
-            manufacturer=text(TPM2_PT.MANUFACTURER),
+            manufacturer=text(PT.MANUFACTURER),
             vendor=text(
-                _PT_VENDOR_STRING_1,
-                _PT_VENDOR_STRING_2,
-                _PT_VENDOR_STRING_3,
-                _PT_VENDOR_STRING_4,
+                PT.VENDOR_STRING_1,
+                PT.VENDOR_STRING_2,
+                PT.VENDOR_STRING_3,
+                PT.VENDOR_STRING_4,
             ),
             firmware_version=f"{fw1:08x}.{fw2:08x}",
             spec_revision=f"{revision // 100}.{revision % 100:02d}",
@@ -1323,12 +1242,13 @@ class EsapiTpm:
         The booted OS then cannot clear the TPM or take over the platform hierarchy until the
         next power cycle (Heads' `tpmr kexec_finalize`).  TPM command: TPM2_HierarchyChangeAuth.
         """
+        new_auth = bytearray(secrets.token_bytes(32))
         try:
-            self._e.hierarchy_change_auth(ESYS_TR.PLATFORM, secrets.token_bytes(32))
-            # ESYS remembers the new auth for this connection; forget it too.
-            self._e.tr_set_auth(ESYS_TR.PLATFORM, b"")
-        except TSS2_Exception as exc:
+            self._c.hierarchy_change_auth(RH.PLATFORM, b"", bytes(new_auth))
+        except _FAILURES as exc:
             raise self._fail("lock the platform hierarchy", exc) from None
+        finally:
+            new_auth[:] = bytes(32)
 
     def reset(self, owner_auth: Secret | None = None) -> None:
         """Clear the TPM and take ownership (Heads' TPM reset; docs/tpm-objects.md §TPM reset).
@@ -1344,16 +1264,16 @@ class EsapiTpm:
             TpmError: neither the platform nor the lockout hierarchy may clear the TPM.
         """
         cleared = False
-        for hierarchy in (ESYS_TR.PLATFORM, ESYS_TR.LOCKOUT):
+        for hierarchy in (RH.PLATFORM, RH.LOCKOUT):
             try:
-                if hierarchy == ESYS_TR.PLATFORM:
-                    self._e.clear_control(ESYS_TR.PLATFORM, False)
-                self._e.clear(hierarchy)
+                if hierarchy == RH.PLATFORM:
+                    self._c.clear_control(RH.PLATFORM, b"", disable=False)
+                self._c.clear(hierarchy, b"")
                 cleared = True
                 break
-            except TSS2_Exception as exc:
+            except _FAILURES as exc:
                 _log.debug("TPM2_Clear through 0x%x refused: %s", int(hierarchy), exc)
-                if _base_rc(exc.rc) in (_RC_FAILURE, _RC_LOCKOUT):
+                if isinstance(exc, TransportError) or _rc(exc) in (rcs.FAILURE, rcs.LOCKOUT):
                     raise self._fail("clear the TPM", exc) from None
         if not cleared:
             raise TpmError(
@@ -1361,19 +1281,27 @@ class EsapiTpm:
                 hint="the platform hierarchy is locked after boot; reset from the firmware "
                 "(boot the heads payload) or with the TPM's physical-presence menu",
             )
+        self._owner_auth = b""
+        self._forget_all()
         try:
-            self._e.dictionary_attack_parameters(10, 3600, 86400)
+            self._c.dictionary_attack_parameters(b"", 10, 3600, 86400)
             if owner_auth is not None:
-                self._e.hierarchy_change_auth(ESYS_TR.OWNER, owner_auth.reveal())
+                self._c.hierarchy_change_auth(RH.OWNER, b"", owner_auth.reveal())
             self._banks = None
-            self._forget_all()
             self._ensure_primary(owner_auth)
-        except TSS2_Exception as exc:
+        except _FAILURES as exc:
             raise self._fail("take ownership of the cleared TPM", exc) from None
 
 
-def _tpml(selection: PcrSelection) -> TPML_PCR_SELECTION:
-    return TPML_PCR_SELECTION.parse(str(selection))
+def _bitmap(indices: Iterable[int]) -> bytes:
+    bits = bytearray(3)
+    for i in indices:
+        bits[i // 8] |= 1 << (i % 8)
+    return bytes(bits)
+
+
+def _select(selection: PcrSelection) -> PcrSelect:
+    return PcrSelect(selection.alg.tpm_alg_id, selection.bitmap())
 
 
 def _pcr_composite(selection: PcrSelection, values: Mapping[int, bytes]) -> bytes:
@@ -1384,9 +1312,8 @@ def _pcr_composite(selection: PcrSelection, values: Mapping[int, bytes]) -> byte
 def open_tpm(tcti: str, *, timeout_s: float | None = None) -> Iterator[Tpm]:
     """Connect to the TPM named by a TCTI string and start it if needed.
 
-    ``swtpm:`` TPMs get a deadline on every command (``timeout_s``, else
-    ``$HEADS_TPM_TIMEOUT``, else 30 s); a ``device:`` path must be a TPM character device
-    (docs/tpm-objects.md §Reaching the TPM).
+    Every command gets a deadline (``timeout_s``, else ``$HEADS_TPM_TIMEOUT``, else 30 s); a
+    ``device:`` path must be a TPM character device (docs/tpm-objects.md §Reaching the TPM).
 
     Raises:
         UsageError: ``$HEADS_TPM_TIMEOUT`` is not a number of seconds.
@@ -1395,23 +1322,11 @@ def open_tpm(tcti: str, *, timeout_s: float | None = None) -> Iterator[Tpm]:
             nothing answers there in time.
         TpmFailureModeError: the TPM answers only with TPM_RC_FAILURE.
     """
-    kind, _, conf = tcti.partition(":")
-    transport: SwtpmTcti | None = None
-    if kind == "device":
-        check_device(conf or "/dev/tpmrm0")
-    if kind == "swtpm":
-        deadline = timeout_s if timeout_s is not None else timeout_from_env()
-        transport = SwtpmTcti(tcti, parse_swtpm(tcti, conf), deadline)
-    try:
-        esapi = ESAPI(transport if transport is not None else tcti)
-    except TSS2_Exception as exc:
-        if transport is not None:
-            transport.close()
-        raise _tcti_error(tcti, exc) from None
-    tpm = EsapiTpm(esapi, tcti, transport)
+    transport = open_transport(tcti, timeout_s)
+    tpm = DirectTpm(TpmCommands(transport), tcti)
     try:
         tpm.startup()
-        if transport is not None:
+        if tcti.startswith("swtpm"):
             # swtpm has no resource manager: what a killed client left loaded stays there.
             tpm.flush_leftovers()
         yield tpm

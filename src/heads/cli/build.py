@@ -89,11 +89,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="after building, write its digests to FILE (what --compare reads)",
     )
     p.add_argument(
-        "--no-wheel-cache",
-        action="store_true",
-        help="build wheels from their sdists even when an identical build is cached",
-    )
-    p.add_argument(
         "--init", type=Path, default=None, help="/init script (default: the boot runtime's)"
     )
     mode = p.add_mutually_exclusive_group()
@@ -107,7 +102,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="write every pinned input (debs, wheels, sdists), the lock and SHA256SUMS to DIR",
+        help="write every pinned input (debs, wheels), the lock and SHA256SUMS to DIR",
     )
     mode.add_argument(
         "--update-lock",
@@ -240,7 +235,6 @@ def _build(args: argparse.Namespace) -> int:
         locked=args.locked,
         init_script=args.init,
         progress=say,
-        wheel_cache=not args.no_wheel_cache,
     )
     manifest = read_manifest(payload.manifest)
     if args.publish is not None:

@@ -2,8 +2,8 @@
 
 A lock names every input by what is downloaded: each Debian package by name, version,
 architecture and the SHA-256 of its ``.deb``; each Python distribution by name, version, the
-file name of the artifact taken from the package index (a wheel, or the sdist the payload
-builds its wheel from) and that file's SHA-256.  Pure parsing and formatting: no I/O.
+file name of the wheel taken from the package index and that file's SHA-256.  Pure parsing and
+formatting: no I/O.
 
 ``requirements.lock`` (``name==version --hash=sha256:...``, as ``pip --require-hashes`` reads
 it) is parsed here too, so that the two locks can be checked against each other.
@@ -38,7 +38,7 @@ _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _VERSION_RE: Final = re.compile(r"^[A-Za-z0-9.+~:-]+$")
 _SHA_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _DIST_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ARTIFACT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.(whl|tar\.gz|zip)$")
+_ARTIFACT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*\.whl$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,8 +70,7 @@ class DebPin:
 class PythonPin:
     """A Python distribution: the artifact downloaded from the index, by file name and SHA-256.
 
-    A wheel is shipped as it is; an sdist (``.tar.gz``/``.zip``) is built into a wheel by the
-    payload builder in a controlled build, and the manifest records what that build produced.
+    Only wheels: the payload ships them as downloaded and builds nothing from source.
     """
 
     name: str
@@ -85,14 +84,9 @@ class PythonPin:
         if not _DIST_RE.fullmatch(self.version):
             raise ValueError(f"{self.name}: not a version: {self.version!r}")
         if not _ARTIFACT_RE.fullmatch(self.file) or ".." in self.file:
-            raise ValueError(f"{self.name}: not a wheel or sdist file name: {self.file!r}")
+            raise ValueError(f"{self.name}: not a wheel file name: {self.file!r}")
         if not _SHA_RE.fullmatch(self.sha256):
             raise ValueError(f"{self.name}: sha256 must be 64 lower-case hex digits")
-
-    @property
-    def is_wheel(self) -> bool:
-        """True for a wheel (shipped as downloaded), False for an sdist (built here)."""
-        return self.file.endswith(".whl")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,10 @@ The layout the runtime relies on is docs/guest-host-contract.md §Payload layout
 
 Inputs are pinned in a lock file (``payload/lock.json``, :mod:`heads.core.payload_lock`) by
 what is downloaded: every Debian package by name, version and SHA-256 of its ``.deb``, every
-Python distribution by the file name and SHA-256 of its wheel or sdist.  They are fetched once
+Python distribution by the file name and SHA-256 of its wheel.  They are fetched once
 into the cache (or read from a directory written by :func:`export_inputs`, offline) and checked
-on every use.  An sdist is built into a wheel here, reproducibly (:func:`heads.adapters.pypi.
-build_wheel`); nothing is taken from the developer's virtualenv.  ``heads build --update-lock``
+on every use.  Wheels are shipped as downloaded; nothing is built from source and nothing is
+taken from the developer's virtualenv.  ``heads build --update-lock``
 re-resolves the pins.
 
 The Debian archive drops superseded versions within days.  When a pinned package is gone, a
@@ -23,11 +23,11 @@ What goes into the initramfs (paths as in the archive):
 * ``/bin/busybox`` (busybox-static) and its applet links; ``/sbin/kexec`` (kexec-tools);
   ``/usr/bin/gpgv``; ``/usr/bin/python3.11`` (+ ``python3``); every shared library they load,
   found from each ELF file's ``DT_NEEDED`` list and copied to ``/lib/x86_64-linux-gnu``, with
-  the loader at ``/lib64/ld-linux-x86-64.so.2``; ``libtss2-tcti-device.so.0``, which
-  tpm2-pytss loads with ``dlopen`` for ``device:/dev/tpmrm0``.
+  the loader at ``/lib64/ld-linux-x86-64.so.2``.  heads speaks to the TPM itself (through
+  ``/dev/tpmrm0``), so no TSS library is shipped.
 * ``/usr/lib/python311.zip``: the stdlib modules the runtime imports, as hash-based
   (``UNCHECKED_HASH``) ``.pyc`` in a stored zip; ``/usr/lib/python3.11/lib-dynload/*.so`` that
-  those modules load; third-party packages (tpm2_pytss, cffi, cryptography, segno, ...) and
+  those modules load; third-party packages (segno) and
   ``heads`` itself as sourceless ``.pyc`` under ``/usr/lib/python3/heads-site``.  Run Python
   with ``PYTHONHOME=/usr PYTHONPATH=/usr/lib/python3/heads-site PYTHONDONTWRITEBYTECODE=1``.
 * Kernel modules: the Debian cloud kernel has the TPM (tpm_crb/tpm_tis), NVMe
@@ -129,7 +129,6 @@ ROOT_PACKAGES: Final = (
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
-    "libtss2-tcti-device0",
 )
 # Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
 # firmware image's user files, virtio-blk disks, and dm-crypt for LUKS
@@ -430,8 +429,6 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     take("/sbin/kexec", "sbin/kexec")
     take("/usr/bin/gpgv", "usr/bin/gpgv")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
-    tcti = "libtss2-tcti-device.so.0"
-    take(f"/usr/lib/x86_64-linux-gnu/{tcti}", f"{_LIBDIR.lstrip('/')}/{tcti}")
     tree.add(CpioEntry.symlink("usr/bin/python3", "python3.11"), "heads")
     for link in _busybox_links(busybox):
         path = link.lstrip("/")
@@ -592,7 +589,6 @@ class _PyInput:
     pin: PythonPin
     wheel: str
     files_sha256: str
-    built: bool
 
     def describe(self) -> dict[str, object]:
         return {
@@ -601,67 +597,24 @@ class _PyInput:
             "artifact_sha256": self.pin.sha256,
             "wheel": self.wheel,
             "wheel_files_sha256": self.files_sha256,
-            "built_here": self.built,
         }
 
 
-def _build_tools() -> dict[str, str]:
-    """The host tools that shape a wheel built from an sdist (recorded in the manifest)."""
-
-    def first_line(argv: list[str]) -> str:
-        result = run(argv, desc=f"{argv[0]} version", timeout_s=30, check=False)
-        out = result.stdout.decode("utf-8", "replace").strip()
-        return out.splitlines()[0] if result.returncode == 0 and out else "not available"
-
-    return {
-        "cc": first_line(["gcc", "--version"]),
-        "tss2-esys headers": first_line(["pkg-config", "--modversion", "tss2-esys"]),
-        "python": sys.version.split()[0],
-    }
-
-
 def _python_inputs(
-    lock: PayloadLock,
-    cache_dir: Path,
-    inputs: Path | None,
-    site: Path,
-    *,
-    epoch: int,
-    reuse_built: bool,
-    say: Progress,
-) -> tuple[list[_PyInput], dict[str, str]]:
-    """Fetch every pinned distribution, build the sdists, unpack all into ``site``.
-
-    Returns what was used and, when a wheel was built here, the host tools that shaped it
-    (asked once; they also key the built-wheel cache).
-    """
+    lock: PayloadLock, cache_dir: Path, inputs: Path | None, site: Path
+) -> list[_PyInput]:
+    """Fetch every pinned wheel and unpack it into ``site``; returns what was used."""
     used: list[_PyInput] = []
     site.mkdir(parents=True, exist_ok=True)
-    tools: dict[str, str] = {}
     for pin in sorted(lock.python, key=lambda p: normalize_dist(p.name)):
-        artifact = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
-        if pin.is_wheel:
-            wheel = artifact
-        else:
-            tools = tools or _build_tools()
-            env_key = json.dumps({"tools": tools, "epoch": epoch}, sort_keys=True)
-            wheels = cache_dir / "wheels" / _sha(f"{pin.sha256} {env_key}".encode())[:32]
-            cached = sorted(wheels.glob("*.whl")) if reuse_built else []
-            if cached:
-                wheel = cached[0]
-                say(f"{pin.name} {pin.version}: wheel built earlier from the same sdist and tools")
-            else:
-                say(f"{pin.name} {pin.version}: building a wheel from {pin.file}")
-                if wheels.exists():
-                    shutil.rmtree(wheels)
-                wheel = pypi.build_wheel(artifact, wheels, source_date_epoch=epoch)
+        wheel = pypi.fetch(pin, cache_dir / "python", inputs=inputs)
         files = pypi.wheel_files(wheel)
         for name, data in files.items():
             dest = site / name
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(data)
-        used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files), not pin.is_wheel))
-    return used, tools
+        used.append(_PyInput(pin, wheel.name, pypi.wheel_sha256(files)))
+    return used
 
 
 def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[bytes]:
@@ -680,24 +633,6 @@ def _compile_all(jobs: list[tuple[bytes, str, int]], workdir: Path) -> list[byte
         env={"PYTHONHASHSEED": "0"},
     )
     return [(workdir / f"{i}.pyc").read_bytes() for i in range(len(jobs))]
-
-
-def _strip_elf(data: bytes, workdir: Path) -> bytes:
-    """Drop symbol tables from a wheel's extension module (cryptography's _rust.so: 14 -> 11
-    MB, tpm2-pytss's: 2.7 -> 0.9 MB); Debian's own binaries are stripped already."""
-    if _elf_info(data, "extension module") is None:
-        return data
-    src, dst = workdir / "strip-in.so", workdir / "strip-out.so"
-    src.write_bytes(data)
-    run(
-        ["strip", "--strip-unneeded", "-o", dst, src],
-        desc="strip an extension module",
-        timeout_s=120,
-    )
-    out = dst.read_bytes()
-    src.unlink()
-    dst.unlink()
-    return out
 
 
 def _stored_zip(members: Mapping[str, bytes]) -> bytes:
@@ -743,7 +678,6 @@ def _add_python(
                 jobs.append((data, f"/{_SITE}/{rel}", 2))
                 targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
             else:
-                data = _strip_elf(data, workdir)
                 tree.add(CpioEntry.file(f"{_SITE}/{rel}", data, executable=True), dist)
                 roots.append((f"{_SITE}/{rel}", data, str(p)))
     src = _heads_sources()
@@ -812,7 +746,6 @@ def _tool_versions() -> dict[str, str]:
 
     return {
         "zstd": first_line(["zstd", "-V"]),
-        "strip": first_line(["strip", "--version"]),
         "python": sys.version.split()[0],
     }
 
@@ -871,7 +804,6 @@ def build_payload(
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
     compression_cache: bool = True,
-    wheel_cache: bool = True,
 ) -> Payload:
     """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
 
@@ -889,8 +821,6 @@ def build_payload(
         progress: called with one short line per stage (and each warning).
         compression_cache: reuse a cached zstd output of an identical base archive (checked by
             decompressing it); :func:`check_reproducible` turns this off.
-        wheel_cache: reuse a wheel built earlier from the same sdist with the same tools;
-            :func:`check_reproducible` turns this off.
 
     Returns:
         The paths and sizes of what was built, and whether it is the published payload.
@@ -923,20 +853,12 @@ def build_payload(
     files = read_debs(lock, cache_dir, inputs, say)
     with tempfile.TemporaryDirectory(prefix="heads-build-") as tmp:
         site = Path(tmp) / "site"
-        py_inputs, build_tools = _python_inputs(
-            lock,
-            cache_dir,
-            inputs,
-            site,
-            epoch=epoch,
-            reuse_built=wheel_cache,
-            say=say,
-        )
+        py_inputs = _python_inputs(lock, cache_dir, inputs, site)
         sel = _probe_python(lock.extra_modules, site)
         say(f"Python: {len(sel.stdlib)} stdlib files, {len(sel.packages)} distributions")
         for name, why in sorted(sel.failed.items()):
-            # Not fatal: host-only failures exist (tpm2_pytss.policy needs a library the payload
-            # does not ship); a module the runtime really needs fails the boot test instead.
+            # Not fatal: a module may need something only the host has; a module the runtime
+            # really needs fails the boot test instead.
             say(f"note: {name} did not import on the host ({why}); shipped as found")
         unused = sorted(
             p.name
@@ -966,7 +888,7 @@ def build_payload(
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
     is_published = lock.digest() == published.digest()
-    tools = {**_tool_versions(), **build_tools}
+    tools = _tool_versions()
     manifest = {
         "format": MANIFEST_FORMAT,
         "source_date_epoch": epoch,
@@ -1123,7 +1045,6 @@ def _second_build_argv(
         str(lock_path),
         "--init",
         str(init),
-        "--no-wheel-cache",
         "--json",
     ]
     varied = ["output path", "cache path", "HOME", "TZ", "locale", f"umask {_OTHER_UMASK:03o}"]
@@ -1170,7 +1091,6 @@ def check_reproducible(
             init_script=init,
             progress=say,
             compression_cache=False,
-            wheel_cache=False,
         )
         other = base / "elsewhere"
         (other / "home").mkdir(parents=True)
@@ -1296,7 +1216,7 @@ def update_lock(
                 init_file = Path(tmp) / "init"
                 init_file.write_bytes(b"#!/bin/sh\n")
             site = Path(tmp) / "site"
-            _python_inputs(lock, cache_dir, None, site, epoch=epoch, reuse_built=True, say=say)
+            _python_inputs(lock, cache_dir, None, site)
             sel = _probe_python(extra, site)
             try:
                 _assemble(lock, files, sel, init_file, Path(tmp))

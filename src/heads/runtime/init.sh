@@ -27,7 +27,6 @@ export PYTHONPATH="${PYTHONPATH:-/usr/lib/python3/heads-site}"
 export PYTHONDONTWRITEBYTECODE=1
 export PYTHONUNBUFFERED=1
 export HEADS_TCTI="${HEADS_TCTI:-device:/dev/tpmrm0}"
-export TSS2_LOG=all+NONE
 
 python3 -m heads.runtime
 rc=$?

@@ -7,6 +7,9 @@ its response on: the client sees the connection drop while the TPM has done the 
 is the worst moment for a power cut or a killed process, and looping N over every command of an
 operation tests that each intermediate state is safe.
 
+:class:`TpmProxy` can also change responses on their way back (:meth:`TpmProxy.tamper`), as an
+interposer on a real TPM's bus could.
+
 :class:`SilentTpm` accepts connections and never answers.
 
 Nothing in the product imports this module.
@@ -18,6 +21,7 @@ import contextlib
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from typing import Final
 
 __all__ = ["SilentTpm", "TpmProxy"]
@@ -140,6 +144,16 @@ class TpmProxy(_Listener):
         self.cut_after: int | None = None
         self.commands: list[int] = []
         self.cut = False
+        self._tamper: dict[int, Callable[[bytes], bytes]] = {}
+        self.tampered = 0
+
+    def tamper(self, command_code: int, change: Callable[[bytes], bytes] | None) -> None:
+        """Pass every response to ``command_code`` through ``change`` (None: stop)."""
+        with self._lock:
+            if change is None:
+                self._tamper.pop(command_code, None)
+            else:
+                self._tamper[command_code] = change
 
     def arm(self, cut_after: int | None) -> None:
         with self._lock:
@@ -181,7 +195,14 @@ class TpmProxy(_Listener):
                 with self._lock:
                     self.cut = True
                 return  # the TPM did the command; its response never arrives
-            client.sendall(response[1])
+            data = response[1]
+            with self._lock:
+                change = self._tamper.get(code)
+            if change is not None:
+                data = change(data)
+                with self._lock:
+                    self.tampered += 1
+            client.sendall(data)
 
     def __enter__(self) -> TpmProxy:
         self.start()
