@@ -5,16 +5,18 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
 
 1. find the TPM;
 2. read the firmware event log and replay it against the TPM's PCRs (a report, not a gate);
-3. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
-4. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
+3. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
    ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
-5. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
+4. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
    value: nothing of ours has extended it yet) and print the otpauth URI and its QR code;
    every boot: unseal it and print the code;
-6. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
+5. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
    entry, extend PCR 4 with ``generic`` and kexec.
 
-Any failure of 3-6 prints an integrity report naming what failed, extends PCR 4 with
+The payload kernel has every driver built in (docs/reproducible-builds.md §Kernel): there are
+no modules to load, so nothing is measured into PCR 5 (Heads' ``insmod.sh`` step).
+
+Any failure of 3-5 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
 
@@ -76,16 +78,10 @@ TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,
 #: CBFS prefix of the user files (Heads' cbfs-init.sh).
 USER_FILE_PREFIX: Final = "heads/initrd"
 _PCR_BOOT_MODE: Final = 4
-_PCR_MODULES: Final = 5
 _PCR_PAYLOAD_STUB: Final = 9
 _PCR_USER_FILES: Final = 7
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
-#: Modules the QEMU platform needs, in load order: fw_cfg for the user files (the Debian cloud
-#: kernel builds it as a module; the TPM, NVMe and ext4 are built in).
-QEMU_MODULES: Final = ("qemu_fw_cfg",)
-#: The payload builder lists its modules here, one absolute path per line, in load order.
-_LOAD_ORDER: Final = "load-order"
 #: The default entry Heads saves in /boot (kexec-save-default.sh), signed with the rest.
 _DEFAULT_ENTRY: Final = "kexec_default.1.txt"
 _MAX_DEFAULT_BYTES: Final = 64 * 1024
@@ -103,8 +99,6 @@ class RuntimeEnv:
         event_log: our own measurement log (CEL JSON lines).
         boot_device: the block device holding /boot ("" to use ``boot_dir`` as it is).
         boot_dir: where /boot is mounted.
-        module_dir: searched for ``NAME.ko``.
-        modules: modules to load, in order.
         profile: platform profile (``uefi`` in QEMU with OVMF, ``coreboot`` on Heads boards).
         batch: no one is at the console: power off instead of starting a shell (None: ask
             fw_cfg ``opt/heads/mode``; anything but ``interactive`` is a batch boot).
@@ -120,8 +114,6 @@ class RuntimeEnv:
     event_log: Path = Path("/run/heads/measurements.cel.jsonl")
     boot_device: str = "/dev/nvme0n1"
     boot_dir: Path = Path("/boot")
-    module_dir: Path = Path("/lib/modules")
-    modules: tuple[str, ...] = QEMU_MODULES
     profile: str = "uefi"
     batch: bool | None = None
     label: str = "heads-qemu"
@@ -153,41 +145,6 @@ class _Console:
     def raw(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
         self.out.flush()
-
-
-def _module_paths(env: RuntimeEnv) -> list[Path]:
-    """The files of ``env.modules``, in the builder's load order when it left one."""
-    wanted = {name.replace("-", "_") for name in env.modules}
-    try:
-        listed = [Path(line) for line in (env.module_dir / _LOAD_ORDER).read_text().split()]
-    except OSError:
-        listed = [
-            Path(dirpath) / f
-            for dirpath, _dirs, files in sorted(os.walk(env.module_dir))
-            for f in sorted(files)
-            if f.endswith(".ko")
-        ]
-    return [p for p in listed if p.name.removesuffix(".ko").replace("-", "_") in wanted]
-
-
-def _load_modules(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
-    """insmod each module, measured into PCR 5 first (port of Heads' insmod.sh)."""
-    try:
-        loaded_text = Path("/proc/modules").read_text()
-    except OSError:
-        loaded_text = ""
-    loaded = {line.split(" ", 1)[0] for line in loaded_text.splitlines() if line}
-    paths = _module_paths(env)
-    found = {p.name.removesuffix(".ko").replace("-", "_") for p in paths}
-    for name in env.modules:
-        if name not in found:
-            con.say(f"module {name} is not in the payload; assuming it is built in")
-    for path in paths:
-        name = path.name.removesuffix(".ko").replace("-", "_")
-        if name in loaded:
-            continue
-        measure_file(tpm, log, _PCR_MODULES, path, description=f"module {name}")
-        run(["insmod", str(path)], desc=f"load kernel module {name}", timeout_s=60)
 
 
 def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> int:
@@ -433,7 +390,6 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
             try:
                 # The firmware log first: compared with the TPM before we extend anything.
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
-                _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
                 _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
