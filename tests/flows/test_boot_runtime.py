@@ -80,7 +80,6 @@ def _machine(tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str], config: b
         event_log=tmp_path / "root" / "run" / "measurements.cel.jsonl",
         boot_device="",
         boot_dir=boot,
-        module_dir=tmp_path / "no-modules",
         profile="uefi",
         batch=True,
         do_kexec=False,

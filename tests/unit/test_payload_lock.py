@@ -45,12 +45,24 @@ def test_every_python_pin_is_what_requirements_lock_pins() -> None:
         assert pin.file.startswith((pin.name.replace("-", "_"), pin.name)), pin.file
 
 
-def test_the_debian_kernel_is_pinned() -> None:
+def test_the_debian_kernel_source_is_pinned() -> None:
     lock = _lock()
     kernel = [d for d in lock.debs if d.name == lock.kernel]
     assert len(kernel) == 1
-    assert lock.kernel.startswith("linux-image-")
-    assert lock.kernel_metapackage == "linux-image-cloud-amd64"
+    assert lock.kernel_pin == kernel[0]
+    assert lock.kernel.startswith("linux-source-")
+    assert lock.kernel_metapackage == "linux-source"
+    # No prebuilt kernel is pinned any more: the payload's kernel is compiled from the source.
+    assert not [d.name for d in lock.debs if d.name.startswith("linux-image-")]
+
+
+def test_a_lock_whose_kernel_is_not_a_source_package_is_refused() -> None:
+    obj = json.loads(DEFAULT_LOCK.read_bytes())
+    image = {"name": "linux-image-6.1.0-57-cloud-amd64", "version": "6.1.192-3"}
+    obj["debian"].append({**image, "arch": "amd64", "sha256": SHA})
+    obj["kernel"] = image["name"]
+    with pytest.raises(FormatError, match=r"lock\.json: kernel package linux-image-6\.1\.0-57"):
+        PayloadLock.from_bytes(json.dumps(obj).encode(), source="lock.json")
 
 
 def test_the_lock_round_trips_byte_identically() -> None:
@@ -76,7 +88,7 @@ def test_with_debs_records_each_change_and_keeps_the_rest() -> None:
     assert changed.digest() != lock.digest()
     # A dropped and an added package are recorded as such.
     kernel = next(d for d in lock.debs if d.name == lock.kernel)
-    other = DebPin("linux-image-9.9.9-1-cloud-amd64", "9.9.9-1", "amd64", SHA)
+    other = DebPin("linux-source-9.9", "9.9.9-1", "all", SHA)
     moved = lock.with_debs([*(d for d in lock.debs if d is not kernel), other], kernel=other.name)
     assert moved.kernel == other.name
     assert {str(c) for c in moved.changes} == {

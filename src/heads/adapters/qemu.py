@@ -129,8 +129,8 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
     for name, value in spec.fw_cfg_strings:
         argv += ["-fw_cfg", f"name={name},string={value}"]
     for i, disk in enumerate(spec.disks):
-        # NVMe: the Debian cloud kernel has it built in (virtio-blk is a module), so the
-        # payload reaches the disk without loading anything.  Guest name: /dev/nvme{i}n1.
+        # NVMe, the disk of most laptops Heads runs on (the payload kernel also has AHCI and
+        # virtio-blk built in).  Guest name: /dev/nvme{i}n1.
         argv += [
             "-drive",
             f"file={disk},format=raw,if=none,id=disk{i},readonly=on",

@@ -1,6 +1,7 @@
 """``heads build``: the boot payload (kernel + initramfs + manifest), reproducibly.
 
-heads build [--out DIR] [--cache DIR] [--lock FILE] [--init FILE] [--locked] [--json]
+heads build [--out DIR] [--cache DIR] [--lock FILE] [--init FILE] [--platform NAME] [--locked]
+            [--json]
 heads build --inputs DIR     build offline from an export (byte-for-byte the published payload)
 heads build --export-inputs DIR   write every pinned input and a checksum list
 heads build --locked --compare payload/published.json   rebuild and compare with the published
@@ -8,7 +9,8 @@ heads build --locked --compare payload/published.json   rebuild and compare with
 heads build --check          build twice, the second time as another machine, compare every member
 heads build --update-lock    re-pin Debian packages and Python distributions
 
-``--json`` output of a build: ``kernel``, ``kernel_size``, ``kernel_version``, ``initramfs``,
+``--json`` output of a build: ``kernel``, ``kernel_size``, ``kernel_version``,
+``kernel_config``, ``kernel_from_cache``, ``platform``, ``initramfs``,
 ``initramfs_size``, ``initramfs_uncompressed_size``, ``members``, ``manifest`` (paths and
 sizes); ``published`` (false when pinned versions were gone and current ones were used),
 ``lock_changes`` (``"name locked-version -> name used-version"`` lines), ``resolved_lock``
@@ -43,9 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "build",
         help="build the boot payload (kernel, initramfs, manifest)",
-        description="Build the payload from the pinned inputs in the lock file: the Debian "
-        "cloud kernel and a deterministic zstd initramfs with busybox, kexec, gpgv, a trimmed "
-        "Python, tpm2-pytss and heads.  Inputs are downloaded once into the cache and checked "
+        description="Build the payload from the pinned inputs in the lock file: a kernel "
+        "compiled from Debian's kernel source for the platform (cached once built) and a "
+        "deterministic zstd initramfs with busybox, kexec, gpgv, a trimmed Python, "
+        "tpm2-pytss and heads.  Inputs are downloaded once into the cache and checked "
         "against their SHA-256 on every build.  When pinned Debian versions are gone from the "
         "archive, the current ones are used and the summary says the result is not the "
         "published payload (--locked refuses instead).",
@@ -91,6 +94,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--init", type=Path, default=None, help="/init script (default: the boot runtime's)"
     )
+    p.add_argument(
+        "--platform",
+        default="qemu",
+        metavar="NAME",
+        help="the kernel configuration to build: payload/kernel/NAME.fragment (default qemu)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--check",
@@ -118,6 +127,9 @@ def _summary(p: Payload) -> dict[str, object]:
         "kernel": str(p.kernel),
         "kernel_size": p.kernel_size,
         "kernel_version": p.kernel_version,
+        "kernel_config": str(p.kernel_config) if p.kernel_config else None,
+        "kernel_from_cache": p.kernel_from_cache,
+        "platform": p.platform,
         "initramfs": str(p.initramfs),
         "initramfs_size": p.initramfs_size,
         "initramfs_uncompressed_size": p.initramfs_uncompressed_size,
@@ -132,7 +144,11 @@ def _summary(p: Payload) -> dict[str, object]:
 def _print_sizes(p: Payload) -> None:
     mib = p.initramfs_size / 2**20
     goal = "within" if mib <= _GOAL_MIB else "over"
-    print(f"kernel     {p.kernel}  {p.kernel_size / 2**20:.2f} MiB ({p.kernel_version})")
+    origin = "cached build" if p.kernel_from_cache else "built now"
+    print(
+        f"kernel     {p.kernel}  {p.kernel_size / 2**20:.2f} MiB "
+        f"({p.kernel_version}, {p.platform}, {origin})"
+    )
     print(
         f"initramfs  {p.initramfs}  {mib:.2f} MiB zstd "
         f"({p.initramfs_uncompressed_size / 2**20:.1f} MiB, {p.members} members; "
@@ -203,7 +219,11 @@ def _build(args: argparse.Namespace) -> int:
         return ExitCode.OK
     if args.check:
         result = check_reproducible(
-            cache_dir=cache, lock_path=lock, init_script=args.init, progress=say
+            cache_dir=cache,
+            lock_path=lock,
+            init_script=args.init,
+            progress=say,
+            platform=args.platform,
         )
         if args.json:
             print_json(
@@ -235,6 +255,7 @@ def _build(args: argparse.Namespace) -> int:
         locked=args.locked,
         init_script=args.init,
         progress=say,
+        platform=args.platform,
     )
     manifest = read_manifest(payload.manifest)
     if args.publish is not None:

@@ -22,6 +22,7 @@ from heads.errors import FormatError
 
 __all__ = [
     "DEFAULT_EXTRA_MODULES",
+    "KERNEL_SOURCE_PREFIX",
     "LOCK_FORMAT",
     "DebPin",
     "LockChange",
@@ -33,6 +34,9 @@ __all__ = [
 
 LOCK_FORMAT: Final = 2
 DEFAULT_EXTRA_MODULES: Final = ("runpy", "encodings.idna", "encodings.ascii", "encodings.latin_1")
+#: The payload kernel is built from Debian's kernel source: ``linux-source-X.Y``.
+KERNEL_SOURCE_PREFIX: Final = "linux-source-"
+_KERNEL_METAPACKAGE: Final = "linux-source"
 _MAX_LOCK_BYTES: Final = 1 << 20
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _VERSION_RE: Final = re.compile(r"^[A-Za-z0-9.+~:-]+$")
@@ -109,7 +113,7 @@ class PayloadLock:
     debs: tuple[DebPin, ...]
     python: tuple[PythonPin, ...]
     extra_modules: tuple[str, ...] = DEFAULT_EXTRA_MODULES
-    kernel_metapackage: str = "linux-image-cloud-amd64"
+    kernel_metapackage: str = _KERNEL_METAPACKAGE
     changes: tuple[LockChange, ...] = field(default=(), compare=False)
 
     @classmethod
@@ -141,7 +145,7 @@ class PayloadLock:
             )
             epoch = int(obj["source_date_epoch"])
             kernel = str(obj["kernel"])
-            meta = str(obj.get("kernel_metapackage", "linux-image-cloud-amd64"))
+            meta = str(obj.get("kernel_metapackage", _KERNEL_METAPACKAGE))
             extra = tuple(str(m) for m in obj.get("extra_modules", DEFAULT_EXTRA_MODULES))
         except FormatError:
             raise
@@ -165,6 +169,13 @@ class PayloadLock:
                 raise FormatError(f"{kind} package pinned twice: {', '.join(dup)}", source=source)
         if kernel not in {d.name for d in debs}:
             raise FormatError(f"kernel package {kernel} is not pinned", source=source)
+        if not kernel.startswith(KERNEL_SOURCE_PREFIX):
+            raise FormatError(
+                f"kernel package {kernel} is not a {KERNEL_SOURCE_PREFIX}* package (the payload "
+                "kernel is built from Debian's kernel source)",
+                source=source,
+                hint="re-pin it with `heads build --update-lock`",
+            )
         return cls(epoch, kernel, debs, python, extra, meta)
 
     def to_bytes(self) -> bytes:
@@ -185,6 +196,11 @@ class PayloadLock:
             ],
         }
         return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+
+    @property
+    def kernel_pin(self) -> DebPin:
+        """The pin of the kernel source package."""
+        return next(d for d in self.debs if d.name == self.kernel)
 
     def digest(self) -> str:
         """SHA-256 of the canonical form (recorded in the manifest)."""

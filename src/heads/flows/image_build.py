@@ -1,4 +1,4 @@
-"""The boot payload, built reproducibly: a Debian kernel and our initramfs.
+"""The boot payload, built reproducibly: our kernel and our initramfs.
 
 The layout the runtime relies on is docs/guest-host-contract.md §Payload layout.
 
@@ -11,8 +11,8 @@ taken from the developer's virtualenv.  ``heads build --update-lock``
 re-resolves the pins.
 
 The Debian archive drops superseded versions within days.  When a pinned package is gone, a
-plain build resolves its current version (the kernel through its metapackage, since the
-package name carries the kernel ABI), builds from that resolved lock, writes it beside the
+plain build resolves its current version (the kernel source through its metapackage, since
+the package name carries the kernel series), builds from that resolved lock, writes it beside the
 output and says in the manifest and the summary that this is not the published payload;
 ``locked=True`` refuses instead.  A directory from :func:`export_inputs` rebuilds the published
 payload byte for byte at any later time.
@@ -30,12 +30,9 @@ What goes into the initramfs (paths as in the archive):
   those modules load; third-party packages (segno) and
   ``heads`` itself as sourceless ``.pyc`` under ``/usr/lib/python3/heads-site``.  Run Python
   with ``PYTHONHOME=/usr PYTHONPATH=/usr/lib/python3/heads-site PYTHONDONTWRITEBYTECODE=1``.
-* Kernel modules: the Debian cloud kernel has the TPM (tpm_crb/tpm_tis), NVMe
-  (``CONFIG_BLK_DEV_NVME=y``) and ext4 built in, so an OS disk attached as
-  ``-device nvme,serial=...,drive=...`` (``/dev/nvme0n1``) needs no module.  virtio-blk,
-  qemu_fw_cfg (``/sys/firmware/qemu_fw_cfg``), dm-crypt and their dependencies are modules: they
-  are shipped under ``/lib/modules/<version>/`` and ``/lib/modules/load-order`` lists them, one
-  absolute path per line, in an order that satisfies their ``depends=`` (``insmod`` each line).
+* No kernel modules: the kernel is built from Debian's kernel source for the platform with
+  everything the payload needs built in (:mod:`heads.flows.kernel_build`, the fragments in
+  ``payload/kernel/``), so there is no ``/lib/modules`` and nothing to load.
 * ``/dev/console`` (5,1) and ``/dev/null`` (1,3) as device nodes, and the usual empty mount
   points.
 
@@ -79,6 +76,7 @@ from heads.adapters.debian import DebFiles
 from heads.core.cpio import CpioEntry, Kind, write_newc
 from heads.core.payload_lock import (
     DEFAULT_EXTRA_MODULES,
+    KERNEL_SOURCE_PREFIX,
     LOCK_FORMAT,
     DebPin,
     PayloadLock,
@@ -87,6 +85,7 @@ from heads.core.payload_lock import (
     parse_requirement_hashes,
 )
 from heads.errors import FormatError, HeadsError, UsageError, VerificationError
+from heads.flows.kernel_build import KernelConfigError, build_kernel
 from heads.flows.payload_inputs import (
     RESOLVED_LOCK,
     ExportSummary,
@@ -100,9 +99,12 @@ from heads.flows.payload_inputs import (
 
 __all__ = [
     "DEFAULT_LOCK",
+    "DEFAULT_PLATFORM",
+    "KERNEL_CONFIG",
     "LOCK_FORMAT",
     "RESOLVED_LOCK",
     "ExportSummary",
+    "KernelConfigError",
     "MissingPinsError",
     "Payload",
     "PayloadLock",
@@ -118,9 +120,13 @@ __all__ = [
     "update_lock",
 ]
 
-MANIFEST_FORMAT: Final = 2
+MANIFEST_FORMAT: Final = 3
+KERNEL_CONFIG: Final = "kernel.config"
 DEFAULT_LOCK: Final = Path(__file__).resolve().parents[3] / "payload" / "lock.json"
-KERNEL_METAPACKAGE: Final = "linux-image-cloud-amd64"
+#: The kernel source is pinned through this metapackage (it depends on ``linux-source-X.Y``).
+KERNEL_METAPACKAGE: Final = "linux-source"
+#: The platform whose kernel configuration a build uses unless told otherwise.
+DEFAULT_PLATFORM: Final = "qemu"
 # Packages asked for by name; the libraries they need are added by --update-lock.
 ROOT_PACKAGES: Final = (
     "busybox-static",
@@ -130,10 +136,6 @@ ROOT_PACKAGES: Final = (
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
 )
-# Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
-# firmware image's user files, virtio-blk disks, and dm-crypt for LUKS
-# (docs/guest-host-contract.md §Kernel modules).
-KERNEL_MODULES: Final = ("qemu_fw_cfg", "virtio_pci", "virtio_blk", "dm_crypt", "xts", "ecb")
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
 _LIBDIR: Final = "/lib/x86_64-linux-gnu"
@@ -176,6 +178,9 @@ class Payload:
     published: bool = True
     lock_changes: tuple[str, ...] = ()
     resolved_lock: Path | None = None
+    kernel_config: Path | None = None
+    kernel_from_cache: bool = False
+    platform: str = DEFAULT_PLATFORM
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,29 +264,6 @@ def _elf_info(data: bytes, source: str) -> _Elf | None:
     except (struct.error, IndexError, UnicodeDecodeError) as exc:
         raise FormatError(f"truncated or malformed ELF file ({exc})", source=source) from None
     return _Elf(interp, needed)
-
-
-def _modinfo(data: bytes, source: str) -> dict[str, str]:
-    """The ``.modinfo`` key=value strings of a kernel module (section header table walk)."""
-    try:
-        shoff = struct.unpack_from("<Q", data, 0x28)[0]
-        shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
-        sections = [
-            struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)
-        ]
-        names_off = sections[shstrndx][4]
-        for name, _t, _f, _a, off, size in sections:
-            sname = data[names_off + name :].split(b"\0", 1)[0]
-            if sname == b".modinfo":
-                info: dict[str, str] = {}
-                for item in data[off : off + size].split(b"\0"):
-                    key, sep, val = item.decode("utf-8", "replace").partition("=")
-                    if sep:
-                        info.setdefault(key, val)
-                return info
-    except (struct.error, IndexError) as exc:
-        raise FormatError(f"malformed kernel module ({exc})", source=source) from None
-    raise FormatError("kernel module has no .modinfo section", source=source)
 
 
 # ------------------------------------------------------------------------------ Debian side
@@ -373,44 +355,6 @@ def _busybox_links(busybox: bytes) -> list[str]:
         exe.chmod(0o700)
         out = run([exe, "--list-full"], desc="list busybox applets", timeout_s=30).stdout
     return sorted(line.strip() for line in out.decode().splitlines() if line.strip())
-
-
-def _kernel_parts(files: DebFiles, kernel_pkg: str, tree: _Tree) -> tuple[bytes, str]:
-    """The vmlinuz bytes and kernel version; the wanted modules go into ``tree``."""
-    vmlinuz = [p for p in files.paths() if p.startswith("/boot/vmlinuz-")]
-    if len(vmlinuz) != 1:
-        raise FormatError(f"expected one /boot/vmlinuz-* in {kernel_pkg}, found {len(vmlinuz)}")
-    version = vmlinuz[0].removeprefix("/boot/vmlinuz-")
-    entry = files.get(vmlinuz[0])
-    assert entry is not None  # noqa: S101 - listed just above
-    prefix = f"/lib/modules/{version}/"
-    by_name: dict[str, str] = {}
-    for p in files.paths():
-        if p.startswith(prefix) and p.endswith(".ko"):
-            by_name[PurePosixPath(p).stem.replace("-", "_")] = p
-    order: list[str] = []
-
-    def visit(name: str, stack: tuple[str, ...]) -> None:
-        if name in order:
-            return
-        if name in stack:
-            raise FormatError(f"kernel module dependency cycle: {' -> '.join((*stack, name))}")
-        path = by_name.get(name)
-        if path is None:
-            raise FormatError(f"kernel module {name} is not in {kernel_pkg}")
-        ko = files.get(path)
-        assert ko is not None  # noqa: S101 - indexed from the same tree
-        deps = _modinfo(ko.data, path).get("depends", "")
-        for dep in sorted(d.replace("-", "_") for d in deps.split(",") if d):
-            visit(dep, (*stack, name))
-        order.append(name)
-        tree.add(CpioEntry.file(path.lstrip("/"), ko.data), kernel_pkg)
-
-    for name in KERNEL_MODULES:
-        visit(name, ())
-    listing = "".join(f"{by_name[n]}\n" for n in order).encode()
-    tree.add(CpioEntry.file("lib/modules/load-order", listing), "heads")
-    return entry.data, version
 
 
 def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, str]]:
@@ -769,19 +713,17 @@ def _member_digest(entry: CpioEntry) -> str:
 
 
 def _assemble(
-    lock: PayloadLock,
     files: DebFiles,
     sel: _PySelection,
     init_script: Path,
     workdir: Path,
-) -> tuple[_Tree, dict[str, bytes], bytes, str]:
+) -> tuple[_Tree, dict[str, bytes]]:
     tree = _Tree()
-    kernel, kver = _kernel_parts(files, lock.kernel, tree)
     roots = _add_debian_parts(tree, files)
     py_roots, zip_members = _add_python(tree, files, sel, workdir)
     _add_elf_closure(tree, files, [*roots, *py_roots])
     tree.add(CpioEntry.file("init", init_script.read_bytes(), executable=True), "heads")
-    return tree, zip_members, kernel, kver
+    return tree, zip_members
 
 
 def _epoch(lock: PayloadLock, explicit: int | None) -> int:
@@ -804,8 +746,10 @@ def build_payload(
     source_date_epoch: int | None = None,
     progress: Progress | None = None,
     compression_cache: bool = True,
+    platform: str = DEFAULT_PLATFORM,
 ) -> Payload:
-    """Build ``vmlinuz``, ``initramfs.cpio.zst`` and ``manifest.json`` into ``out_dir``.
+    """Build ``vmlinuz``, ``kernel.config``, ``initramfs.cpio.zst`` and ``manifest.json``
+    into ``out_dir``.
 
     Args:
         out_dir: created if missing; the files are replaced atomically.
@@ -821,6 +765,9 @@ def build_payload(
         progress: called with one short line per stage (and each warning).
         compression_cache: reuse a cached zstd output of an identical base archive (checked by
             decompressing it); :func:`check_reproducible` turns this off.
+        platform: whose kernel configuration to build (``payload/kernel/PLATFORM.fragment``);
+            the kernel is cached by all its inputs (:func:`heads.flows.kernel_build.
+            build_kernel`), so only the first build of a configuration compiles it.
 
     Returns:
         The paths and sizes of what was built, and whether it is the published payload.
@@ -830,7 +777,8 @@ def build_payload(
         MissingPinsError: with ``locked``, pinned packages are gone from the archive.
         HashMismatchError: a cached or exported input differs from its pin.
         FormatError: the lock or an input package is malformed or lacks a needed file.
-        ToolError: apt-get, pip, the compiler, dpkg-deb, busybox or zstd failed.
+        KernelConfigError: an option of the platform's kernel configuration did not survive.
+        ToolError: apt-get, pip, the compiler, make, dpkg-deb, busybox or zstd failed.
     """
     say: Progress = progress or (lambda _msg: None)
     if lock_path is None:
@@ -867,7 +815,17 @@ def build_payload(
         )
         if unused:
             say(f"note: pinned but never imported, not shipped: {', '.join(unused)}")
-        tree, zip_members, kernel, kver = _assemble(lock, files, sel, init, Path(tmp))
+        tree, zip_members = _assemble(files, sel, init, Path(tmp))
+    # After every other input was checked and the initramfs assembled: a bad input fails the
+    # build before the slow part.
+    kernel = build_kernel(
+        lock.kernel_pin,
+        cache_dir=cache_dir,
+        inputs=inputs,
+        platform=platform,
+        epoch=epoch,
+        progress=say,
+    )
     # Two archives, concatenated: the kernel unpacks each in turn (as it does for early
     # microcode + initramfs).  The base (Debian files, Python, libraries) rarely changes, so its
     # slow zstd -22 output is cached; the top part (heads itself and /init) is small.
@@ -896,13 +854,9 @@ def build_payload(
         "published": is_published,
         "published_lock_sha256": published.digest(),
         "lock_changes": [str(c) for c in lock.changes],
-        "kernel": {
-            "file": "vmlinuz",
-            "package": lock.kernel,
-            "version": kver,
-            "sha256": _sha(kernel),
-            "size": len(kernel),
-        },
+        "kernel": kernel.describe(),
+        # How this build went, not what it produced: left out when two builds are compared.
+        "build": {"kernel_from_cache": kernel.from_cache},
         "initramfs": {
             "file": "initramfs.cpio.zst",
             "sha256": _sha(zstd),
@@ -923,7 +877,8 @@ def build_payload(
         "tools": tools,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write(out_dir / "vmlinuz", kernel)
+    _write(out_dir / "vmlinuz", kernel.image)
+    _write(out_dir / KERNEL_CONFIG, kernel.config)
     _write(out_dir / "initramfs.cpio.zst", zstd)
     resolved = out_dir / RESOLVED_LOCK
     if is_published:
@@ -937,14 +892,17 @@ def build_payload(
         kernel=out_dir / "vmlinuz",
         initramfs=out_dir / "initramfs.cpio.zst",
         manifest=out_dir / "manifest.json",
-        kernel_size=len(kernel),
+        kernel_size=len(kernel.image),
         initramfs_size=len(zstd),
         initramfs_uncompressed_size=len(cpio),
         members=len(tree.entries),
-        kernel_version=kver,
+        kernel_version=kernel.release,
         published=is_published,
         lock_changes=tuple(str(c) for c in lock.changes),
         resolved_lock=None if is_published else resolved,
+        kernel_config=out_dir / KERNEL_CONFIG,
+        kernel_from_cache=kernel.from_cache,
+        platform=kernel.platform,
     )
 
 
@@ -979,6 +937,10 @@ def _diff_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
         if a.get(part) != b.get(part):
             out.append(f"output {part}: {a.get(part)} vs {b.get(part)}")
     return out
+
+
+def _what_was_built(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in manifest.items() if k != "build"}
 
 
 def published_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
@@ -1027,7 +989,7 @@ _OTHER_UMASK: Final = 0o077
 
 
 def _second_build_argv(
-    out: Path, cache: Path, inputs: Path, lock_path: Path, init: Path
+    out: Path, cache: Path, inputs: Path, lock_path: Path, init: Path, *, platform: str
 ) -> tuple[list[str], list[str]]:
     """The command of the second build and what it varies beyond the environment."""
     build = [
@@ -1045,6 +1007,8 @@ def _second_build_argv(
         str(lock_path),
         "--init",
         str(init),
+        "--platform",
+        platform,
         "--json",
     ]
     varied = ["output path", "cache path", "HOME", "TZ", "locale", f"umask {_OTHER_UMASK:03o}"]
@@ -1067,13 +1031,16 @@ def check_reproducible(
     work_dir: Path | None = None,
     keep: bool = False,
     progress: Progress | None = None,
+    platform: str = DEFAULT_PLATFORM,
 ) -> ReproCheck:
     """Build twice and compare every member, input and output.
 
     The first build runs here; the second in a child process as another machine would run it:
     another output path, an empty cache of its own (it reads the first build's downloads as an
-    offline inputs directory, and builds wheels and compresses anew), another ``HOME``, time
-    zone, locale and umask, and, as root, another host name (``unshare --uts``).
+    offline inputs directory, and compiles the kernel, builds wheels and compresses anew),
+    another ``HOME``, time zone, locale and umask, and, as root, another host name
+    (``unshare --uts``).  The first build takes the kernel from the cache when it can; the
+    second always compiles it, so the kernel is compared with a fresh build byte for byte.
 
     Raises:
         As :func:`build_payload`; ToolError when the second build fails.
@@ -1091,6 +1058,7 @@ def check_reproducible(
             init_script=init,
             progress=say,
             compression_cache=False,
+            platform=platform,
         )
         other = base / "elsewhere"
         (other / "home").mkdir(parents=True)
@@ -1106,17 +1074,26 @@ def check_reproducible(
                 (inputs / sub / name).symlink_to(cache_dir.resolve() / sub / name)
         _write(inputs / "lock.json", lock.to_bytes())
         argv, varied = _second_build_argv(
-            other / "out" / "payload", other / "cache", inputs, lock_path.resolve(), init.resolve()
+            other / "out" / "payload",
+            other / "cache",
+            inputs,
+            lock_path.resolve(),
+            init.resolve(),
+            platform=platform,
         )
         say(f"build 2 of 2, as another machine: {', '.join(varied)}")
         env = {**_OTHER_MACHINE, "HOME": str(other / "home"), "XDG_CACHE_HOME": ""}
         run(argv, desc="the second build", timeout_s=3600, env=env, cwd=other / "home")
         second_manifest = other / "out" / "payload" / "manifest.json"
-        diffs = _diff_manifests(read_manifest(first.manifest), read_manifest(second_manifest))
-        for name in ("vmlinuz", "initramfs.cpio.zst", "manifest.json"):
+        ours, theirs = read_manifest(first.manifest), read_manifest(second_manifest)
+        diffs = _diff_manifests(ours, theirs)
+        for name in ("vmlinuz", KERNEL_CONFIG, "initramfs.cpio.zst"):
             a = (base / "first" / name).read_bytes()
             if a != (other / "out" / "payload" / name).read_bytes():
                 diffs.append(f"file {name} differs")
+        # The whole manifest but how each build went (the first may take a cached kernel).
+        if _what_was_built(ours) != _what_was_built(theirs):
+            diffs.append("file manifest.json differs")
         return ReproCheck(not diffs, first, tuple(diffs), tuple(varied))
     finally:
         if not keep:
@@ -1146,7 +1123,7 @@ def update_lock(
 ) -> PayloadLock:
     """Re-resolve every pin and write the lock.
 
-    Debian: the kernel through its metapackage, the root packages and, repeatedly, the owner
+    Debian: the kernel source through its metapackage, the root packages and, repeatedly, the owner
     of every shared library the payload's ELF files need that no pinned package provides yet,
     each at the version apt offers now.  Python: the distributions of the virtualenv the
     runtime imports, at the versions of ``requirements.lock``; each artifact is downloaded and
@@ -1172,9 +1149,9 @@ def update_lock(
     req_path = requirements or lock_path.resolve().parents[1] / "requirements.lock"
     req = parse_requirement_hashes(req_path.read_text(), source=str(req_path))
     meta = str(old.get("kernel_metapackage", KERNEL_METAPACKAGE))
-    kernels = [d for d in debian.depends_of(meta) if d.startswith("linux-image-")]
+    kernels = [d for d in debian.depends_of(meta) if d.startswith(KERNEL_SOURCE_PREFIX)]
     if not kernels:
-        raise FormatError(f"{meta} depends on no linux-image package")
+        raise FormatError(f"{meta} depends on no {KERNEL_SOURCE_PREFIX}* package")
     kernel = kernels[0]
     wanted = {kernel, *ROOT_PACKAGES}
     epoch = int(old.get("source_date_epoch", 1_700_000_000))
@@ -1219,7 +1196,7 @@ def update_lock(
             _python_inputs(lock, cache_dir, None, site)
             sel = _probe_python(extra, site)
             try:
-                _assemble(lock, files, sel, init_file, Path(tmp))
+                _assemble(files, sel, init_file, Path(tmp))
             except _MissingLibrariesError as exc:
                 for soname in exc.sonames:
                     owner = debian.owner_of(soname)

@@ -4,8 +4,9 @@ export every input for an offline rebuild.
 Debian keeps only the current version of a package in its archive; an exact pin stops being
 downloadable days after a security update.  :func:`resolve_debian` finds the pins that are
 gone and, unless the build is ``locked``, replaces each by the version apt offers now (the
-kernel through its metapackage: a new kernel ABI is a new package name).  The lock it returns
-records every change, so the build can say plainly that its payload is not the published one.
+kernel source through its metapackage: a new kernel series is a new package name).  The lock
+it returns records every change, so the build can say plainly that its payload is not the
+published one.
 :func:`export_inputs` writes every pinned file with a checksum list; a build given that
 directory (``inputs``) reads nothing else, downloads nothing, and rebuilds the published payload
 byte for byte, months later or on a machine without network.
@@ -21,7 +22,7 @@ from typing import Final
 
 from heads.adapters import debian, pypi
 from heads.adapters.atomic import copy_atomic, write_atomic
-from heads.core.payload_lock import DebPin, PayloadLock
+from heads.core.payload_lock import KERNEL_SOURCE_PREFIX, DebPin, PayloadLock
 from heads.errors import FormatError, ToolError, UsageError, VerificationError
 
 __all__ = [
@@ -112,11 +113,11 @@ def resolve_debian(
             kernels = [
                 d
                 for d in debian.depends_of(lock.kernel_metapackage)
-                if d.startswith("linux-image-")
+                if d.startswith(KERNEL_SOURCE_PREFIX)
             ]
             if not kernels:
                 raise ToolError(
-                    f"{lock.kernel_metapackage} depends on no linux-image package",
+                    f"{lock.kernel_metapackage} depends on no {KERNEL_SOURCE_PREFIX}* package",
                     hint="run `apt-get update`",
                 )
             name = kernel = kernels[0]
@@ -133,7 +134,8 @@ def resolve_debian(
 def read_debs(
     lock: PayloadLock, cache_dir: Path, inputs: Path | None, say: Progress
 ) -> debian.DebFiles:
-    """Every pinned package's files, verified against the pins.
+    """Every pinned package's files, verified against the pins, but the kernel source's: that
+    package is a source tarball, unpacked only to build the kernel (flows.kernel_build).
 
     Raises:
         HashMismatchError: a package is not the pinned one.
@@ -141,12 +143,13 @@ def read_debs(
     """
     files = debian.DebFiles()
     debs_dir = cache_dir / "debs"
-    # The kernel goes last so that nothing else can replace its files.
-    for pin in sorted(lock.debs, key=lambda d: (d.name == lock.kernel, d.name)):
+    for pin in sorted(lock.debs, key=lambda d: d.name):
+        if pin.name == lock.kernel:
+            continue
         path = debian.fetch(pin, debs_dir, inputs=inputs)
         files.add(pin.name, debian.read_files(path))
     where = f"the inputs in {inputs}" if inputs is not None else "the cache"
-    say(f"read {len(lock.debs)} pinned Debian packages from {where}")
+    say(f"read {len(lock.debs) - 1} pinned Debian packages from {where}")
     return files
 
 

@@ -10,7 +10,8 @@ side::
                         handed to the guest through fw_cfg (so a change moves PCR 7 only)
     os-disk.img         the OS disk: ext4 made with ``mkfs.ext4 -d`` from os-boot/ (never
                         mounted on the host); the guest sees it as /dev/nvme0n1 = /boot
-    os-boot/            the disk's content: a Debian kernel, a small OS initramfs whose init
+    os-boot/            the disk's content: a kernel (the payload's own: the demo OS needs
+                        nothing more than it has built in), a small OS initramfs whose init
                         prints ``heads-demo-os: up`` and powers off, grub/grub.cfg, and the
                         signed Heads files (kexec_hashes.txt, kexec.sig, ...)
     owner/gnupg/        the owner's GNUPGHOME: the private key never enters the guest
@@ -330,7 +331,7 @@ def provision_machine(machine: Machine, *, os_kernel: Path, say: Say | None = No
 
     Args:
         machine: the machine (guest off).
-        os_kernel: the Debian kernel the OS disk boots.
+        os_kernel: the kernel the OS disk boots (the demo uses the payload's).
         say: progress lines.
 
     Raises:

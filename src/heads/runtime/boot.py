@@ -5,21 +5,23 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
 
 1. find the TPM;
 2. read the firmware event log and replay it against the TPM's PCRs (a report, not a gate);
-3. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
-4. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
+3. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
    ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
-5. mount /boot read-only and run Heads' preflight: the TPM rollback counter /boot is bound to
+4. mount /boot read-only and run Heads' preflight: the TPM rollback counter /boot is bound to
    must be readable and current.  A cleared or swapped TPM has lost it: that is an alarm (no
    secret is unsealed or sealed), never a first boot;
-6. unseal the TOTP secret and print the code;
-7. verify /boot (signature, hashes, rollback counter) and plan the saved default entry
+5. unseal the TOTP secret and print the code;
+6. verify /boot (signature, hashes, rollback counter) and plan the saved default entry
    (``kexec_default.N.txt`` checked against ``kexec_default_hashes.txt``) through the same
    flow as ``heads boot kexec --default``;
-8. first boot only, once /boot has verified: seal a new TOTP secret to the profile's PCRs
+7. first boot only, once /boot has verified: seal a new TOTP secret to the profile's PCRs
    (PCR 4 still at its firmware-only value) and print the otpauth URI and its QR code;
-9. extend PCR 4 with ``generic`` and kexec.
+8. extend PCR 4 with ``generic`` and kexec.
 
-Any failure of 3-9 prints an integrity report naming what failed, extends PCR 4 with
+The payload kernel has every driver built in (docs/reproducible-builds.md §Kernel): there are
+no modules to load, so nothing is measured into PCR 5 (Heads' ``insmod.sh`` step).
+
+Any failure of 3-8 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
 
@@ -58,7 +60,6 @@ from heads.core.platform import (
     EVENT_LOG,
     FIRMWARE_EVENT_LOG,
     PCR_BOOT_MODE,
-    PCR_MODULES,
     PCR_PAYLOAD_STUB,
     PCR_USER_FILES,
     PROFILES,
@@ -90,11 +91,6 @@ EXIT_POWEROFF: Final = 11
 
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
-#: Modules the QEMU platform needs, in load order: fw_cfg for the user files (the Debian cloud
-#: kernel builds it as a module; the TPM, NVMe and ext4 are built in).
-QEMU_MODULES: Final = ("qemu_fw_cfg",)
-#: The payload builder lists its modules here, one absolute path per line, in load order.
-_LOAD_ORDER: Final = "load-order"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +105,6 @@ class RuntimeEnv:
         event_log: our own measurement log (CEL JSON lines).
         boot_device: the block device holding /boot ("" to use ``boot_dir`` as it is).
         boot_dir: where /boot is mounted.
-        module_dir: searched for ``NAME.ko``.
-        modules: modules to load, in order.
         profile: platform profile (``uefi`` in QEMU with OVMF, ``coreboot`` on Heads boards).
         batch: no one is at the console: power off instead of starting a shell (None: ask
             fw_cfg ``opt/heads/mode``; anything but ``interactive`` is a batch boot).
@@ -126,8 +120,6 @@ class RuntimeEnv:
     event_log: Path = EVENT_LOG
     boot_device: str = "/dev/nvme0n1"
     boot_dir: Path = Path("/boot")
-    module_dir: Path = Path("/lib/modules")
-    modules: tuple[str, ...] = QEMU_MODULES
     profile: str = "uefi"
     batch: bool | None = None
     label: str = "heads-qemu"
@@ -159,41 +151,6 @@ class _Console:
     def raw(self, text: str) -> None:
         self.out.write(text if text.endswith("\n") else text + "\n")
         self.out.flush()
-
-
-def _module_paths(env: RuntimeEnv) -> list[Path]:
-    """The files of ``env.modules``, in the builder's load order when it left one."""
-    wanted = {name.replace("-", "_") for name in env.modules}
-    try:
-        listed = [Path(line) for line in (env.module_dir / _LOAD_ORDER).read_text().split()]
-    except OSError:
-        listed = [
-            Path(dirpath) / f
-            for dirpath, _dirs, files in sorted(os.walk(env.module_dir))
-            for f in sorted(files)
-            if f.endswith(".ko")
-        ]
-    return [p for p in listed if p.name.removesuffix(".ko").replace("-", "_") in wanted]
-
-
-def _load_modules(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
-    """insmod each module, measured into PCR 5 first (port of Heads' insmod.sh)."""
-    try:
-        loaded_text = Path("/proc/modules").read_text()
-    except OSError:
-        loaded_text = ""
-    loaded = {line.split(" ", 1)[0] for line in loaded_text.splitlines() if line}
-    paths = _module_paths(env)
-    found = {p.name.removesuffix(".ko").replace("-", "_") for p in paths}
-    for name in env.modules:
-        if name not in found:
-            con.say(f"module {name} is not in the payload; assuming it is built in")
-    for path in paths:
-        name = path.name.removesuffix(".ko").replace("-", "_")
-        if name in loaded:
-            continue
-        measure_file(tpm, log, PCR_MODULES, path, description=f"module {name}")
-        run(["insmod", str(path)], desc=f"load kernel module {name}", timeout_s=60)
 
 
 def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console) -> int:
@@ -452,7 +409,6 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
             try:
                 # The firmware log first: compared with the TPM before we extend anything.
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
-                _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
                 _mount_boot(env, con)
                 signed = _preflight(env, tpm, con)
