@@ -170,10 +170,15 @@ class ListEntries:
 
 @dataclass(frozen=True, slots=True)
 class BootEntry:
-    """Boot entry ``index`` (1-based); ``force``: without verification, red console."""
+    """Boot entry ``index`` (1-based).
+
+    ``force``: the owner chose to ignore tampering: no verification, a red console.
+    ``basic``: Basic mode: no verification either (PCR 4 still moves), normal console.
+    """
 
     index: int
     force: bool = False
+    basic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -919,7 +924,8 @@ class Gui:
 
         def pick(index: int) -> _Then:
             if unverified:
-                return lambda: self._do(BootEntry(index, force=True), self._boot_failed)
+                entry = BootEntry(index, force=force, basic=self.config.basic and not force)
+                return lambda: self._do(entry, self._boot_failed)
             return lambda: self._boot_confirm(index, titles)
 
         for key, _title in numbered:
