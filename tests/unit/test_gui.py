@@ -77,6 +77,10 @@ class Walk:
         self.step = self.gui.answer(answer)
         return self
 
+    def now(self) -> Step:
+        """The current step (a call, so that type checkers do not narrow it)."""
+        return self.step
+
     def see(self, id_: DialogId) -> Dialog:
         assert isinstance(self.step, Dialog), self.step
         assert self.step.id is id_, (self.step.id, id_)
@@ -148,9 +152,10 @@ def scenario_preflight_failure_then_tpm_reset() -> set[DialogId]:
     walk.dialog(DialogId.PASSPHRASE_MISMATCH, "y")
     walk.dialog(DialogId.TPM_OWNER_PASSPHRASE, Secret(b"owner one"))
     walk.dialog(DialogId.TPM_OWNER_PASSPHRASE_AGAIN, Secret(b"owner one"))
-    assert isinstance(walk.step, ResetTpm)
-    assert walk.step.owner == Secret(b"owner one")
-    assert "owner one" not in repr(walk.step)
+    reset = walk.now()
+    assert isinstance(reset, ResetTpm)
+    assert reset.owner == Secret(b"owner one")
+    assert "owner one" not in repr(reset)
     walk.effect(ResetTpm, Ok()).effect(SignBoot, Ok(("counter 1",)))
     walk.effect(SealTotp, Ok(("otpauth URI shown",)))
     seen = walk.dialog(DialogId.TPM_RESET_DONE, "ok").ends(Reboot)
@@ -237,7 +242,7 @@ def scenario_default_entry_problems() -> set[DialogId]:
     assert walk.see(DialogId.BOOT_ENTRY_CHANGED).title == "ERROR: Boot Entry Has Changed"
     walk.dialog(DialogId.BOOT_ENTRY_CHANGED, "s").effect(ListEntries, Entries(("new", "old")))
     walk.dialog(DialogId.BOOT_SELECT, "2").dialog(DialogId.BOOT_CONFIRM, "d")
-    assert walk.step == SaveDefault(2)
+    assert walk.now() == SaveDefault(2)
     walk.effect(SaveDefault, Ok(("counter 2",))).dialog(DialogId.SIGNED, "ok")
     walk.main("d").effect(BootDefault, Failed("differs", FailureKind.DEFAULT_HASH))
     walk.dialog(DialogId.DEFAULT_HASH_MISMATCH, "m")
@@ -252,7 +257,7 @@ def scenario_default_entry_problems() -> set[DialogId]:
     walk.dialog(DialogId.BOOT_FAILED, "ok").main("o").dialog(DialogId.OPTIONS, "b")
     walk.dialog(DialogId.BOOT_OPTIONS, "m").effect(ListEntries, Entries(("only",)))
     walk.dialog(DialogId.BOOT_SELECT, "1").dialog(DialogId.BOOT_CONFIRM, "y")
-    assert walk.step == BootEntry(1)
+    assert walk.now() == BootEntry(1)
     return walk.seen
 
 
@@ -264,11 +269,11 @@ def scenario_forced_and_usb_boot() -> set[DialogId]:
     assert forced.title == "Unsafe Forced Boot Selected!"
     assert forced.default == "n"
     walk.dialog(DialogId.FORCE_BOOT, "y")
-    assert walk.step == ListEntries(verified=False)
+    assert walk.now() == ListEntries(verified=False)
     walk.effect(ListEntries, Entries(("OS",)))
     assert walk.see(DialogId.BOOT_SELECT).tone is Tone.DANGER
     walk.dialog(DialogId.BOOT_SELECT, "1")
-    assert walk.step == BootEntry(1, force=True)
+    assert walk.now() == BootEntry(1, force=True)
     return walk.seen
 
 
@@ -302,7 +307,7 @@ def scenario_restricted_mode() -> set[DialogId]:
     walk = Walk(restricted).effect(RefreshTotp, CODE).main("o").dialog(DialogId.OPTIONS, "c")
     walk.dialog(DialogId.CONFIG_MENU, "L").dialog(DialogId.RESTRICTED_OFF_CONFIRM, "y")
     walk.effect(WipeTotp, Ok())
-    assert walk.step == SaveConfig((("CONFIG_RESTRICTED_BOOT", "n"),))
+    assert walk.now() == SaveConfig((("CONFIG_RESTRICTED_BOOT", "n"),))
     walk.effect(SaveConfig, Ok()).dialog(DialogId.CONFIG_SAVED, "ok")
     seen |= walk.ends(Reboot)
     # A wipe that fails saves nothing.
@@ -325,11 +330,11 @@ def scenario_configuration() -> set[DialogId]:
     walk.dialog(DialogId.NOT_AVAILABLE, "ok").dialog(DialogId.CONFIG_MENU, "Z")
     walk.dialog(DialogId.CONFIG_OUTPUT, "2").dialog(DialogId.CONFIG_PCR7_WARNING, "n")
     walk.dialog(DialogId.CONFIG_MENU, "L").dialog(DialogId.CONFIG_PCR7_WARNING, "y")
-    assert walk.step == SaveConfig((("CONFIG_RESTRICTED_BOOT", "y"),))
+    assert walk.now() == SaveConfig((("CONFIG_RESTRICTED_BOOT", "y"),))
     walk.effect(SaveConfig, NotAvailable("saving config.user"))
     walk.dialog(DialogId.NOT_AVAILABLE, "ok").dialog(DialogId.CONFIG_MENU, "P")
     walk.dialog(DialogId.CONFIG_PCR7_WARNING, "y")
-    assert walk.step == SaveConfig((("CONFIG_BASIC", "y"),))
+    assert walk.now() == SaveConfig((("CONFIG_BASIC", "y"),))
     return walk.seen
 
 
@@ -337,7 +342,7 @@ def scenario_time() -> set[DialogId]:
     walk = started().main("o").dialog(DialogId.OPTIONS, "h")
     walk.dialog(DialogId.CHANGE_TIME, "yesterday").dialog(DialogId.TIME_INVALID, "ok")
     walk.dialog(DialogId.CHANGE_TIME, "2030-01-02 03:04:05")
-    assert walk.step == SetTime(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert walk.now() == SetTime(datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC))
     walk.effect(SetTime, Ok()).dialog(DialogId.TIME_SET, "ok")
     walk.dialog(DialogId.OPTIONS, "t").dialog(DialogId.TPM_OPTIONS, "t")
     assert "2030-01-02 03:04:05 UTC" in walk.see(DialogId.TIME_TROUBLESHOOT).text
@@ -363,7 +368,7 @@ def scenario_recovery_and_failures() -> set[DialogId]:
     walk.effect(ResetTpm, Failed("TPM refused the reset"))
     walk.dialog(DialogId.TPM_RESET_FAILED, "ok").main("o").dialog(DialogId.OPTIONS, "f")
     walk.dialog(DialogId.FLASH_MENU, "f").dialog(DialogId.FLASH_FILE, "/media/update.zip")
-    assert walk.step == Flash("/media/update.zip", keep_settings=True)
+    assert walk.now() == Flash("/media/update.zip", keep_settings=True)
     walk.effect(Flash, NotAvailable("flashing"))
     walk.dialog(DialogId.NOT_AVAILABLE, "ok").dialog(DialogId.OPTIONS, "g")
     walk.dialog(DialogId.GPG_OPTIONS, "x").dialog(DialogId.OPTIONS, "F")
@@ -379,9 +384,9 @@ def scenario_basic_mode() -> set[DialogId]:
     seen = walk.main("d").ends(BootBasic)  # no TOTP, no preflight menu
     walk = Walk(ModeConfig(basic=True)).main("o").dialog(DialogId.OPTIONS, "b")
     walk.dialog(DialogId.BOOT_OPTIONS, "m")
-    assert walk.step == ListEntries(verified=False)
+    assert walk.now() == ListEntries(verified=False)
     walk.effect(ListEntries, Entries(("OS",))).dialog(DialogId.BOOT_SELECT, "1")
-    assert walk.step == BootEntry(1, basic=True)
+    assert walk.now() == BootEntry(1, basic=True)
     # Basic mode boots even with a failed preflight: there is no attestation to protect.
     walk = Walk(ModeConfig(basic=True, auto_boot_timeout=1), Preflight(ok=False))
     walk.dialog(DialogId.AUTO_BOOT, "b")
@@ -425,13 +430,12 @@ def test_no_seal_without_an_owner_choice() -> None:
     # unless the owner chooses it.
     for outcome in (Failed("no secret", FailureKind.NO_SECRET), Failed("PCR 7 changed")):
         walk = Walk().effect(RefreshTotp, outcome)
-        assert walk.see(DialogId.TOTP_FAILED)
+        walk.see(DialogId.TOTP_FAILED)
         assert not any(isinstance(e, SealTotp) for e in walk.effects)
 
 
 def test_preflight_failure_unseals_nothing() -> None:
     walk = Walk(preflight=Preflight(ok=False, problem="counter gone"))
-    assert walk.see(DialogId.PREFLIGHT_FAILED)
     assert "counter gone" in walk.see(DialogId.PREFLIGHT_FAILED).text
     assert walk.effects == []
 
