@@ -19,6 +19,11 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
    (PCR 4 still at its firmware-only value) and print the otpauth URI and its QR code;
 9. extend PCR 4 with ``generic`` and kexec.
 
+With scripted answers (fw_cfg ``opt/heads/answers``) or on an interactive console, steps 5-9
+are Heads' menus instead (:mod:`heads.runtime.menu`, docs/runtime-menus.md): the same
+preflight, then the main menu; nothing is sealed unless the owner chooses it.  A batch boot
+without answers takes the unattended path above.
+
 Any failure of 3-9 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
