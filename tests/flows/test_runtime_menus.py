@@ -364,3 +364,25 @@ def test_swapped_tpm_stops_at_the_preflight_menu_and_seals_nothing(
             assert not totp_exists(tpm)
     finally:
         other.stop()
+
+
+def test_config_change_moves_pcr7_then_generate_behind_the_gate(
+    tmp_path: Path, swtpm: Swtpm, owner: Owner
+) -> None:
+    env = _provisioned(tmp_path, swtpm, owner)
+    rom = build_cbfs(
+        [
+            CbfsFile("heads/initrd/.gnupg/pubring.kbx", owner.keyring.read_bytes()),
+            CbfsFile("heads/initrd/etc/config.user", CONFIG + b'export CONFIG_X="y"\n'),
+        ]
+    )
+    env.rom.write_bytes(rom)
+    text = _boot(env, "totp-failed=g", "gate-passed=y", "totp-sealed=ok", "main-menu=d")
+    assert "PCR 7 changed since it was sealed" in text, text
+    assert _dialogs(text) == ["totp-failed", "gate-passed", "totp-sealed", "main-menu"]
+    assert "TOTP URI otpauth://" in text
+    assert "heads: kexec /vmlinuz (OS)" in text
+    # The new secret is sealed to the new PCR 7: the next boot shows its code unattended.
+    text = _boot(_power_cycle(env, swtpm))
+    assert re.search(r"^heads: TOTP \d{6}", text, re.MULTILINE), text
+    assert "TOTP URI" not in text

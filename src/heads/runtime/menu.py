@@ -230,6 +230,14 @@ class _Performer:
         except HeadsError as err:
             self.con.say(f"{type(effect).__name__}: {err.message}")
             return Failed(shown(err.message), lines=tuple(shown(d) for d in err.details))
+        except OSError as exc:
+            # /boot is the attacker's: a file that cannot be read is a failure to show, not
+            # a reason to leave the menus.
+            what = f"{exc.strerror or exc}" + (
+                f": {shown(str(exc.filename))}" if exc.filename else ""
+            )
+            self.con.say(f"{type(effect).__name__}: {what}")
+            return Failed(what)
         raise AssertionError(f"unhandled effect {effect!r}")  # pragma: no cover
 
     def recovery(self) -> int:
