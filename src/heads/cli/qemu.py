@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from heads.core.qr import qr_matrix, render_half_blocks
-from heads.errors import ExitCode
+from heads.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from heads.adapters.qemu import ConsoleLine
@@ -85,12 +85,39 @@ def _provision(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _answers(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """``--answers FILE`` then every ``--answer ID=CHOICE``, in that order."""
+    from heads.core.answers import parse_answer, parse_answer_file
+    from heads.core.dialogs import PASSPHRASE_IDS
+
+    pairs: list[tuple[str, str]] = []
+    if args.answers is not None:
+        try:
+            data = args.answers.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.answers}: {exc.strerror}") from None
+        pairs += parse_answer_file(data, source=str(args.answers))
+    for text in args.answer:
+        dialog_id, value = parse_answer(text)
+        if dialog_id in PASSPHRASE_IDS:
+            # argv is visible to every user of the machine (ps, /proc).
+            raise UsageError(
+                f"--answer {dialog_id}=...: a passphrase is never given on the command line",
+                hint="put it in a file readable only by you and pass --answers FILE",
+            )
+        pairs.append((dialog_id, value))
+    return pairs
+
+
 def _boot(args: argparse.Namespace) -> int:
     from heads.flows.qemu_platform import Machine, boot_interactive, boot_machine
 
+    answers = _answers(args)
     machine = Machine.load(args.dir)
     payload = _payload_files(args.payload)
     if args.interactive:
+        if answers:
+            raise UsageError("--answer/--answers script a boot: not with --interactive")
         return boot_interactive(machine, kernel=payload.kernel, initrd=payload.initramfs)
     result = boot_machine(
         machine,
@@ -98,6 +125,7 @@ def _boot(args: argparse.Namespace) -> int:
         initrd=payload.initramfs,
         echo=_echo if args.console else None,
         timeout_s=args.timeout,
+        answers=answers,
     )
     _say(f"boot finished; console transcript: {result.transcript}")
     _print_boot(result)
@@ -169,6 +197,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--interactive", action="store_true", help="the console is yours")
     p.add_argument("--console", action="store_true", help="show the guest's console")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds until power-off")
+    p.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="ID=CHOICE",
+        help="answer the runtime's dialog ID (repeat; answers to one ID are used in order)",
+    )
+    p.add_argument(
+        "--answers",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="ID=CHOICE lines (passphrases go here, never in --answer)",
+    )
     p.set_defaults(func=_boot)
 
     p = qsub.add_parser("demo", help="build, provision, boot twice, tamper, boot refused")

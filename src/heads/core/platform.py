@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Final
 
 __all__ = [
+    "ANSWERS_FW_CFG",
     "CONSOLE_PREFIX",
     "DEFAULT_TCTI",
     "EVENT_LOG",
@@ -61,6 +62,9 @@ DEFAULT_TCTI: Final = "device:/dev/tpmrm0"
 #: CBFS prefix of the user files (Heads' cbfs-init): ``heads/initrd/etc/config.user`` is
 #: written to ``/etc/config.user`` and measured under that name.
 USER_FILE_PREFIX: Final = "heads/initrd"
+#: fw_cfg name of a scripted boot's answers to the menus (``ID=CHOICE`` lines), which the
+#: QEMU host side writes and the runtime reads.
+ANSWERS_FW_CFG: Final = "opt/heads/answers"
 
 # The runtime's console lines, as the host side of the QEMU platform matches them
 # (docs/guest-host-contract.md).  OVMF leaves terminal escape sequences at the start of the

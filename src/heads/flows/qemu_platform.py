@@ -46,11 +46,13 @@ from heads.adapters.qemu import (
 )
 from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve_tcp
 from heads.adapters.tpm import open_tpm
+from heads.core.answers import format_answers
 from heads.core.bootcfg import BootEntry, EntryKind
 from heads.core.cbfs import CbfsFile, build_cbfs
 from heads.core.cpio import CpioEntry, build_newc
 from heads.core.otp import parse_otpauth_uri, totp_code
 from heads.core.platform import (
+    ANSWERS_FW_CFG,
     MARK_INIT,
     MARK_KEXEC,
     MARK_LOG,
@@ -451,16 +453,27 @@ def _next_boot_dir(machine: Machine) -> Path:
     return path
 
 
-def _spec(machine: Machine, kernel: Path, initrd: Path, tpm_socket: Path, mode: str) -> QemuSpec:
+def _spec(
+    machine: Machine,
+    kernel: Path,
+    initrd: Path,
+    tpm_socket: Path,
+    mode: str,
+    *,
+    answers_file: Path | None = None,
+) -> QemuSpec:
     for path in (kernel, initrd, machine.rom, machine.os_disk):
         if not path.is_file():
             raise UsageError(f"{path} is missing", hint="build the payload and provision first")
+    fw_cfg: tuple[tuple[str, Path], ...] = (("opt/heads/rom", machine.rom),)
+    if answers_file is not None:
+        fw_cfg += ((ANSWERS_FW_CFG, answers_file),)
     return QemuSpec(
         kernel=kernel,
         initrd=initrd,
         append=machine.append,
         tpm_socket=tpm_socket,
-        fw_cfg=(("opt/heads/rom", machine.rom),),
+        fw_cfg=fw_cfg,
         fw_cfg_strings=(("opt/heads/mode", mode),),
         disks=(machine.os_disk,),
         memory_mib=machine.memory_mib,
@@ -526,8 +539,14 @@ def boot_machine(
     initrd: Path,
     echo: Callable[[ConsoleLine], None] | None = None,
     timeout_s: float = _BOOT_TIMEOUT_S,
+    answers: Sequence[tuple[str, str]] = (),
 ) -> BootResult:
     """Boot the machine once, non-interactively, until the guest powers off.
+
+    ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
+    guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
+    its unattended path.  The answer file may hold passphrases: it is readable by its owner
+    only and removed when the boot ends.
 
     Raises:
         ToolError: QEMU or swtpm failed, or the guest did not power off in time (the error
@@ -535,12 +554,23 @@ def boot_machine(
     """
     boot_dir = _next_boot_dir(machine)
     transcript = boot_dir / "console.log"
-    with serve_qemu(machine.tpm_state) as swtpm:
-        assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
-        spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "batch")
-        with QemuConsole(spec, transcript=transcript, echo=echo, redact=redact_console) as console:
-            rc = console.wait(timeout_s=timeout_s)
-            lines = list(console.lines)
+    answers_file = boot_dir / "answers" if answers else None
+    if answers_file is not None:
+        write_atomic(answers_file, format_answers(answers), mode=0o600)
+    try:
+        with serve_qemu(machine.tpm_state) as swtpm:
+            assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
+            spec = _spec(
+                machine, kernel, initrd, swtpm.ctrl_socket, "batch", answers_file=answers_file
+            )
+            with QemuConsole(
+                spec, transcript=transcript, echo=echo, redact=redact_console
+            ) as console:
+                rc = console.wait(timeout_s=timeout_s)
+                lines = list(console.lines)
+    finally:
+        if answers_file is not None:
+            answers_file.unlink(missing_ok=True)
     return _result(transcript, rc, lines)
 
 

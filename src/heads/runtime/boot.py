@@ -21,6 +21,11 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
 The payload kernel has every driver built in (docs/reproducible-builds.md §Kernel): there are
 no modules to load, so nothing is measured into PCR 5 (Heads' ``insmod.sh`` step).
 
+With scripted answers (fw_cfg ``opt/heads/answers``) or on an interactive console, steps 4-8
+are Heads' menus instead (:mod:`heads.runtime.menu`, docs/runtime-menus.md): the same
+preflight, then the main menu; nothing is sealed unless the owner chooses it.  A batch boot
+without answers takes the unattended path above.
+
 Any failure of 3-8 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
@@ -53,8 +58,10 @@ from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
+from heads.core.gui import ModeConfig
 from heads.core.kexec_plan import KexecPlan
 from heads.core.platform import (
+    ANSWERS_FW_CFG,
     CONSOLE_PREFIX,
     DEFAULT_TCTI,
     EVENT_LOG,
@@ -77,6 +84,7 @@ from heads.errors import (
 from heads.flows.boot_entries import dry_run_argv
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
+from heads.ui.renderer import Renderer
 
 __all__ = [
     "EXIT_POWEROFF",
@@ -111,6 +119,17 @@ class RuntimeEnv:
         label: the TOTP label shown in authenticator apps.
         now: the clock (UTC).
         do_kexec: really run kexec (False on a host test: print the command, run nothing).
+        answers: scripted answers to the menus (None: read fw_cfg ``opt/heads/answers``).
+            With answers, or on an interactive console, the boot goes through the menus
+            (:mod:`heads.runtime.menu`); a batch boot without answers keeps the unattended
+            path below.
+        ui: ``line``, ``whiptail`` or ``auto`` (whiptail on a real console, lines on a serial
+            one).
+        mode: Basic/Restricted mode and the other settings the menus read (None: defaults).
+        gnupghome: where the owner's signing key is, for signing /boot from the menus (None:
+            no key in this build, signing is refused as Heads does without a card).
+        signing_key: that key's fingerprint (None: gpg's default key).
+        set_clock: the menus may set the system clock (False on a host test).
     """
 
     tcti: str = DEFAULT_TCTI
@@ -125,6 +144,12 @@ class RuntimeEnv:
     label: str = "heads-qemu"
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     do_kexec: bool = True
+    answers: tuple[tuple[str, str], ...] | None = None
+    ui: str = "auto"
+    mode: ModeConfig | None = None
+    gnupghome: Path | None = None
+    signing_key: str | None = None
+    set_clock: bool = True
 
 
 class BootRefused(HeadsError):  # noqa: N818 - a verdict, not a crash; HeadsError subclass
@@ -384,13 +409,56 @@ def _fw_cfg_text(name: str) -> str:
         return ""
 
 
+def _is_batch(env: RuntimeEnv) -> bool:
+    return env.batch if env.batch is not None else _fw_cfg_text("opt/heads/mode") != "interactive"
+
+
+def _menu_renderer(env: RuntimeEnv, out: TextIO) -> Renderer | None:
+    """The renderer for the menus, or None for the unattended path (a batch boot without
+    scripted answers).
+
+    Raises:
+        FormatError: the answer file is malformed (named with its line).
+    """
+    from heads.core.answers import ScriptedAnswers, parse_answer_file  # noqa: PLC0415
+
+    answers = env.answers
+    if answers is None:
+        path = _FW_CFG / ANSWERS_FW_CFG / "raw"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        answers = tuple(parse_answer_file(data, source=ANSWERS_FW_CFG)) if data else ()
+    batch = _is_batch(env)
+    if batch and not answers:
+        return None
+    scripted = ScriptedAnswers(answers) if answers else None
+    from heads.ui.line import LineRenderer  # noqa: PLC0415
+    from heads.ui.whiptail import WhiptailRenderer  # noqa: PLC0415
+
+    on_serial = _stdin_is_serial()
+    if env.ui == "whiptail" or (
+        env.ui == "auto" and not batch and not on_serial and WhiptailRenderer.available()
+    ):
+        return WhiptailRenderer(scripted)
+    return LineRenderer(out, None if batch else sys.stdin, scripted)
+
+
+def _stdin_is_serial() -> bool:
+    try:
+        name = os.ttyname(0)
+    except OSError:
+        return True  # not a terminal at all: lines
+    return name.startswith(("/dev/ttyS", "/dev/ttyAMA", "/dev/hvc", "/dev/ttyUSB"))
+
+
 def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Console) -> int:
     if tpm is not None:
         measure_string(tpm, log, PCR_BOOT_MODE, "recovery", description="boot mode")
         con.say('PCR 4 extended with "recovery"')
         _print_log(log, con)
-    batch = env.batch if env.batch is not None else _fw_cfg_text("opt/heads/mode") != "interactive"
-    if batch:
+    if _is_batch(env):
         con.say("recovery: batch boot, powering off instead of starting a shell")
         return EXIT_POWEROFF
     return EXIT_RECOVERY
@@ -411,6 +479,18 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _measure_user_files(env, tpm, log, con)
                 _mount_boot(env, con)
+                renderer = _menu_renderer(env, out)
+                if renderer is not None:
+                    from heads.runtime.menu import run_menus  # noqa: PLC0415 - menus only
+
+                    return run_menus(
+                        env,
+                        tpm=tpm,
+                        log=log,
+                        con=con,
+                        pcr4_firmware=pcr4_firmware,
+                        renderer=renderer,
+                    )
                 signed = _preflight(env, tpm, con)
                 has_secret = totp_exists(tpm)
                 if has_secret:

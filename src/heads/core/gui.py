@@ -1,0 +1,1542 @@
+"""Heads' ``gui-init`` as a pure state machine (docs/runtime-menus.md).
+
+The machine knows the menus and the order of things; it does nothing itself.  It is started
+with the facts the runtime found before any secret is touched (:class:`StartFacts`: the
+rollback-counter preflight, the keyring, the configuration), then every call returns the next
+:data:`Step`: either a :class:`~heads.core.dialogs.Dialog` to show (answer it with
+:meth:`Gui.answer`) or an :data:`Effect` to perform (report how it went with
+:meth:`Gui.result`).  Tests walk it with plain values; the runtime
+(``heads.runtime.menu``) performs the effects through the flows.
+
+Rules it keeps (Heads' own, docs/runtime-menus.md §Rules):
+
+* nothing is unsealed after a failed preflight, and a TOTP secret is sealed only at the end
+  of a TPM reset or when the owner chooses "generate" behind the integrity gate, never on its
+  own;
+* Basic mode boots the first entry without attestation or signature checks;
+* Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and USB
+  boot; turning it off first wipes the TOTP secret;
+* the owner passphrase typed for a TPM reset lives only until the reset is requested, and
+  :meth:`Gui.wipe_secrets` drops it (the runtime calls it on recovery entry).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Final
+
+from heads.core.dialogs import (
+    NO,
+    YES,
+    Dialog,
+    DialogId,
+    Kind,
+    Tone,
+    menu,
+    message,
+    pager,
+    passphrase,
+    text_input,
+    yesno,
+)
+from heads.core.secret import Secret
+from heads.core.text import shown
+
+__all__ = [
+    "AddKey",
+    "BootBasic",
+    "BootDefault",
+    "BootEntry",
+    "Effect",
+    "Entries",
+    "FactoryReset",
+    "Failed",
+    "FailureKind",
+    "Flash",
+    "Gui",
+    "IntegrityReport",
+    "ListEntries",
+    "ListKeys",
+    "ModeConfig",
+    "NotAvailable",
+    "Ok",
+    "Outcome",
+    "PowerOff",
+    "Preflight",
+    "Reboot",
+    "RecoveryShell",
+    "RefreshTotp",
+    "Report",
+    "ResetTpm",
+    "SaveConfig",
+    "SaveDefault",
+    "SealTotp",
+    "SetTime",
+    "ShowSignedLists",
+    "SignBoot",
+    "StartFacts",
+    "Step",
+    "SystemInfo",
+    "TotpCode",
+    "UsbBoot",
+    "WipeTotp",
+    "config_changes",
+    "parse_time",
+]
+
+# -- facts --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ModeConfig:
+    """The configuration values the menus read and change (docs/runtime-menus.md §Config).
+
+    Attributes:
+        board: ``CONFIG_BOARD_NAME`` (shown in the main menu's title).
+        brand: ``CONFIG_BRAND_NAME``.
+        basic: ``CONFIG_BASIC=y``.
+        restricted: ``CONFIG_RESTRICTED_BOOT=y``.
+        auto_boot_timeout: ``CONFIG_AUTO_BOOT_TIMEOUT`` in seconds (None: no countdown).
+        output_level: 0 quiet, 1 info, 2 debug (``CONFIG_QUIET_MODE``/``CONFIG_DEBUG_OUTPUT``).
+        hotp: an HOTP token is configured (``CONFIG_HOTPKEY=y``).
+    """
+
+    board: str = "qemu"
+    brand: str = "Heads"
+    basic: bool = False
+    restricted: bool = False
+    auto_boot_timeout: int | None = None
+    output_level: int = 1
+    hotp: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Preflight:
+    """Heads' start-up checks, made before any secret is unsealed or sealed.
+
+    Attributes:
+        ok: the rollback counter /boot is bound to is readable (or nothing was signed yet).
+        problem: why not (shown in the red preflight menu).
+        keyring_empty: the firmware image holds no public key.
+        clean_boot: an OS is installed but nothing of Heads' is on /boot and the keyring is
+            empty: a machine to take ownership of (Heads offers the factory reset).
+    """
+
+    ok: bool = True
+    problem: str = ""
+    keyring_empty: bool = False
+    clean_boot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartFacts:
+    """What the runtime knows when the menus start."""
+
+    config: ModeConfig
+    preflight: Preflight
+    now: datetime
+
+
+# -- effects (what the machine asks the runtime to do) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshTotp:
+    """Unseal the TOTP secret and show the code (:class:`TotpCode`, or :class:`Failed` with
+    :attr:`FailureKind.NO_SECRET` / ``ERROR``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BootDefault:
+    """Verify /boot and boot the saved default entry (:class:`Failed` with a
+    :class:`FailureKind` when it does not boot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BootBasic:
+    """Basic mode: boot the first entry, no signature or hash checks (PCR 4 still moves)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntries:
+    """Today's boot entries (:class:`Entries`); ``verified``: verify /boot first."""
+
+    verified: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BootEntry:
+    """Boot entry ``index`` (1-based).
+
+    ``force``: the owner chose to ignore tampering: no verification, a red console.
+    ``basic``: Basic mode: no verification either (PCR 4 still moves), normal console.
+    """
+
+    index: int
+    force: bool = False
+    basic: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SaveDefault:
+    """Make entry ``index`` the default and sign /boot (the rollback counter moves)."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    """Verify /boot and report (:class:`Report`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowSignedLists:
+    """The signed ``kexec*.txt`` files' contents (:class:`Ok` with lines)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignBoot:
+    """Update the checksums and sign /boot (counter +1, or created after a TPM reset)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SealTotp:
+    """Seal a new TOTP secret and show it (QR code and URI)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResetTpm:
+    """Reset the TPM with a new owner passphrase (everything it held is gone)."""
+
+    owner: Secret = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class WipeTotp:
+    """Remove the sealed TOTP secret."""
+
+
+@dataclass(frozen=True, slots=True)
+class SetTime:
+    """Set the system clock (UTC)."""
+
+    when: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SaveConfig:
+    """Write these ``CONFIG_*`` values into ``config.user`` in the firmware image."""
+
+    changes: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Flash:
+    """Flash a firmware image (``keep_settings``: keep the user files)."""
+
+    path: str
+    keep_settings: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FactoryReset:
+    """The OEM factory reset / re-ownership flow."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsbBoot:
+    """Boot from a USB drive."""
+
+
+@dataclass(frozen=True, slots=True)
+class AddKey:
+    """Add a public key to the firmware image's keyring."""
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeys:
+    """The keys in the firmware image's keyring (:class:`Ok` with lines)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SystemInfo:
+    """Board, firmware, kernel, CPU, memory and disks (:class:`Ok` with lines)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryShell:
+    """Extend PCR 4 with ``recovery``, wipe the secrets, start the shell."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PowerOff:
+    """Power the machine off."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reboot:
+    """Restart the machine (QEMU boards power off instead, as in Heads)."""
+
+
+Effect = (
+    RefreshTotp
+    | BootDefault
+    | BootBasic
+    | ListEntries
+    | BootEntry
+    | SaveDefault
+    | IntegrityReport
+    | ShowSignedLists
+    | SignBoot
+    | SealTotp
+    | ResetTpm
+    | WipeTotp
+    | SetTime
+    | SaveConfig
+    | Flash
+    | FactoryReset
+    | UsbBoot
+    | AddKey
+    | ListKeys
+    | SystemInfo
+    | RecoveryShell
+    | PowerOff
+    | Reboot
+)
+#: Effects after which the machine has nothing more to say.
+TERMINAL: Final = (RecoveryShell, PowerOff, Reboot)
+
+Step = Dialog | Effect
+
+# -- outcomes (what the runtime reports back) ---------------------------------------------
+
+
+class FailureKind(enum.Enum):
+    """Why an effect failed, where the menus react differently."""
+
+    ERROR = "error"
+    NOT_VERIFIED = "not-verified"  #: /boot does not verify (Boot Hash Mismatch)
+    DEFAULT_HASH = "default-hash"  #: the default's files differ from kexec_default_hashes.txt
+    ENTRY_CHANGED = "entry-changed"  #: today's entry N is not the saved default
+    NO_DEFAULT = "no-default"  #: no default entry saved
+    NO_SECRET = "no-secret"  # noqa: S105 - a kind of failure: no TOTP secret in the TPM
+    NO_SIGNING_KEY = "no-signing-key"  #: no key to sign /boot with
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """The effect worked; ``lines`` is what it has to show (already escaped)."""
+
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The effect failed; ``reason`` and ``lines`` say why (already escaped)."""
+
+    reason: str
+    kind: FailureKind = FailureKind.ERROR
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class NotAvailable:
+    """This build cannot do it (yet); ``what`` names it."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class TotpCode:
+    """The TOTP code and when it was computed."""
+
+    code: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """Today's boot entries' titles, in menu order (escaped)."""
+
+    titles: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The integrity report: the lines, whether /boot verified, the files that differ."""
+
+    lines: tuple[str, ...]
+    boot_ok: bool
+    mismatches: tuple[str, ...] = ()
+
+
+Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report
+
+# -- configuration values ------------------------------------------------------------------
+
+_AUTO_BOOT_CHOICES: Final = (("0", "Off"), ("1", "1 second"), ("5", "5 seconds"), ("10", "10 s"))
+_OUTPUT_LEVELS: Final = (("0", "None (quiet)"), ("1", "Info"), ("2", "Debug"))
+_TIME_RE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))?Z?")
+_MIN_YEAR: Final = 2024
+_MAX_YEAR: Final = 2200
+_MAX_OWNER_PASSPHRASE: Final = 32
+
+
+def config_changes(before: ModeConfig, after: ModeConfig) -> tuple[tuple[str, str], ...]:
+    """The ``CONFIG_*`` assignments that turn ``before`` into ``after`` (Heads' names)."""
+    out: list[tuple[str, str]] = []
+    if before.basic != after.basic:
+        out.append(("CONFIG_BASIC", "y" if after.basic else "n"))
+    if before.restricted != after.restricted:
+        out.append(("CONFIG_RESTRICTED_BOOT", "y" if after.restricted else "n"))
+    if before.auto_boot_timeout != after.auto_boot_timeout:
+        value = after.auto_boot_timeout
+        out.append(("CONFIG_AUTO_BOOT_TIMEOUT", "" if not value else str(value)))
+    if before.output_level != after.output_level:
+        out.append(("CONFIG_QUIET_MODE", "y" if after.output_level == 0 else "n"))
+        out.append(("CONFIG_DEBUG_OUTPUT", "y" if after.output_level >= 2 else "n"))
+    return tuple(out)
+
+
+def parse_time(text: str) -> datetime | None:
+    """``YYYY-MM-DD HH:MM[:SS]`` in UTC, years 2024-2200 (as Heads' change-time.sh); None if
+    the text is not such a time."""
+    m = _TIME_RE.fullmatch(text.strip())
+    if m is None:
+        return None
+    year, month, day, hour, minute = (int(m.group(i)) for i in range(1, 6))
+    second = int(m.group(6) or 0)
+    if not _MIN_YEAR <= year <= _MAX_YEAR:
+        return None
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+_Answer = Callable[[str | Secret], Step]
+_Result = Callable[[Outcome], Step]
+_Then = Callable[[], Step]
+
+
+class Gui:
+    """gui-init's menus; see the module docstring.  No I/O: every step is returned."""
+
+    def __init__(self, facts: StartFacts) -> None:
+        self.facts = facts
+        self.config = facts.config
+        self.now = facts.now
+        self.totp: str = "N/A"
+        #: Heads' INTEGRITY_GATE_REQUIRED: the TOTP failed this session, so a reseal needs
+        #: the integrity report to pass first.
+        self.gate_required = False
+        #: Heads' tpm_reset_required marker: a failed preflight blocks sealing until a reset.
+        self.tpm_reset_required = not facts.preflight.ok
+        self.tone = Tone.DANGER if not facts.preflight.ok else Tone.NORMAL
+        self._on_answer: _Answer | None = None
+        self._on_result: _Result | None = None
+        self._owner: Secret | None = None
+        self.current: Step | None = None
+
+    # -- driving -------------------------------------------------------------------------
+
+    def start(self) -> Step:
+        """The first step."""
+        return self._startup()
+
+    def answer(self, value: str | Secret) -> Step:
+        """Answer the dialog last returned.
+
+        Raises:
+            ValueError: the last step was not a dialog, or ``value`` is not one of its choices.
+        """
+        dialog = self.current
+        if not isinstance(dialog, Dialog) or self._on_answer is None:
+            raise ValueError("no dialog is waiting for an answer")
+        if dialog.kind is Kind.PASSPHRASE:
+            if not isinstance(value, Secret):
+                raise ValueError(f"dialog {dialog.id} takes a passphrase (Secret)")
+        elif isinstance(value, Secret) or not dialog.accepts(value):
+            raise ValueError(f"dialog {dialog.id}: {value!s} is not one of {dialog.keys}")
+        handler, self._on_answer = self._on_answer, None
+        return handler(value)
+
+    def result(self, outcome: Outcome) -> Step:
+        """Report the outcome of the effect last returned.
+
+        Raises:
+            ValueError: the last step was not an effect waiting for its outcome.
+        """
+        if self._on_result is None:
+            raise ValueError("no effect is waiting for its outcome")
+        handler, self._on_result = self._on_result, None
+        return handler(outcome)
+
+    def wipe_secrets(self) -> None:
+        """Forget every secret typed into the menus (recovery entry)."""
+        self._owner = None
+
+    def _show(self, dialog: Dialog, on_answer: _Answer) -> Step:
+        self.current = dialog
+        self._on_answer = on_answer
+        return dialog
+
+    def _do(self, effect: Effect, on_result: _Result | None = None) -> Step:
+        self.current = effect
+        if isinstance(effect, RecoveryShell):
+            self.wipe_secrets()
+        self._on_result = on_result if on_result is not None else self._terminal
+        return effect
+
+    def _terminal(self, outcome: Outcome) -> Step:
+        # A boot that returns has failed to start the OS; power, reboot and recovery don't
+        # come back at all.  Whatever it was, power off rather than loop.
+        del outcome
+        return self._do(PowerOff())
+
+    def _choice(self, dialog: Dialog, actions: dict[str, _Then]) -> Step:
+        def on_answer(value: str | Secret) -> Step:
+            return actions[str(value)]()
+
+        return self._show(dialog, on_answer)
+
+    def _ack(self, dialog: Dialog, then: _Then) -> Step:
+        return self._show(dialog, lambda _value: then())
+
+    # -- start-up ------------------------------------------------------------------------
+
+    def _startup(self) -> Step:
+        pre = self.facts.preflight
+        if self.config.basic:
+            return self._auto_boot_or_main()
+        if pre.clean_boot:
+            return self._choice(
+                yesno(
+                    DialogId.CLEAN_BOOT,
+                    "Clean Boot Detected - Perform OEM Factory Reset / Re-Ownership?",
+                    "An operating system is installed but nothing on /boot is signed and the "
+                    "firmware holds no public key.\nTake ownership of this machine now?",
+                    default=YES,
+                    tone=Tone.WARNING,
+                ),
+                {YES: self._factory_reset, NO: self._after_clean_boot},
+            )
+        return self._after_clean_boot()
+
+    def _after_clean_boot(self) -> Step:
+        pre = self.facts.preflight
+        if not pre.ok:
+            return self._preflight_menu()
+        return self._after_preflight()
+
+    def _preflight_menu(self) -> Step:
+        problem = self.facts.preflight.problem or "the TPM rollback counter cannot be read"
+        return self._choice(
+            menu(
+                DialogId.PREFLIGHT_FAILED,
+                "ERROR: TPM State Inconsistent",
+                f"{problem}\n\nPossible cause: the TPM was reset or swapped. No secret has "
+                "been unsealed or sealed.",
+                (
+                    ("i", "Show integrity report"),
+                    ("o", "OEM Factory Reset / Re-Ownership"),
+                    ("p", "Reset the TPM"),
+                    ("c", "Continue to the main menu"),
+                ),
+                tone=Tone.DANGER,
+            ),
+            {
+                "i": lambda: self._integrity_report(then=self._preflight_menu),
+                "o": self._factory_reset,
+                "p": self._tpm_reset,
+                "c": self._main_menu_untrusted,
+            },
+        )
+
+    def _main_menu_untrusted(self) -> Step:
+        self.totp = "UNAVAILABLE (TPM state inconsistent)"
+        self.tone = Tone.DANGER
+        return self._main_menu()
+
+    def _after_preflight(self) -> Step:
+        if self.facts.preflight.keyring_empty:
+            return self._choice(
+                menu(
+                    DialogId.KEYRING_EMPTY,
+                    "ERROR: GPG keyring empty!",
+                    "The firmware holds no public key: /boot cannot be verified.",
+                    (
+                        ("g", "Add a GPG key (GPG options)"),
+                        ("o", "OEM Factory Reset / Re-Ownership"),
+                        ("i", "Ignore and continue"),
+                        ("x", "Exit to recovery shell"),
+                    ),
+                    tone=Tone.DANGER,
+                ),
+                {
+                    "g": lambda: self._gpg_options(then=self._after_keyring),
+                    "o": self._factory_reset,
+                    "i": self._after_keyring,
+                    "x": lambda: self._recovery("GPG keyring empty"),
+                },
+            )
+        return self._after_keyring()
+
+    def _after_keyring(self) -> Step:
+        return self._do(RefreshTotp(), self._startup_totp)
+
+    def _startup_totp(self, outcome: Outcome) -> Step:
+        if isinstance(outcome, TotpCode):
+            self._totp_ok(outcome)
+            return self._auto_boot_or_main()
+        return self._totp_failed(outcome)
+
+    def _totp_ok(self, code: TotpCode) -> None:
+        self.totp = code.code
+        self.now = code.at
+        if self.tone is not Tone.DANGER:
+            self.tone = Tone.NORMAL
+
+    def _totp_failed(self, outcome: Outcome) -> Step:
+        self.gate_required = True
+        self.tone = Tone.DANGER
+        self.totp = "ERROR"
+        reason = _reason(outcome)
+        return self._choice(
+            menu(
+                DialogId.TOTP_FAILED,
+                "ERROR: TOTP Generation Failed!",
+                f"{reason}\n\nIf you just changed the firmware or its settings, generate a new "
+                "secret behind the integrity gate. Otherwise this machine may have been "
+                "tampered with.",
+                (
+                    ("g", "Generate new TOTP/HOTP secret"),
+                    ("p", "Reset the TPM"),
+                    ("i", "Ignore error and continue to the main menu"),
+                    ("x", "Exit to recovery shell"),
+                ),
+                tone=Tone.DANGER,
+            ),
+            {
+                "g": lambda: self._generate(then=self._main_menu),
+                "p": self._tpm_reset,
+                "i": self._main_menu,
+                "x": lambda: self._recovery("TOTP generation failed"),
+            },
+        )
+
+    def _auto_boot_or_main(self) -> Step:
+        timeout = self.config.auto_boot_timeout
+        if not timeout:
+            return self._main_menu()
+        boot = self._boot_basic if self.config.basic else self._boot_default
+        return self._choice(
+            menu(
+                DialogId.AUTO_BOOT,
+                "Automatic boot",
+                f"Automatic boot in {timeout} seconds unless interrupted by keypress...",
+                (("b", "Boot the default entry now"), ("m", "Show the main menu")),
+                default="b",
+                timeout_s=timeout,
+            ),
+            {"b": boot, "m": self._main_menu},
+        )
+
+    # -- main menu -----------------------------------------------------------------------
+
+    def _main_menu(self) -> Step:
+        cfg = self.config
+        title = f"{shown(cfg.board)} | {shown(cfg.brand)} Boot Menu"
+        choices: tuple[tuple[str, str], ...]
+        if cfg.basic:
+            text = f"{_stamp(self.now)}\nBasic mode: no attestation, no signature checks"
+            choices = (
+                ("d", "Default boot"),
+                ("o", "Options -->"),
+                ("s", "System Info"),
+                ("p", "Power Off"),
+            )
+            tone = Tone.WARNING
+        else:
+            hotp = " | HOTP: N/A" if cfg.hotp else ""
+            text = f"{_stamp(self.now)}\nTOTP: {self.totp}{hotp}"
+            choices = (
+                ("d", "Default boot"),
+                ("r", "Refresh TOTP/HOTP"),
+                ("o", "Options -->"),
+                ("s", "System Info"),
+                ("p", "Power Off"),
+            )
+            tone = self.tone
+        return self._choice(
+            menu(DialogId.MAIN_MENU, title, text, choices, tone=tone),
+            {
+                "d": self._boot_basic if cfg.basic else self._boot_default,
+                "r": self._refresh,
+                "o": self._options,
+                "s": self._system_info,
+                "p": lambda: self._do(PowerOff()),
+            },
+        )
+
+    def _refresh(self) -> Step:
+        if not self.facts.preflight.ok:
+            return self._main_menu()  # nothing is unsealed after a failed preflight
+        return self._do(RefreshTotp(), self._refreshed)
+
+    def _refreshed(self, outcome: Outcome) -> Step:
+        if isinstance(outcome, TotpCode):
+            self._totp_ok(outcome)
+            return self._main_menu()
+        return self._totp_failed(outcome)
+
+    def _system_info(self) -> Step:
+        def shown_info(outcome: Outcome) -> Step:
+            lines = outcome.lines if isinstance(outcome, Ok) else (_reason(outcome),)
+            return self._ack(
+                pager(DialogId.SYSTEM_INFO, "System Info", "\n".join(lines)), self._main_menu
+            )
+
+        return self._do(SystemInfo(), shown_info)
+
+    # -- options -------------------------------------------------------------------------
+
+    def _options(self) -> Step:
+        if self.config.basic:
+            choices: tuple[tuple[str, str], ...] = (
+                ("b", "Boot Options -->"),
+                ("c", "Change configuration settings -->"),
+                ("f", "Flash/Update the BIOS -->"),
+                ("x", "Exit to recovery shell"),
+                ("r", "<-- Return to main menu"),
+            )
+        else:
+            choices = (
+                ("b", "Boot Options -->"),
+                ("t", "TPM/TOTP/HOTP Options -->"),
+                ("i", "Investigate integrity discrepancies"),
+                ("h", "Change system time"),
+                ("u", "Update checksums and sign all files in /boot"),
+                ("c", "Change configuration settings -->"),
+                ("f", "Flash/Update the BIOS -->"),
+                ("g", "GPG Options -->"),
+                ("F", "OEM Factory Reset / Re-Ownership -->"),
+                ("x", "Exit to recovery shell"),
+                ("r", "<-- Return to main menu"),
+            )
+        return self._choice(
+            menu(DialogId.OPTIONS, "Heads Options", "", choices),
+            {
+                "b": self._boot_options,
+                "t": self._tpm_options,
+                "i": lambda: self._integrity_report(then=self._options),
+                "h": lambda: self._change_time(then=self._options),
+                "u": lambda: self._update_checksums(then=self._main_menu),
+                "c": self._config_menu,
+                "f": self._flash,
+                "g": lambda: self._gpg_options(then=self._options),
+                "F": self._factory_reset,
+                "x": self._recovery_confirm,
+                "r": self._main_menu,
+            },
+        )
+
+    def _refused(self, what: str, then: _Then) -> Step:
+        return self._ack(
+            message(
+                DialogId.RESTRICTED_REFUSED,
+                "ERROR: Restricted Boot Enabled",
+                f"{what} is not allowed while Restricted Boot is enabled.\nDisable Restricted "
+                "Boot in the configuration settings first (this wipes the TOTP secret).",
+                tone=Tone.DANGER,
+            ),
+            then,
+        )
+
+    def _not_available(self, outcome: Outcome, then: _Then) -> Step:
+        return self._ack(
+            message(
+                DialogId.NOT_AVAILABLE,
+                "Not available",
+                _reason(outcome),
+                tone=Tone.WARNING,
+            ),
+            then,
+        )
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def _recovery_confirm(self) -> Step:
+        if self.config.restricted:
+            return self._refused("The recovery shell", then=lambda: self._do(Reboot()))
+        return self._choice(
+            yesno(
+                DialogId.RECOVERY_CONFIRM,
+                "Exit to recovery shell",
+                'PCR 4 is extended with "recovery" first: the TOTP secret cannot be unsealed '
+                "again until the machine restarts.\nContinue?",
+                tone=Tone.WARNING,
+            ),
+            {YES: lambda: self._recovery("owner request"), NO: self._options},
+        )
+
+    def _recovery(self, reason: str) -> Step:
+        if self.config.restricted:
+            return self._refused("The recovery shell", then=lambda: self._do(Reboot()))
+        return self._do(RecoveryShell(reason))
+
+    # -- booting -------------------------------------------------------------------------
+
+    def _boot_default(self) -> Step:
+        return self._do(BootDefault(), self._boot_failed)
+
+    def _boot_basic(self) -> Step:
+        return self._do(BootBasic(), self._boot_failed)
+
+    def _boot_failed(self, outcome: Outcome) -> Step:
+        if isinstance(outcome, Ok):
+            return self._terminal(outcome)
+        kind = outcome.kind if isinstance(outcome, Failed) else FailureKind.ERROR
+        lines = outcome.lines if isinstance(outcome, Failed) else ()
+        reason = _reason(outcome)
+        body = "\n".join((reason, *lines))
+        if kind is FailureKind.NOT_VERIFIED:
+            self.tone = Tone.DANGER
+            return self._hash_mismatch(body)
+        if kind in (FailureKind.DEFAULT_HASH, FailureKind.ENTRY_CHANGED, FailureKind.NO_DEFAULT):
+            ids = {
+                FailureKind.DEFAULT_HASH: (
+                    DialogId.DEFAULT_HASH_MISMATCH,
+                    "ERROR: Default Boot Hash Mismatch",
+                ),
+                FailureKind.ENTRY_CHANGED: (
+                    DialogId.BOOT_ENTRY_CHANGED,
+                    "ERROR: Boot Entry Has Changed",
+                ),
+                FailureKind.NO_DEFAULT: (
+                    DialogId.NO_DEFAULT,
+                    "No Default Boot Option Configured",
+                ),
+            }
+            id_, title = ids[kind]
+            return self._choice(
+                menu(
+                    id_,
+                    title,
+                    f"{body}\n\nPlease select a new default boot option.",
+                    (("s", "Select a boot option -->"), ("m", "<-- Return to main menu")),
+                    tone=Tone.WARNING if kind is FailureKind.NO_DEFAULT else Tone.DANGER,
+                ),
+                {"s": self._os_boot_menu, "m": self._main_menu},
+            )
+        return self._ack(
+            message(DialogId.BOOT_FAILED, "ERROR: Boot failed", body, tone=Tone.DANGER),
+            self._main_menu,
+        )
+
+    def _hash_mismatch(self, body: str) -> Step:
+        return self._choice(
+            menu(
+                DialogId.BOOT_HASH_MISMATCH,
+                "ERROR: Boot Hash Mismatch",
+                f"{body}\n\nThe files in /boot do not match what the owner signed. If you "
+                "did not change them yourself, this machine may have been tampered with.",
+                (
+                    ("i", "Investigate discrepancies"),
+                    ("u", "Update checksums and sign all files in /boot"),
+                    ("m", "<-- Return to main menu"),
+                ),
+                tone=Tone.DANGER,
+            ),
+            {
+                "i": lambda: self._integrity_report(then=self._main_menu),
+                "u": lambda: self._update_checksums(then=self._main_menu),
+                "m": self._main_menu,
+            },
+        )
+
+    def _boot_options(self) -> Step:
+        return self._choice(
+            menu(
+                DialogId.BOOT_OPTIONS,
+                "Boot Options",
+                "Select a boot option",
+                (
+                    ("m", "Show OS boot menu"),
+                    ("u", "USB boot"),
+                    ("i", "Ignore tampering and force a boot (Unsafe!)"),
+                    ("r", "<-- Return to main menu"),
+                ),
+            ),
+            {
+                "m": self._os_boot_menu,
+                "u": self._usb_boot,
+                "i": self._force_boot,
+                "r": self._main_menu,
+            },
+        )
+
+    def _usb_boot(self) -> Step:
+        if self.config.restricted:
+            return self._refused("Booting an unsigned USB drive", then=self._boot_options)
+        return self._do(UsbBoot(), lambda o: self._not_available(o, self._boot_options))
+
+    def _force_boot(self) -> Step:
+        if self.config.restricted:
+            return self._refused("A forced boot", then=self._boot_options)
+        return self._choice(
+            yesno(
+                DialogId.FORCE_BOOT,
+                "Unsafe Forced Boot Selected!",
+                "This boots without checking the signature or the hashes of /boot, with a red "
+                "console. Only do this if you know why the checks fail.\nContinue?",
+                tone=Tone.DANGER,
+            ),
+            {YES: lambda: self._os_boot_menu(force=True), NO: self._boot_options},
+        )
+
+    def _os_boot_menu(self, *, force: bool = False) -> Step:
+        unverified = force or self.config.basic
+
+        def listed(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Entries):
+                return self._boot_failed(outcome)
+            return self._boot_select(outcome.titles, force=force)
+
+        return self._do(ListEntries(verified=not unverified), listed)
+
+    def _boot_select(self, titles: tuple[str, ...], *, force: bool) -> Step:
+        numbered = tuple((str(i), t) for i, t in enumerate(titles, 1))
+        actions: dict[str, _Then] = {"b": self._main_menu}
+        unverified = force or self.config.basic
+
+        def pick(index: int) -> _Then:
+            if unverified:
+                entry = BootEntry(index, force=force, basic=self.config.basic and not force)
+                return lambda: self._do(entry, self._boot_failed)
+            return lambda: self._boot_confirm(index, titles)
+
+        for key, _title in numbered:
+            actions[key] = pick(int(key))
+        return self._choice(
+            menu(
+                DialogId.BOOT_SELECT,
+                "Select your boot option",
+                "UNSAFE: files are not verified" if force else "",
+                (*numbered, ("b", "<-- Back to main menu")),
+                tone=Tone.DANGER if force else Tone.NORMAL,
+            ),
+            actions,
+        )
+
+    def _boot_confirm(self, index: int, titles: tuple[str, ...]) -> Step:
+        return self._choice(
+            menu(
+                DialogId.BOOT_CONFIRM,
+                "Confirm boot details",
+                f"{titles[index - 1]}",
+                (("y", "Boot"), ("d", "Make default"), ("b", "Back to menu")),
+            ),
+            {
+                "y": lambda: self._do(BootEntry(index), self._boot_failed),
+                "d": lambda: self._do(SaveDefault(index), self._signed(self._main_menu)),
+                "b": lambda: self._boot_select(titles, force=False),
+            },
+        )
+
+    # -- integrity -----------------------------------------------------------------------
+
+    def _integrity_report(self, *, then: _Then) -> Step:
+        def reported(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Report):
+                outcome = Report((_reason(outcome),), boot_ok=False)
+            rep = outcome
+            after: _Then = then if rep.boot_ok else (lambda: self._investigate(rep, then))
+            return self._ack(
+                pager(
+                    DialogId.INTEGRITY_REPORT,
+                    "Measured Integrity Report",
+                    "\n".join(rep.lines),
+                    tone=Tone.NORMAL if rep.boot_ok else Tone.DANGER,
+                ),
+                after,
+            )
+
+        return self._do(IntegrityReport(), reported)
+
+    def _investigate(self, report: Report, then: _Then) -> Step:
+        def again() -> Step:
+            return self._investigate(report, then)
+
+        return self._choice(
+            menu(
+                DialogId.INVESTIGATION,
+                "Integrity Investigation",
+                f"{len(report.mismatches)} file(s) in /boot differ from the signed list.",
+                (
+                    ("d", "Show the files that differ"),
+                    ("s", "Show the signed lists (kexec*.txt)"),
+                    ("u", "Update checksums and sign all files in /boot"),
+                    ("r", "Exit to recovery shell"),
+                    ("c", "Continue"),
+                ),
+                tone=Tone.DANGER,
+            ),
+            {
+                "d": lambda: self._ack(
+                    pager(
+                        DialogId.MISMATCH_LIST,
+                        "Files that differ",
+                        "\n".join(report.mismatches) or "(none)",
+                        tone=Tone.DANGER,
+                    ),
+                    again,
+                ),
+                "s": lambda: self._do(ShowSignedLists(), lambda o: self._signed_lists(o, again)),
+                "u": lambda: self._update_checksums(then=then),
+                "r": lambda: self._recovery("integrity investigation"),
+                "c": then,
+            },
+        )
+
+    def _signed_lists(self, outcome: Outcome, then: _Then) -> Step:
+        lines = outcome.lines if isinstance(outcome, Ok) else (_reason(outcome),)
+        return self._ack(
+            pager(DialogId.SIGNED_LISTS, "Signed lists in /boot", "\n".join(lines)), then
+        )
+
+    def _update_checksums(self, *, then: _Then) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.UPDATE_CHECKSUMS,
+                "Update checksums and sign /boot",
+                "Every file in /boot is hashed and the list signed with your key; the TPM "
+                "rollback counter moves on. Only do this if you changed /boot yourself.\n"
+                "Continue?",
+                tone=Tone.WARNING,
+            ),
+            {YES: lambda: self._do(SignBoot(), self._signed(then)), NO: then},
+        )
+
+    def _signed(self, then: _Then) -> _Result:
+        def done(outcome: Outcome) -> Step:
+            if isinstance(outcome, Ok):
+                self.tone = Tone.NORMAL if self.totp.isdigit() else self.tone
+                return self._ack(
+                    message(DialogId.SIGNED, "/boot signed", "\n".join(outcome.lines)), then
+                )
+            return self._signing_failed(outcome, then)
+
+        return done
+
+    def _signing_failed(self, outcome: Outcome, then: _Then) -> Step:
+        if isinstance(outcome, NotAvailable):
+            return self._not_available(outcome, then)
+        title = (
+            "ERROR: GPG signing key unavailable"
+            if isinstance(outcome, Failed) and outcome.kind is FailureKind.NO_SIGNING_KEY
+            else "ERROR: Signing /boot failed"
+        )
+        return self._ack(
+            message(DialogId.SIGNING_FAILED, title, _reason(outcome), tone=Tone.DANGER), then
+        )
+
+    # -- TPM / TOTP / HOTP ---------------------------------------------------------------
+
+    def _tpm_options(self) -> Step:
+        return self._choice(
+            menu(
+                DialogId.TPM_OPTIONS,
+                "TPM/TOTP/HOTP Options",
+                "",
+                (
+                    ("g", "Generate new TOTP/HOTP secret"),
+                    ("r", "Reset the TPM"),
+                    ("t", "TOTP/HOTP does not match after refresh, troubleshoot"),
+                    ("m", "<-- Return to main menu"),
+                ),
+            ),
+            {
+                "g": lambda: self._generate(then=self._main_menu),
+                "r": self._tpm_reset,
+                "t": self._troubleshoot_time,
+                "m": self._main_menu,
+            },
+        )
+
+    def _generate(self, *, then: _Then) -> Step:
+        """Heads' ``gate_reseal_with_integrity_report`` (docs/runtime-menus.md §Gate)."""
+        if self.tpm_reset_required:
+            return self._ack(
+                message(
+                    DialogId.TPM_RESET_REQUIRED,
+                    "TPM Reset Required",
+                    "The TPM's state does not match /boot: reset the TPM before a new secret "
+                    "can be sealed.",
+                    tone=Tone.DANGER,
+                ),
+                self._tpm_options,
+            )
+        if not self.gate_required:
+            return self._gate_passed(then)
+
+        def reported(outcome: Outcome) -> Step:
+            if isinstance(outcome, Report) and outcome.boot_ok:
+                return self._gate_passed(then)
+            report = outcome if isinstance(outcome, Report) else Report((_reason(outcome),), False)
+            return self._ack(
+                message(
+                    DialogId.GATE_REFUSED,
+                    "ERROR: Integrity gate not passed",
+                    "\n".join(
+                        (
+                            "/boot does not verify: a new secret is not sealed over an "
+                            "unexplained change.",
+                            *report.lines,
+                        )
+                    ),
+                    tone=Tone.DANGER,
+                ),
+                lambda: self._investigate(report, then),
+            )
+
+        return self._do(IntegrityReport(), reported)
+
+    def _gate_passed(self, then: _Then) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.GATE_PASSED,
+                "Integrity Gate Passed",
+                "Proceed with TOTP/HOTP reseal action? The code in your authenticator app "
+                "stops working; scan the new QR code.",
+                default=YES,
+            ),
+            {YES: lambda: self._do(SealTotp(), self._sealed(then)), NO: then},
+        )
+
+    def _sealed(self, then: _Then) -> _Result:
+        def done(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._ack(
+                    message(
+                        DialogId.SEAL_FAILED,
+                        "ERROR: Sealing the TOTP secret failed",
+                        _reason(outcome),
+                        tone=Tone.DANGER,
+                    ),
+                    then,
+                )
+            self.gate_required = False
+            return self._ack(
+                message(
+                    DialogId.TOTP_SEALED,
+                    "New TOTP secret",
+                    "\n".join(
+                        (
+                            "A new TOTP secret is sealed; scan the QR code shown on the "
+                            "console into your authenticator app.",
+                            *outcome.lines,
+                        )
+                    ),
+                ),
+                lambda: self._do(RefreshTotp(), self._refreshed_then(then)),
+            )
+
+        return done
+
+    def _refreshed_then(self, then: _Then) -> _Result:
+        def done(outcome: Outcome) -> Step:
+            if isinstance(outcome, TotpCode):
+                self._totp_ok(outcome)
+                self.tone = Tone.NORMAL
+                return then()
+            return self._totp_failed(outcome)
+
+        return done
+
+    def _tpm_reset(self) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.TPM_RESET_CONFIRM,
+                "Reset the TPM",
+                "This clears the TPM: the TOTP/HOTP secret and the rollback counter are gone. "
+                "A new owner passphrase is set, /boot is signed again (a new counter) and a "
+                "new TOTP secret is sealed.\nContinue?",
+                tone=Tone.DANGER,
+            ),
+            {YES: self._owner_passphrase, NO: self._main_menu},
+        )
+
+    def _owner_passphrase(self) -> Step:
+        def first(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if not 1 <= len(value) <= _MAX_OWNER_PASSPHRASE:
+                return self._passphrase_retry("The passphrase must be 1 to 32 characters.")
+            self._owner = value
+            return self._show(
+                passphrase(
+                    DialogId.TPM_OWNER_PASSPHRASE_AGAIN,
+                    "TPM owner passphrase",
+                    "Type the new TPM owner passphrase again.",
+                ),
+                second,
+            )
+
+        def second(value: str | Secret) -> Step:
+            owner, self._owner = self._owner, None
+            if owner is None or value != owner:
+                return self._passphrase_retry("The two passphrases differ.")
+            return self._do(ResetTpm(owner), self._tpm_was_reset)
+
+        return self._show(
+            passphrase(
+                DialogId.TPM_OWNER_PASSPHRASE,
+                "TPM owner passphrase",
+                "New TPM owner passphrase (1 to 32 characters).",
+            ),
+            first,
+        )
+
+    def _passphrase_retry(self, why: str) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.PASSPHRASE_MISMATCH,
+                "Passphrase not accepted",
+                f"{why}\nTry again?",
+                default=YES,
+                tone=Tone.WARNING,
+            ),
+            {YES: self._owner_passphrase, NO: self._main_menu},
+        )
+
+    def _tpm_was_reset(self, outcome: Outcome) -> Step:
+        if not isinstance(outcome, Ok):
+            return self._ack(
+                message(
+                    DialogId.TPM_RESET_FAILED,
+                    "ERROR: TPM reset failed",
+                    _reason(outcome),
+                    tone=Tone.DANGER,
+                ),
+                self._main_menu,
+            )
+        self.tpm_reset_required = False
+        self.gate_required = False
+
+        def signed(result: Outcome) -> Step:
+            if not isinstance(result, Ok):
+                return self._signing_failed(result, self._main_menu)
+            return self._do(SealTotp(), sealed)
+
+        def sealed(result: Outcome) -> Step:
+            if not isinstance(result, Ok):
+                return self._sealed(self._main_menu)(result)
+            return self._ack(
+                message(
+                    DialogId.TPM_RESET_DONE,
+                    "TPM reset complete",
+                    "\n".join(
+                        (
+                            "The TPM was reset, /boot signed with a new rollback counter and a "
+                            "new TOTP secret sealed (scan the QR code shown on the console).",
+                            *result.lines,
+                            "The machine restarts now.",
+                        )
+                    ),
+                ),
+                lambda: self._do(Reboot()),
+            )
+
+        return self._do(SignBoot(), signed)
+
+    def _troubleshoot_time(self) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.TIME_TROUBLESHOOT,
+                "TOTP/HOTP does not match",
+                f"The time here is {_stamp(self.now)}.\nA TOTP code only matches when this "
+                "clock and your phone's agree (UTC). Change the time?",
+            ),
+            {YES: lambda: self._change_time(then=self._main_menu), NO: self._tpm_options},
+        )
+
+    # -- time ----------------------------------------------------------------------------
+
+    def _change_time(self, *, then: _Then) -> Step:
+        def typed(value: str | Secret) -> Step:
+            when = parse_time(str(value))
+            if when is None:
+                return self._ack(
+                    message(
+                        DialogId.TIME_INVALID,
+                        "Invalid time",
+                        f"{shown(str(value))} is not YYYY-MM-DD HH:MM:SS (years 2024-2200).",
+                        tone=Tone.WARNING,
+                    ),
+                    lambda: self._change_time(then=then),
+                )
+
+            def set_done(outcome: Outcome) -> Step:
+                if isinstance(outcome, Ok):
+                    self.now = when
+                    return self._ack(
+                        message(DialogId.TIME_SET, "Time set", f"The time is {_stamp(when)}."),
+                        then,
+                    )
+                return self._not_available(outcome, then)
+
+            return self._do(SetTime(when), set_done)
+
+        return self._show(
+            text_input(
+                DialogId.CHANGE_TIME,
+                "Change system time",
+                "New time in UTC: YYYY-MM-DD HH:MM:SS",
+                default=self.now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            ),
+            typed,
+        )
+
+    # -- configuration -------------------------------------------------------------------
+
+    def _config_menu(self) -> Step:
+        cfg = self.config
+        timeout = f"{cfg.auto_boot_timeout} s" if cfg.auto_boot_timeout else "off"
+        return self._choice(
+            menu(
+                DialogId.CONFIG_MENU,
+                "Config Management Menu",
+                f"Basic mode: {_on(cfg.basic)}\nRestricted Boot: {_on(cfg.restricted)}\n"
+                f"Automatic boot: {timeout}\nOutput level: {cfg.output_level}",
+                (
+                    ("P", f"{'Disable' if cfg.basic else 'Enable'} Basic mode"),
+                    ("L", f"{'Disable' if cfg.restricted else 'Enable'} Restricted Boot"),
+                    ("M", "Change the automatic boot timeout"),
+                    ("Z", "Change the output level"),
+                    ("r", "<-- Return to main menu"),
+                ),
+            ),
+            {
+                "P": self._toggle_basic,
+                "L": self._toggle_restricted,
+                "M": self._auto_boot_setting,
+                "Z": self._output_setting,
+                "r": self._main_menu,
+            },
+        )
+
+    def _toggle_basic(self) -> Step:
+        if self.config.restricted and not self.config.basic:
+            return self._refused("Basic mode", then=self._config_menu)
+        return self._confirm_config(replace(self.config, basic=not self.config.basic))
+
+    def _toggle_restricted(self) -> Step:
+        if not self.config.restricted:
+            return self._confirm_config(replace(self.config, restricted=True))
+        after = replace(self.config, restricted=False)
+
+        def wiped(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._ack(
+                    message(
+                        DialogId.SEAL_FAILED,
+                        "ERROR: Unable to wipe the sealed secret",
+                        _reason(outcome),
+                        tone=Tone.DANGER,
+                    ),
+                    self._config_menu,
+                )
+            self.totp = "WIPED"
+            return self._do(SaveConfig(config_changes(self.config, after)), self._saved(after))
+
+        return self._choice(
+            yesno(
+                DialogId.RESTRICTED_OFF_CONFIRM,
+                "Disable Restricted Boot",
+                "The TOTP/HOTP secret is wiped first, so that the change shows at the next "
+                "boot: you will have to generate a new one.\nContinue?",
+                tone=Tone.DANGER,
+            ),
+            {YES: lambda: self._do(WipeTotp(), wiped), NO: self._config_menu},
+        )
+
+    def _auto_boot_setting(self) -> Step:
+        def pick(key: str) -> _Then:
+            value = int(key) or None
+            return lambda: self._confirm_config(replace(self.config, auto_boot_timeout=value))
+
+        return self._choice(
+            menu(
+                DialogId.CONFIG_AUTO_BOOT,
+                "Automatic boot",
+                "Boot the default entry after this many seconds when the TOTP was unsealed",
+                _AUTO_BOOT_CHOICES,
+                default=str(self.config.auto_boot_timeout or 0),
+            ),
+            {key: pick(key) for key, _label in _AUTO_BOOT_CHOICES},
+        )
+
+    def _output_setting(self) -> Step:
+        def pick(key: str) -> _Then:
+            return lambda: self._confirm_config(replace(self.config, output_level=int(key)))
+
+        return self._choice(
+            menu(
+                DialogId.CONFIG_OUTPUT,
+                "Output level",
+                "How much the firmware prints",
+                _OUTPUT_LEVELS,
+                default=str(self.config.output_level),
+            ),
+            {key: pick(key) for key, _label in _OUTPUT_LEVELS},
+        )
+
+    def _confirm_config(self, after: ModeConfig) -> Step:
+        changes = config_changes(self.config, after)
+        listed = "\n".join(f'{k}="{shown(v)}"' for k, v in changes)
+        return self._choice(
+            yesno(
+                DialogId.CONFIG_PCR7_WARNING,
+                "Save the configuration",
+                f"{listed}\n\nThe settings are written into config.user in the firmware "
+                "image. It is measured into PCR 7: after the restart the TOTP secret no "
+                "longer unseals and must be generated again (behind the integrity gate).\n"
+                "Save and restart?",
+                tone=Tone.WARNING,
+            ),
+            {YES: lambda: self._do(SaveConfig(changes), self._saved(after)), NO: self._config_menu},
+        )
+
+    def _saved(self, after: ModeConfig) -> _Result:
+        def done(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._not_available(outcome, self._config_menu)
+            self.config = after
+            return self._ack(
+                message(
+                    DialogId.CONFIG_SAVED,
+                    "Configuration saved",
+                    "The new settings take effect at the next boot. The machine restarts now.",
+                ),
+                lambda: self._do(Reboot()),
+            )
+
+        return done
+
+    # -- keys, flash, factory reset ------------------------------------------------------
+
+    def _gpg_options(self, *, then: _Then) -> Step:
+        def keys(outcome: Outcome) -> Step:
+            lines = outcome.lines if isinstance(outcome, Ok) else (_reason(outcome),)
+            return self._ack(
+                pager(DialogId.GPG_KEYS, "Keys in the firmware", "\n".join(lines) or "(none)"),
+                lambda: self._gpg_options(then=then),
+            )
+
+        return self._choice(
+            menu(
+                DialogId.GPG_OPTIONS,
+                "GPG Management Menu",
+                "",
+                (
+                    ("l", "List the GPG keys in the firmware"),
+                    ("r", "Add a GPG key to the firmware"),
+                    ("x", "<-- Return"),
+                ),
+            ),
+            {
+                "l": lambda: self._do(ListKeys(), keys),
+                "r": lambda: self._do(AddKey(), lambda o: self._not_available(o, then)),
+                "x": then,
+            },
+        )
+
+    def _flash(self) -> Step:
+        if self.config.restricted:
+            return self._refused("Flashing the firmware", then=self._options)
+
+        def file_for(keep: bool) -> _Then:
+            def ask() -> Step:
+                def typed(value: str | Secret) -> Step:
+                    return self._do(
+                        Flash(str(value), keep_settings=keep),
+                        lambda o: (
+                            self._do(Reboot())
+                            if isinstance(o, Ok)
+                            else self._not_available(o, self._options)
+                        ),
+                    )
+
+                return self._show(
+                    text_input(
+                        DialogId.FLASH_FILE,
+                        "Firmware image",
+                        "Path of the image (*.rom) or update package (*.zip)",
+                    ),
+                    typed,
+                )
+
+            return ask
+
+        return self._choice(
+            menu(
+                DialogId.FLASH_MENU,
+                "Firmware Management Menu",
+                "",
+                (
+                    ("f", "Flash the firmware with a new image, keeping settings"),
+                    ("c", "Flash the firmware with a new image, erasing settings"),
+                    ("x", "<-- Return"),
+                ),
+                tone=Tone.WARNING,
+            ),
+            {"f": file_for(True), "c": file_for(False), "x": self._options},
+        )
+
+    def _factory_reset(self) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.FACTORY_RESET_CONFIRM,
+                "OEM Factory Reset / Re-Ownership",
+                "This resets the TPM, generates a new signing key, signs /boot and writes "
+                "the keys and settings into the firmware.\nContinue?",
+                tone=Tone.DANGER,
+            ),
+            {
+                YES: lambda: self._do(
+                    FactoryReset(),
+                    lambda o: (
+                        self._do(Reboot())
+                        if isinstance(o, Ok)
+                        else self._not_available(o, self._main_menu)
+                    ),
+                ),
+                NO: self._main_menu,
+            },
+        )
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _reason(outcome: Outcome) -> str:
+    if isinstance(outcome, Failed):
+        return outcome.reason
+    if isinstance(outcome, NotAvailable):
+        return f"{outcome.what} is not available in this build"
+    if isinstance(outcome, Ok | Report):
+        return "\n".join(outcome.lines)
+    return "unexpected outcome"
