@@ -54,6 +54,7 @@ zone, locale, umask and host name), and names what differs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -74,6 +75,7 @@ from heads.adapters._run import run
 from heads.adapters.atomic import write_atomic
 from heads.adapters.debian import DebFiles
 from heads.core.cpio import CpioEntry, Kind, write_newc
+from heads.core.payload_budget import DEFAULT_BUDGET, check_budget, components
 from heads.core.payload_lock import (
     DEFAULT_EXTRA_MODULES,
     KERNEL_SOURCE_PREFIX,
@@ -108,12 +110,14 @@ __all__ = [
     "MissingPinsError",
     "Payload",
     "PayloadLock",
+    "PayloadTooLargeError",
     "PythonPin",
     "ReproCheck",
     "build_payload",
     "check_reproducible",
     "compare_published",
     "default_cache_dir",
+    "enforce_budget",
     "export_payload_inputs",
     "published_digests",
     "read_manifest",
@@ -181,6 +185,7 @@ class Payload:
     kernel_config: Path | None = None
     kernel_from_cache: bool = False
     platform: str = DEFAULT_PLATFORM
+    budget: int = DEFAULT_BUDGET
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,6 +752,7 @@ def build_payload(
     progress: Progress | None = None,
     compression_cache: bool = True,
     platform: str = DEFAULT_PLATFORM,
+    budget: int = DEFAULT_BUDGET,
 ) -> Payload:
     """Build ``vmlinuz``, ``kernel.config``, ``initramfs.cpio.zst`` and ``manifest.json``
     into ``out_dir``.
@@ -768,6 +774,7 @@ def build_payload(
         platform: whose kernel configuration to build (``payload/kernel/PLATFORM.fragment``);
             the kernel is cached by all its inputs (:func:`heads.flows.kernel_build.
             build_kernel`), so only the first build of a configuration compiles it.
+        budget: the most the kernel and the compressed initramfs may weigh together.
 
     Returns:
         The paths and sizes of what was built, and whether it is the published payload.
@@ -778,6 +785,7 @@ def build_payload(
         HashMismatchError: a cached or exported input differs from its pin.
         FormatError: the lock or an input package is malformed or lacks a needed file.
         KernelConfigError: an option of the platform's kernel configuration did not survive.
+        PayloadTooLargeError: the payload is over ``budget`` (nothing is written).
         ToolError: apt-get, pip, the compiler, make, dpkg-deb, busybox or zstd failed.
     """
     say: Progress = progress or (lambda _msg: None)
@@ -846,6 +854,9 @@ def build_payload(
     for name, data in zip_members.items():
         members[f"usr/lib/python311.zip!{name}"] = _sha(data)
     is_published = lock.digest() == published.digest()
+    sizes = {path: len(e.data) for path, e in tree.entries.items() if e.kind is Kind.FILE}
+    parts = {"kernel": len(kernel.image), **components(sizes)}
+    enforce_budget(out_dir, len(kernel.image) + len(zstd), budget, parts)
     tools = _tool_versions()
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -874,6 +885,9 @@ def build_payload(
             "python": {p.pin.name: p.describe() for p in py_inputs},
         },
         "members": members,
+        # Uncompressed bytes per component (the kernel as shipped): what the size budget
+        # check compares with the previous build.
+        "components": parts,
         "tools": tools,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -903,6 +917,34 @@ def build_payload(
         kernel_config=out_dir / KERNEL_CONFIG,
         kernel_from_cache=kernel.from_cache,
         platform=kernel.platform,
+        budget=budget,
+    )
+
+
+class PayloadTooLargeError(HeadsError):
+    """The payload does not fit its size budget (the flash chip's share)."""
+
+
+def enforce_budget(out_dir: Path, total: int, budget: int, parts: Mapping[str, int]) -> None:
+    """Refuse a payload over ``budget``, naming what grew since the build in ``out_dir``.
+
+    Raises:
+        PayloadTooLargeError: over budget; nothing in ``out_dir`` is replaced.
+    """
+    before: dict[str, int] | None = None
+    with contextlib.suppress(HeadsError, OSError, KeyError, TypeError, ValueError):
+        previous = read_manifest(out_dir / "manifest.json").get("components")
+        if isinstance(previous, dict):
+            before = {str(k): int(v) for k, v in previous.items()}
+    check = check_budget(total, budget, parts, before)
+    if check.ok:
+        return
+    what = "grew since the last build" if before else "weigh the most"
+    raise PayloadTooLargeError(
+        f"the payload is {total / 2**20:.2f} MiB (kernel + compressed initramfs), over its "
+        f"{budget / 2**20:.2f} MiB budget; these components {what} (uncompressed):",
+        details=check.lines,
+        hint="drop or trim what grew, or pass --budget MIB for a larger flash chip",
     )
 
 
