@@ -61,7 +61,6 @@ def _machine(tmp_path: Path, swtpm: Swtpm, owner: Owner, *, signed: bool = True)
         event_log=tmp_path / "root" / "run" / "measurements.cel.jsonl",
         boot_device="",
         boot_dir=boot,
-        module_dir=tmp_path / "no-modules",
         profile="uefi",
         batch=True,
         do_kexec=False,

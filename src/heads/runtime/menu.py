@@ -1,7 +1,7 @@
 """The boot runtime with menus: the gui-init state machine driven by a renderer, its effects
 performed through the flows (docs/runtime-menus.md).
 
-:func:`run_menus` takes over once the runtime has measured the modules and the user files
+:func:`run_menus` takes over once the runtime has measured the user files
 and mounted /boot.  It gathers the start-up facts (the rollback-counter preflight, the
 keyring) before anything is unsealed, then loops: show the machine's dialog with the
 renderer, or perform its effect and feed the outcome back.  It returns the runtime's exit
