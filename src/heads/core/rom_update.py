@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import lzma
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Final
 
@@ -49,6 +51,17 @@ _MAX_MEMBERS: Final = 16
 _SHA256SUM_LINE: Final = re.compile(r"([0-9a-f]{64}) [ *]([A-Za-z0-9._+-]+\.rom)\n?")
 _BOARD: Final = re.compile(r"[A-Za-z0-9._+-]{1,64}")
 _FIXED_TIME: Final = (1980, 1, 1, 0, 0, 0)
+#: What zipfile raises for damaged, encrypted or oddly compressed members.
+_ZIP_ERRORS: Final = (
+    zipfile.BadZipFile,
+    ValueError,
+    OSError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+    lzma.LZMAError,
+)
 
 
 def board_of(image: FlashImage) -> str | None:
@@ -164,7 +177,7 @@ def parse_package(data: bytes, *, source: str = "update package") -> PackageCont
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except _ZIP_ERRORS as exc:
         raise FormatError(f"not a zip file ({exc})", source=source) from None
     if len(infos) > _MAX_MEMBERS:
         raise FormatError(f"holds {len(infos)} members", source=source)
@@ -185,7 +198,7 @@ def parse_package(data: bytes, *, source: str = "update package") -> PackageCont
         try:
             with zf.open(info) as member:
                 body = member.read(limit + 1)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        except _ZIP_ERRORS as exc:
             raise FormatError(f"{info.filename} cannot be read ({exc})", source=source) from None
         if len(body) > limit:
             raise FormatError(f"{info.filename} is larger than it says", source=source)
