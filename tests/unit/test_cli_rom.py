@@ -195,3 +195,35 @@ def test_predict_cli(rom: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         "PCR  4: cannot be predicted: the current or the new image carries no payload/kernel" in out
     )
+
+
+def test_flash_package_checked_with_the_chips_own_keyring(
+    rom: Path, tmp_path: Path, owner: Owner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require_tools("flashrom")
+    assert _heads(capsys, "rom", "keys", "add", str(rom), str(owner.keyring))[0] == 0
+    chip = tmp_path / "chip.bin"
+    chip.write_bytes(rom.read_bytes())
+    programmer = f"dummy:emulate=W25Q128FV,image={chip}"
+    new = tmp_path / "v2.rom"
+    code, _, err = _heads(
+        capsys, "rom", "config", "set", str(rom), "CONFIG_TPM", "y", "-o", str(new)
+    )
+    assert code == 0, err
+    package = tmp_path / "v2.zip"
+    code, _, err = _heads(
+        capsys, "rom", "package", str(new), "-o", str(package), "--gnupghome", str(owner.home)
+    )
+    assert code == 0, err
+    report = _json(capsys, "rom", "flash", str(package), "-p", programmer)
+    assert isinstance(report, dict)
+    assert chip.read_bytes() == new.read_bytes()
+    blank = tmp_path / "blank.rom"
+    assert _heads(capsys, "rom", "create", str(blank))[0] == 0
+    chip.write_bytes(blank.read_bytes())
+    code, _, err = _heads(capsys, "rom", "flash", str(package), "-p", programmer)
+    assert code == 2
+    assert "holds no keyring" in err
+    code, _, err = _heads(capsys, "rom", "flash", str(tmp_path / "absent.rom"), "-p", programmer)
+    assert code == 2
+    assert "cannot read" in err

@@ -339,8 +339,11 @@ def _keyring(args: argparse.Namespace, tmp: Path) -> Path:
 
 
 def _is_package(path: str) -> bool:
-    with Path(path).open("rb") as f:
-        return f.read(4) == b"PK\x03\x04"
+    try:
+        with Path(path).open("rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -350,10 +353,7 @@ def _verify(args: argparse.Namespace) -> int:
     from heads.core.rom_update import board_of
     from heads.flows.firmware import verify_package
 
-    try:
-        package = _is_package(args.path)
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.path}: {exc.strerror}") from None
+    package = _is_package(args.path)
     if package:
         with tempfile.TemporaryDirectory(prefix="heads-rom-") as tmp:
             check = verify_package(Path(args.path), _keyring(args, Path(tmp)))
@@ -391,11 +391,28 @@ def _verify(args: argparse.Namespace) -> int:
 def _flash(args: argparse.Namespace) -> int:
     import tempfile
 
-    from heads.flows.firmware import flash, read_image_file, verify_package
+    from heads.flows.firmware import (
+        flash,
+        image_keyring,
+        read_chip,
+        read_image_file,
+        verify_package,
+    )
 
     if _is_package(args.image):
         with tempfile.TemporaryDirectory(prefix="heads-rom-") as tmp:
-            image = verify_package(Path(args.image), _keyring(args, Path(tmp))).image
+            if args.keyring or args.keyring_from:
+                keyring = _keyring(args, Path(tmp))
+            else:  # as Heads: the keys in the running firmware vouch for its update
+                files = image_keyring(read_chip(args.programmer))
+                if files.pubring is None:
+                    raise UsageError(
+                        "the chip's image holds no keyring to check the package with",
+                        hint="pass --keyring FILE",
+                    )
+                keyring = Path(tmp) / files.pubring_name
+                keyring.write_bytes(files.pubring)
+            image = verify_package(Path(args.image), keyring).image
     else:
         image = read_image_file(Path(args.image))
     report = flash(
@@ -502,7 +519,10 @@ def _add_programmer(parser: argparse.ArgumentParser) -> None:
 
 def _add_keyring(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--keyring", help="binary keyring that must have signed a package")
+    group.add_argument(
+        "--keyring",
+        help="binary keyring that must have signed a package (flash: default the chip's keyring)",
+    )
     group.add_argument(
         "--keyring-from", metavar="IMAGE", help="use the keyring inside this firmware image"
     )
