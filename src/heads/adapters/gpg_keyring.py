@@ -10,6 +10,7 @@ the user's gpg setup is touched.  Key listings come from ``--with-colons`` outpu
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,11 +61,12 @@ def _home(files: KeyringFiles) -> Iterator[Path]:
         try:
             yield home
         finally:
-            run(
-                ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
-                desc="stop the temporary gpg-agent",
-                check=False,
-            )
+            with contextlib.suppress(ToolError):
+                run(
+                    ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"],
+                    desc="stop the temporary gpg-agent",
+                    check=False,
+                )
 
 
 def _gpg(home: Path, *args: str, stdin: bytes | None = None, check: bool = True) -> RunResult:

@@ -117,8 +117,8 @@ _ARCH_X86: Final = 1
 _ALIGN: Final = 64
 _NAME_ALIGN: Final = 4
 _MAX_NAME: Final = 256
-#: Metadata (header, name, attributes) larger than this is refused as damage.
-_MAX_METADATA: Final = 4096
+#: Metadata (header, name, attributes, alignment padding) larger than this is refused.
+_MAX_METADATA: Final = 0x10000
 _EMPTY_HDR_SIZE: Final = _FILE_HDR.size + _NAME_ALIGN
 _ATTR_HDR: Final = struct.Struct(">II")
 ATTR_COMPRESSION: Final = 0x42435A4C  # "BCZL"

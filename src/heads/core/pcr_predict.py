@@ -320,4 +320,5 @@ def predict(
         values.pop(pcr, None)
     for pcr in values:
         reasons.setdefault(pcr, "unchanged: the image does not determine it")
-    return Prediction(profile, values, reasons, unpredictable)
+    shown = {pcr: why for pcr, why in reasons.items() if pcr in values}
+    return Prediction(profile, values, shown, unpredictable)
