@@ -39,7 +39,7 @@ from heads.core.bootcfg.grub_legacy import parse_grub_legacy
 from heads.core.bootcfg.grub_lexer import TokenKind, tokenize
 from heads.core.bootcfg.syslinux import parse_syslinux
 from heads.core.bootcfg.tree import MemoryTree
-from heads.core.cbfs import CbfsFile, build_cbfs, parse_cbfs
+from heads.core.cbfs import COMPRESS_LZMA, HASH_SHA256, CbfsFile, build_cbfs, make_file, parse_cbfs
 from heads.core.cel import CelRecord, parse_cel
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
@@ -51,6 +51,9 @@ from heads.core.eventlog import (
     parse_log,
     replay_logs,
 )
+from heads.core.flash_image import FlashImage, FlashLayout, new_flash_image
+from heads.core.fmap import FmapArea
+from heads.core.heads_config import parse_config
 from heads.core.manifest import (
     EntryKind,
     HashManifest,
@@ -606,6 +609,44 @@ def test_cbfs_with_a_header_written_anywhere(header: bytes, pos: int) -> None:
     image[pos : pos + len(header)] = b"LARCHIVE" + header
     with contextlib.suppress(FormatError):
         parse_cbfs(bytes(image[:0x4000]))
+
+
+# --- firmware images and configuration -----------------------------------------------------
+
+
+@cache
+def _flash_images() -> tuple[bytes, ...]:
+    layout = FlashLayout(0x8000, (FmapArea("FMAP", 0, 0x200), FmapArea("COREBOOT", 0x200, 0x7E00)))
+    files = [
+        make_file(
+            "heads/initrd/etc/config.user", b"export CONFIG_TPM=y\n", hash_algorithm=HASH_SHA256
+        ),
+        make_file("payload/initrd", b"initrd " * 400, compression=COMPRESS_LZMA),
+        make_file("board", b"qemu\n"),
+    ]
+    return (new_flash_image(layout).with_files(files).data, build_cbfs(files, size=0x4000))
+
+
+@FUZZ
+@given(mutated(_flash_images(), (b"__FMAP__", b"LARCHIVE", b"BCZL", b"hsaH", b"\xff" * 64)))
+def test_damaged_flash_images(data: bytes) -> None:
+    image = _ours_or_result(lambda: FlashImage.from_bytes(data, source="evil.rom"))
+    for f in image.files() if image is not None else ():
+        content = _ours_or_result(partial(f.content, source="evil.rom"))
+        assert content is None or len(content) == f.decompressed_size
+
+
+@FUZZ
+@given(
+    mutated(
+        (b"export CONFIG_A=\"1\"\nCONFIG_B='x y'\n# c\nexport CONFIG_C=a\\ b\n",),
+        (b"$", b"`", b"'", b'"', b"\\", b";", b"\n", b"export ", b"#"),
+    )
+)
+def test_damaged_config_files(data: bytes) -> None:
+    config = _ours_or_result(lambda: parse_config(data, source="config.user"))
+    if config is not None:
+        assert config.to_bytes() == data
 
 
 def test_mutation_reaches_past_the_first_check() -> None:
