@@ -58,24 +58,44 @@ def _vmlinuz(deb: Path) -> bytes:
 
 @cache
 def _pinned_kernel() -> bytes:
-    from heads.flows.image_build import DEFAULT_LOCK
+    """The payload's kernel (an EFI-stub PE image), built from the pinned source once."""
+    from heads.flows.image_build import DEFAULT_LOCK, DEFAULT_PLATFORM
+    from heads.flows.kernel_build import build_kernel
 
     lock = load_lock(DEFAULT_LOCK)
-    cache_dir = pinned_cache()
-    (pin,) = [p for p in lock.debs if p.name == lock.kernel]
-    return _vmlinuz(next((cache_dir / "debs").glob(f"{pin.name}_*.deb")))
+    built = build_kernel(
+        lock.kernel_pin,
+        cache_dir=pinned_cache(),
+        inputs=None,
+        platform=DEFAULT_PLATFORM,
+        epoch=lock.source_date_epoch,
+    )
+    return built.image
 
 
 def test_authenticode_matches_osslsigncode(tmp_path: Path) -> None:
-    """Debian signs its kernels: osslsigncode recomputes the Authenticode digest independently."""
-    require_tools("osslsigncode")
+    """osslsigncode signs the kernel with a throwaway certificate and recomputes the
+    Authenticode digest independently (the signature table is outside the digest, so the
+    signed file's digest is the unsigned one's)."""
+    require_tools("osslsigncode", "openssl")
     kernel = _pinned_kernel()
     path = tmp_path / "vmlinuz"
     path.write_bytes(kernel)
-    out = run(["osslsigncode", "verify", "-in", path], desc="osslsigncode", check=False)
+    key, cert, signed = tmp_path / "key.pem", tmp_path / "cert.pem", tmp_path / "signed"
+    run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=test",
+         "-days", "1", "-keyout", key, "-out", cert],
+        desc="make a throwaway signing certificate",
+    )  # fmt: skip
+    run(
+        ["osslsigncode", "sign", "-certs", cert, "-key", key, "-in", path, "-out", signed],
+        desc="osslsigncode sign",
+    )
+    out = run(["osslsigncode", "verify", "-in", signed], desc="osslsigncode", check=False)
     m = re.search(rb"Calculated message digest\s*:\s*([0-9A-F]{64})", out.stdout)
     assert m is not None, out.stdout
     assert authenticode_sha256(kernel).hex() == m.group(1).decode().lower()
+    assert authenticode_sha256(signed.read_bytes()) == authenticode_sha256(kernel)
     with pytest.raises(FormatError, match="not a PE image"):
         authenticode_sha256(b"\0" * 100)
     with pytest.raises(FormatError, match="past the end"):
