@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,7 +25,9 @@ from heads.adapters.tpm import open_tpm
 from heads.core.cbfs import CbfsFile, build_cbfs
 from heads.core.digest import HashAlg, extend, zero_digest
 from heads.core.otp import parse_otpauth_uri, totp_code
+from heads.flows.boot_entries import save_default
 from heads.flows.boot_signing import sign_boot
+from heads.flows.totp import totp_exists
 from heads.runtime.boot import EXIT_POWEROFF, RuntimeEnv, run_boot
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 from heads.testing.swtpm import Swtpm
@@ -59,8 +62,13 @@ def _machine(tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str], config: b
         boot.mkdir()
         (boot / "vmlinuz").write_bytes(b"kernel " * 1000)
         (boot / "initrd.img").write_bytes(b"initrd " * 1000)
-        (boot / "kexec_default.1.txt").write_text(
-            "OS|elf|kernel /vmlinuz|initrd /initrd.img|append console=ttyS0\n"
+        (boot / "grub").mkdir()
+        (boot / "grub" / "grub.cfg").write_text(
+            "menuentry 'OS' {\n  linux /vmlinuz console=ttyS0\n  initrd /initrd.img\n}\n"
+        )
+        saved = save_default(boot, 1)
+        assert saved.entry.to_line() == (
+            "OS|elf|kernel /vmlinuz|initrd /initrd.img|append console=ttyS0"
         )
         with open_tpm(swtpm.tcti) as tpm:
             sign_boot(boot, gnupghome=home.path, key=fpr, tpm=tpm)
@@ -180,7 +188,6 @@ def test_fifo_commit_record_in_boot_is_refused_not_waited_on(
     os.mkfifo(env.boot_dir / "kexec.staging" / "COMMIT")
     code, text = _guarded_boot(env)
     assert code == EXIT_POWEROFF
-    assert re.search(r"heads: TOTP \d{6}", text)  # the hang came right after this line
     assert "heads: INTEGRITY REPORT:" in text
     assert "cannot read ./kexec.staging/COMMIT: not a regular file" in text
     assert 'PCR 4 extended with "recovery"' in text
@@ -234,6 +241,8 @@ def test_hostile_default_entry_title_is_escaped_on_the_console(
     (boot / "kexec_default.1.txt").write_text(
         "OS\x1b[2J\u202eevil|elf|kernel /vmlinuz|append console=ttyS0\n"
     )
+    kernel_digest = hashlib.sha256((boot / "vmlinuz").read_bytes()).hexdigest()
+    (boot / "kexec_default_hashes.txt").write_text(f"{kernel_digest}  ./vmlinuz\n")
     home, fpr = owner
     with open_tpm(swtpm.tcti) as tpm:
         sign_boot(boot, gnupghome=home.path, key=fpr, tpm=tpm)
@@ -244,3 +253,77 @@ def test_hostile_default_entry_title_is_escaped_on_the_console(
     assert "heads: kexec /vmlinuz (OS\\x1b[2J\\u202eevil)\n" in text
     assert "\x1b" not in text
     assert "\u202e" not in text
+
+
+def test_swapped_tpm_raises_the_alarm_and_seals_nothing(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str], manufactured_state: Path
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG)
+    code, text = _boot(env)
+    assert "TOTP URI" in text, text
+    # Another TPM, freshly manufactured: no rollback counter, no secret.
+    other_state = tmp_path / "other-tpm"
+    shutil.copytree(manufactured_state, other_state)
+    other = Swtpm(other_state)
+    other.start()
+    try:
+        env.event_log.unlink()
+        code, text = _boot(replace(env, tcti=other.tcti))
+        assert code == EXIT_POWEROFF
+        assert "heads: INTEGRITY REPORT: TPM integrity counter cannot be read" in text, text
+        assert "possible TPM reset or swap" in text
+        assert "TOTP URI" not in text
+        assert not re.search(r"heads: TOTP \d{6}", text)
+        assert "/boot verified" not in text
+        assert 'PCR 4 extended with "recovery"' in text
+        with open_tpm(other.tcti) as tpm:
+            assert not totp_exists(tpm)
+    finally:
+        other.stop()
+
+
+def _two_entry_boot(tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]) -> RuntimeEnv:
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    for name in ("vmlinuz-old", "vmlinuz-new"):
+        (boot / name).write_bytes(name.encode() * 500)
+    (boot / "grub").mkdir()
+    (boot / "grub" / "grub.cfg").write_text(
+        "menuentry 'new' {\n  linux /vmlinuz-new console=ttyS0\n}\n"
+        "menuentry 'old' {\n  linux /vmlinuz-old console=ttyS0\n}\n"
+    )
+    save_default(boot, 2)
+    home, fpr = owner
+    with open_tpm(swtpm.tcti) as tpm:
+        sign_boot(boot, gnupghome=home.path, key=fpr, tpm=tpm)
+    return _machine(tmp_path, swtpm, owner, CONFIG)
+
+
+def test_default_entry_2_boots_entry_2(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _two_entry_boot(tmp_path, swtpm, owner)
+    code, text = _boot(env)
+    assert code == EXIT_POWEROFF
+    assert "heads: default entry: old\n" in text, text
+    assert "heads: kexec /vmlinuz-old (old)\n" in text
+    assert "Boot Entry Has Changed" not in text
+    assert '"generic"' in text
+
+
+def test_default_hashes_that_differ_from_the_entry_are_a_boot_hash_mismatch(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _two_entry_boot(tmp_path, swtpm, owner)
+    # The owner updated the kernel and re-signed /boot but did not choose the default again:
+    # the signed list covers the new bytes, kexec_default_hashes.txt still has the old ones.
+    (env.boot_dir / "vmlinuz-old").write_bytes(b"updated kernel")
+    home, fpr = owner
+    with open_tpm(env.tcti) as tpm:
+        sign_boot(env.boot_dir, gnupghome=home.path, key=fpr, tpm=tpm)
+    code, text = _boot(env)
+    assert code == EXIT_POWEROFF
+    assert "heads: INTEGRITY REPORT: /vmlinuz-old differs from the digest saved" in text, text
+    assert "heads:   Boot Hash Mismatch" in text
+    assert "\nheads: kexec " not in text
+    assert 'PCR 4 extended with "recovery"' in text

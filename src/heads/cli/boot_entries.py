@@ -200,6 +200,7 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
     from heads.core.bootcfg.cmdline import FORCE_BOOT_ADD, FORCE_BOOT_REMOVE
     from heads.core.kexec_plan import CmdlineRules
     from heads.flows.boot_entries import (
+        boot_default,
         default_is_current,
         list_entries,
         plan_entry,
@@ -212,27 +213,31 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
         # As Heads' forced boot: the unverified OS runs on a red console.
         add, remove = f"{add} {FORCE_BOOT_ADD}".strip(), (*remove, *FORCE_BOOT_REMOVE)
     rules = CmdlineRules(add=add, remove=remove, board_add=args.board_add or "")
+    if not args.unsafe_skip_verification and args.keyring is None:
+        raise UsageError(
+            "--keyring is needed to verify /boot before booting",
+            hint="give the owner's public keyring (gpg --export > FILE)",
+        )
+    if args.default and not args.unsafe_skip_verification:
+        # The same path as the boot runtime's default boot.
+        with _rollback_tpm(args) as tpm:
+            chosen = boot_default(bootdir, keyring=Path(args.keyring), tpm=tpm, rules=rules)
+        if not chosen.current:
+            _note_default_changed(chosen.default.index)
+        return chosen.plan
     verified = None
     if args.unsafe_skip_verification:
         import logging
 
         logging.getLogger(__name__).warning("--unsafe-skip-verification: /boot is NOT verified")
     else:
-        if args.keyring is None:
-            raise UsageError(
-                "--keyring is needed to verify /boot before booting",
-                hint="give the owner's public keyring (gpg --export > FILE)",
-            )
         with _rollback_tpm(args) as tpm:
             verified = verified_digests(bootdir, keyring=Path(args.keyring), tpm=tpm)
     reason = "--unsafe-skip-verification given" if args.unsafe_skip_verification else None
     if args.default:
         default = read_default(bootdir)
         if not default_is_current(bootdir, default):
-            sys.stderr.write(
-                f"note: the saved default is no longer entry {default.index} of the menu "
-                "(the boot configuration changed since it was saved); booting the saved entry\n"
-            )
+            _note_default_changed(default.index)
         return plan_entry(
             default.entry, verified, rules=rules, default=default, unsafe_reason=reason
         )
@@ -242,6 +247,13 @@ def _plan(args: argparse.Namespace, bootdir: Path) -> KexecPlan:
             f"entry {args.entry} does not exist: {bootdir} has {len(found.entries)} entries"
         )
     return plan_entry(found.entries[args.entry - 1], verified, rules=rules, unsafe_reason=reason)
+
+
+def _note_default_changed(index: int) -> None:
+    sys.stderr.write(
+        f"note: the saved default is no longer entry {index} of the menu "
+        "(the boot configuration changed since it was saved); booting the saved entry\n"
+    )
 
 
 def _cmd_kexec(args: argparse.Namespace) -> int:

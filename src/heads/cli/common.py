@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from heads.adapters.tpm import Tpm
 
+from heads.core import platform
 from heads.core.pcr import PCR_COUNT
 from heads.core.secret import Secret
 from heads.errors import UsageError
@@ -34,7 +35,7 @@ __all__ = [
     "tcti_from",
 ]
 
-DEFAULT_TCTI: Final = "device:/dev/tpmrm0"
+DEFAULT_TCTI: Final = platform.DEFAULT_TCTI
 _MAX_SECRET_BYTES: Final = 4096
 
 

@@ -9,11 +9,7 @@ from heads.core.digest import HashAlg
 from heads.errors import UsageError
 
 __all__ = [
-    "PCR_BOOT_MODE",
     "PCR_COUNT",
-    "PCR_LUKS_HEADERS",
-    "PCR_MODULES",
-    "PCR_USER_FILES",
     "PcrIndex",
     "PcrSelection",
     "parse_pcr_list",
@@ -22,10 +18,6 @@ __all__ = [
 PcrIndex = NewType("PcrIndex", int)
 
 PCR_COUNT: Final = 24
-PCR_BOOT_MODE: Final = PcrIndex(4)  # "usb", "generic", "recovery"
-PCR_MODULES: Final = PcrIndex(5)
-PCR_LUKS_HEADERS: Final = PcrIndex(6)
-PCR_USER_FILES: Final = PcrIndex(7)
 
 
 def parse_pcr_list(text: str) -> tuple[PcrIndex, ...]:

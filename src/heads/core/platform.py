@@ -1,7 +1,9 @@
-"""Platform facts the command line needs before any flow is imported.
+"""Platform facts in one place: PCR roles, TOTP profiles, paths, the default TPM, console lines.
 
-The TOTP/HOTP secret's PCR selection per platform profile (docs/pcr-layout.md §Platform
-profiles) and where Linux exposes the firmware's event log.  Pure data: no I/O.
+Everything here is a fact about the machine Heads runs on or a promise the runtime keeps to
+whoever reads its console (docs/pcr-layout.md, docs/guest-host-contract.md).  The runtime,
+the flows, the CLI and the QEMU host side read them from here, so a change is made once.
+Pure data: no I/O.
 """
 
 from __future__ import annotations
@@ -10,13 +12,63 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
-__all__ = ["FIRMWARE_EVENT_LOG", "PROFILES"]
+__all__ = [
+    "CONSOLE_PREFIX",
+    "DEFAULT_TCTI",
+    "EVENT_LOG",
+    "FIRMWARE_EVENT_LOG",
+    "MARK_INIT",
+    "MARK_KEXEC",
+    "MARK_LOG",
+    "MARK_REPORT",
+    "MARK_TOTP",
+    "MARK_URI",
+    "PCR_BOOT_MODE",
+    "PCR_LUKS_HEADERS",
+    "PCR_MODULES",
+    "PCR_PAYLOAD_STUB",
+    "PCR_USER_FILES",
+    "PROFILES",
+    "USER_FILE_PREFIX",
+]
 
-#: The firmware's TCG event log as the kernel exposes it.
-FIRMWARE_EVENT_LOG: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+# PCR roles (docs/pcr-layout.md).
+#: Boot mode strings: "generic" before kexec, "recovery" on any failure, "usb" for USB boot.
+PCR_BOOT_MODE: Final = 4
+#: Kernel modules the payload loads, each file before it is loaded.
+PCR_MODULES: Final = 5
+#: LUKS headers of the disks whose key the TPM releases.
+PCR_LUKS_HEADERS: Final = 6
+#: The firmware image's user files: path string, then bytes, in image order.
+PCR_USER_FILES: Final = 7
+#: UEFI only: the kernel's EFI stub measures the payload's initrd and command line here.
+PCR_PAYLOAD_STUB: Final = 9
+
 #: SHA-256 PCRs the TOTP/HOTP secret is sealed to, per platform profile (PCR 4 at its
 #: firmware-only value; PCR 9 only where UEFI firmware measures the payload's initrd there).
 PROFILES: Final[Mapping[str, tuple[int, ...]]] = {
-    "coreboot": (0, 1, 2, 3, 4, 7),
-    "uefi": (0, 1, 2, 3, 4, 7, 9),
+    "coreboot": (0, 1, 2, 3, PCR_BOOT_MODE, PCR_USER_FILES),
+    "uefi": (0, 1, 2, 3, PCR_BOOT_MODE, PCR_USER_FILES, PCR_PAYLOAD_STUB),
 }
+
+# Paths.
+#: The firmware's TCG event log as the kernel exposes it.
+FIRMWARE_EVENT_LOG: Final = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
+#: Our own measurement log (CEL JSON lines) on tmpfs: gone at power-off, as the PCRs are.
+EVENT_LOG: Final = Path("/run/heads/measurements.cel.jsonl")
+#: The TPM through the kernel's resource manager.
+DEFAULT_TCTI: Final = "device:/dev/tpmrm0"
+#: CBFS prefix of the user files (Heads' cbfs-init): ``heads/initrd/etc/config.user`` is
+#: written to ``/etc/config.user`` and measured under that name.
+USER_FILE_PREFIX: Final = "heads/initrd"
+
+# The runtime's console lines, as the host side of the QEMU platform matches them
+# (docs/guest-host-contract.md).  OVMF leaves terminal escape sequences at the start of the
+# first kernel line, so the init marker is not anchored at the start.
+CONSOLE_PREFIX: Final = "heads: "
+MARK_INIT: Final = r"heads: init$"
+MARK_TOTP: Final = r"^heads: TOTP (\d{6}) at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
+MARK_URI: Final = r"^heads: TOTP URI (otpauth://\S+)"
+MARK_KEXEC: Final = r"^heads: kexec "
+MARK_REPORT: Final = r"^heads: INTEGRITY REPORT: (.*)"
+MARK_LOG: Final = r"^heads: log #\d+ PCR (\d+) (\w+) (.*)"

@@ -46,12 +46,16 @@ from heads.core.text import shown
 from heads.errors import FormatError, HashMismatchError, HeadsError, UsageError, VerificationError
 
 if TYPE_CHECKING:
+    from heads.core.boot_trust import BootVerification
     from heads.flows.boot_signing import RollbackCounter
 
 __all__ = [
     "DEFAULT_HASHES_NAME",
+    "BootNotVerifiedError",
+    "DefaultBoot",
     "DefaultEntry",
     "SavedDefault",
+    "boot_default",
     "boot_plan",
     "default_entry_name",
     "default_is_current",
@@ -263,6 +267,15 @@ def _read_small(bootdir: Path, name: str, limit: int = _MAX_DEFAULT_BYTES) -> by
         raise UsageError(f"cannot read {shown(str(path))}: {why}") from None
 
 
+class BootNotVerifiedError(VerificationError):
+    """/boot did not verify: the first failure as the message, the whole report kept for
+    the boot console (which shows every file, as Heads' integrity report does)."""
+
+    def __init__(self, cause: VerificationError, report: tuple[str, ...]) -> None:
+        super().__init__(cause.message, hint=cause.hint, details=cause.details)
+        self.report = report
+
+
 def verified_digests(
     bootdir: Path, *, keyring: Path, tpm: RollbackCounter | None
 ) -> VerifiedDigests:
@@ -272,6 +285,12 @@ def verified_digests(
         VerificationError: the verification failed (its report is the message's details).
         UsageError / GpgError: see :func:`heads.flows.boot_signing.verify_boot`.
     """
+    return _verify_for_boot(bootdir, keyring=keyring, tpm=tpm)[0]
+
+
+def _verify_for_boot(
+    bootdir: Path, *, keyring: Path, tpm: RollbackCounter | None
+) -> tuple[VerifiedDigests, BootVerification]:
     from heads.flows.boot_signing import (  # noqa: PLC0415 - gpg only when booting
         STAGING_NAME,
         verify_boot,
@@ -294,13 +313,16 @@ def verified_digests(
 
     before = signed_hashes()
     report = verify_boot(bootdir, keyring=keyring, tpm=tpm)
-    report.raise_if_failed()
+    try:
+        report.raise_if_failed()
+    except VerificationError as err:
+        raise BootNotVerifiedError(err, tuple(report.render_text().splitlines())) from None
     after = signed_hashes()
     if before is None or after is None or before != after:
         raise VerificationError(f"{HASHES_NAME} changed while /boot was being verified")
     manifest = HashManifest.from_bytes(after, source=str(hashes_path))
     digests = {"/" + os.fsdecode(rel): d for rel, d in manifest.digests().items()}
-    return VerifiedDigests(digests, f"{HASHES_NAME} under a verified kexec.sig")
+    return VerifiedDigests(digests, f"{HASHES_NAME} under a verified kexec.sig"), report
 
 
 def plan_entry(
@@ -337,6 +359,55 @@ def plan_entry(
                     hint="choose the entry again: heads boot default BOOTDIR --entry N, then sign",
                 )
     return plan
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultBoot:
+    """What booting the saved default entry will do, once /boot has verified.
+
+    Attributes:
+        plan: the kexec plan, built from the verified digests only.
+        default: the saved default (``kexec_default.N.txt`` and its hashes).
+        current: whether entry N of today's menu is still that entry (Heads' "Boot Entry Has
+            Changed" when it is not: the saved entry is still the one booted).
+        report: the verification report, one line per item, for the console.
+    """
+
+    plan: KexecPlan
+    default: DefaultEntry
+    current: bool
+    report: tuple[str, ...]
+
+
+def boot_default(
+    bootdir: Path,
+    *,
+    keyring: Path,
+    tpm: RollbackCounter | None,
+    rules: CmdlineRules | None = None,
+) -> DefaultBoot:
+    """The one default-boot path (``heads boot kexec --default`` and the boot runtime alike).
+
+    Port of ``kexec-select-boot.sh``'s default path: verify /boot (signature, every file,
+    rollback counter), read ``kexec_default.N.txt`` whatever N is, check the entry's files
+    against both the signed ``kexec_hashes.txt`` and ``kexec_default_hashes.txt``, apply the
+    command-line rules, and plan the kexec from the verified digests.
+
+    Raises:
+        VerificationError: /boot did not verify (the report is in the error's details).
+        HashMismatchError: the entry's files differ from the digests saved with the default.
+        UsageError: there is no default entry.
+        FormatError: the default files are malformed.
+    """
+    verified, report = _verify_for_boot(bootdir, keyring=keyring, tpm=tpm)
+    default = read_default(bootdir)
+    plan = plan_entry(default.entry, verified, rules=rules, default=default)
+    return DefaultBoot(
+        plan,
+        default,
+        default_is_current(bootdir, default),
+        tuple(report.render_text().splitlines()),
+    )
 
 
 def boot_plan(

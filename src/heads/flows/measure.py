@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Final
 
 from heads.core.cel import MAX_LINE_BYTES, CelRecord, parse_cel
 from heads.core.digest import HashAlg
+from heads.core.platform import EVENT_LOG
 from heads.errors import MeasurementError, UsageError
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ __all__ = [
     "measure_string",
 ]
 
-DEFAULT_LOG_PATH: Final = Path("/run/heads/measurements.cel.jsonl")
+DEFAULT_LOG_PATH: Final = EVENT_LOG
 _MAX_FILE_BYTES: Final = 512 * 1024 * 1024
 
 

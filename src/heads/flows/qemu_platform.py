@@ -49,6 +49,14 @@ from heads.core.bootcfg import BootEntry, EntryKind
 from heads.core.cbfs import CbfsFile, build_cbfs
 from heads.core.cpio import CpioEntry, build_newc
 from heads.core.otp import parse_otpauth_uri, totp_code
+from heads.core.platform import (
+    MARK_INIT,
+    MARK_KEXEC,
+    MARK_LOG,
+    MARK_REPORT,
+    MARK_TOTP,
+    MARK_URI,
+)
 from heads.errors import FormatError, ToolError, UsageError
 from heads.flows.boot_signing import sign_boot
 
@@ -85,15 +93,6 @@ _DISK_MIB: Final = 64
 _ROM_MIN_SIZE: Final = 0x4000
 _BUSYBOX: Final = Path("/bin/busybox")
 _BOOT_TIMEOUT_S: Final = 300.0
-
-# Console markers printed by heads.runtime.boot.
-# OVMF leaves terminal escape sequences at the start of the first kernel line: no "^" here.
-_RE_INIT: Final = r"heads: init$"
-_RE_TOTP: Final = r"^heads: TOTP (\d{6}) at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
-_RE_URI: Final = r"^heads: TOTP URI (otpauth://\S+)"
-_RE_KEXEC: Final = r"^heads: kexec "
-_RE_REPORT: Final = r"^heads: INTEGRITY REPORT: (.*)"
-_RE_LOG: Final = r"^heads: log #\d+ PCR (\d+) (\w+) (.*)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,19 +479,19 @@ def _first(lines: Sequence[ConsoleLine], pattern: str) -> tuple[ConsoleLine, re.
 def _result(transcript: Path, rc: int, lines: Sequence[ConsoleLine]) -> BootResult:
     marks: dict[str, float] = {}
     for name, pattern in (
-        ("init", _RE_INIT),
+        ("init", MARK_INIT),
         ("python", r"^heads: python started"),
         ("runtime", r"^heads: runtime started"),
-        ("totp", _RE_TOTP),
-        ("kexec", _RE_KEXEC),
+        ("totp", MARK_TOTP),
+        ("kexec", MARK_KEXEC),
         ("os", "^" + re.escape(OS_MARKER)),
     ):
         hit = _first(lines, pattern)
         if hit is not None:
             marks[name] = hit[0].t_s
-    totp = _first(lines, _RE_TOTP)
-    uri = _first(lines, _RE_URI)
-    refusal = _first(lines, _RE_REPORT)
+    totp = _first(lines, MARK_TOTP)
+    uri = _first(lines, MARK_URI)
+    refusal = _first(lines, MARK_REPORT)
     report: list[str] = []
     if refusal is not None:
         start = lines.index(refusal[0]) + 1
@@ -503,7 +502,7 @@ def _result(transcript: Path, rc: int, lines: Sequence[ConsoleLine]) -> BootResu
     log = tuple(
         (int(m.group(1)), m.group(2), m.group(3))
         for line in lines
-        if (m := re.search(_RE_LOG, line.text)) is not None
+        if (m := re.search(MARK_LOG, line.text)) is not None
     )
     return BootResult(
         transcript=transcript,

@@ -60,8 +60,8 @@ from heads.core.otp import (
     totp_code,
     totp_uri,
 )
-from heads.core.pcr import PCR_BOOT_MODE, PcrIndex, PcrSelection
-from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
+from heads.core.pcr import PcrIndex, PcrSelection
+from heads.core.platform import FIRMWARE_EVENT_LOG, PCR_BOOT_MODE, PROFILES
 from heads.core.secret import Secret
 from heads.errors import (
     FormatError,

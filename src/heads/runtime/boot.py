@@ -8,13 +8,18 @@ A port of Heads' ``init`` + ``cbfs-init`` + ``gui-init`` default path (docs/arch
 3. load the kernel modules the platform needs, each measured into PCR 5 (``insmod.sh``);
 4. read the firmware image's user files (a CBFS image; in QEMU through fw_cfg) and measure each
    ``heads/initrd/*`` file into PCR 7: its path string, then its bytes, in image order;
-5. first boot: seal a new TOTP secret to the profile's PCRs (PCR 4 still at its firmware-only
-   value: nothing of ours has extended it yet) and print the otpauth URI and its QR code;
-   every boot: unseal it and print the code;
-6. mount /boot read-only, verify it (signature, hashes, rollback counter), pick the default
-   entry, extend PCR 4 with ``generic`` and kexec.
+5. mount /boot read-only and run Heads' preflight: the TPM rollback counter /boot is bound to
+   must be readable and current.  A cleared or swapped TPM has lost it: that is an alarm (no
+   secret is unsealed or sealed), never a first boot;
+6. unseal the TOTP secret and print the code;
+7. verify /boot (signature, hashes, rollback counter) and plan the saved default entry
+   (``kexec_default.N.txt`` checked against ``kexec_default_hashes.txt``) through the same
+   flow as ``heads boot kexec --default``;
+8. first boot only, once /boot has verified: seal a new TOTP secret to the profile's PCRs
+   (PCR 4 still at its firmware-only value) and print the otpauth URI and its QR code;
+9. extend PCR 4 with ``generic`` and kexec.
 
-Any failure of 3-6 prints an integrity report naming what failed, extends PCR 4 with
+Any failure of 3-9 prints an integrity report naming what failed, extends PCR 4 with
 ``recovery`` (so the TOTP secret stays sealed for the rest of this boot) and returns
 :data:`EXIT_RECOVERY` (interactive) or :data:`EXIT_POWEROFF` (batch boots).
 
@@ -42,14 +47,26 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from heads.adapters._run import run
-from heads.adapters.hashing import read_file_beneath
 from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW, parse_cbfs
 from heads.core.digest import HashAlg
-from heads.core.kexec_plan import KexecPlan, VerifiedDigests, plan_kexec
+from heads.core.kexec_plan import KexecPlan
+from heads.core.platform import (
+    CONSOLE_PREFIX,
+    DEFAULT_TCTI,
+    EVENT_LOG,
+    FIRMWARE_EVENT_LOG,
+    PCR_BOOT_MODE,
+    PCR_MODULES,
+    PCR_PAYLOAD_STUB,
+    PCR_USER_FILES,
+    PROFILES,
+    USER_FILE_PREFIX,
+)
 from heads.core.text import scrub, shown
 from heads.errors import (
+    HashMismatchError,
     HeadsError,
     KexecError,
     MeasurementError,
@@ -71,14 +88,6 @@ __all__ = [
 EXIT_RECOVERY: Final = 10
 EXIT_POWEROFF: Final = 11
 
-#: PCRs the TOTP secret is sealed to, per platform profile (docs/pcr-layout.md §Platform profiles).
-TOTP_PCRS: Final = {"coreboot": "sha256:0,1,2,3,4,7", "uefi": "sha256:0,1,2,3,4,7,9"}
-#: CBFS prefix of the user files (Heads' cbfs-init.sh).
-USER_FILE_PREFIX: Final = "heads/initrd"
-_PCR_BOOT_MODE: Final = 4
-_PCR_MODULES: Final = 5
-_PCR_PAYLOAD_STUB: Final = 9
-_PCR_USER_FILES: Final = 7
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
 #: Modules the QEMU platform needs, in load order: fw_cfg for the user files (the Debian cloud
@@ -86,9 +95,6 @@ _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
 QEMU_MODULES: Final = ("qemu_fw_cfg",)
 #: The payload builder lists its modules here, one absolute path per line, in load order.
 _LOAD_ORDER: Final = "load-order"
-#: The default entry Heads saves in /boot (kexec-save-default.sh), signed with the rest.
-_DEFAULT_ENTRY: Final = "kexec_default.1.txt"
-_MAX_DEFAULT_BYTES: Final = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +119,11 @@ class RuntimeEnv:
         do_kexec: really run kexec (False on a host test: print the command, run nothing).
     """
 
-    tcti: str = "device:/dev/tpmrm0"
+    tcti: str = DEFAULT_TCTI
     rom: Path = _FW_CFG / "opt/heads/rom/raw"
     root: Path = Path("/")
-    firmware_log: Path = Path("/sys/kernel/security/tpm0/binary_bios_measurements")
-    event_log: Path = Path("/run/heads/measurements.cel.jsonl")
+    firmware_log: Path = FIRMWARE_EVENT_LOG
+    event_log: Path = EVENT_LOG
     boot_device: str = "/dev/nvme0n1"
     boot_dir: Path = Path("/boot")
     module_dir: Path = Path("/lib/modules")
@@ -147,7 +153,7 @@ class _Console:
         # line or hide one.  Names are escaped where they are formatted (shown()); this is
         # the last barrier for anything that was not.
         for line in text.rstrip("\n").split("\n"):
-            self.out.write(f"heads: {scrub(line)}\n")
+            self.out.write(f"{CONSOLE_PREFIX}{scrub(line)}\n")
         self.out.flush()
 
     def raw(self, text: str) -> None:
@@ -186,7 +192,7 @@ def _load_modules(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console)
         name = path.name.removesuffix(".ko").replace("-", "_")
         if name in loaded:
             continue
-        measure_file(tpm, log, _PCR_MODULES, path, description=f"module {name}")
+        measure_file(tpm, log, PCR_MODULES, path, description=f"module {name}")
         run(["insmod", str(path)], desc=f"load kernel module {name}", timeout_s=60)
 
 
@@ -208,8 +214,8 @@ def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Co
         target = env.root / rel.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(cbfs_file.data)
-        measure_string(tpm, log, _PCR_USER_FILES, rel, description="user file name")
-        measure_file(tpm, log, _PCR_USER_FILES, target, description=f"user file {rel}")
+        measure_string(tpm, log, PCR_USER_FILES, rel, description="user file name")
+        measure_file(tpm, log, PCR_USER_FILES, target, description=f"user file {rel}")
         con.say(f"PCR 7 measured {rel} ({len(cbfs_file.data)} bytes)")
         count += 1
     return count
@@ -248,39 +254,78 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
         # The kernel's EFI stub, not OVMF, measures the initrd and command line
         # (docs/qemu-platform.md §What OVMF measures): a stub without TPM support would leave
         # PCR 9 unmeasured.
-        tags = sum(1 for e in log.events if e.pcr == _PCR_PAYLOAD_STUB)
+        tags = sum(1 for e in log.events if e.pcr == PCR_PAYLOAD_STUB)
         if tags < 2:
             con.say("warning: no initrd/command-line measurements in PCR 9 (EFI stub)")
     return pcr4
 
 
-def _totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: bytes | None) -> None:
-    """First boot: seal a new secret and show it; every boot: show the code."""
-    if not totp_exists(tpm):
-        # PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.
-        # Where the firmware log gave that value too, the two must agree.
-        current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [_PCR_BOOT_MODE])[_PCR_BOOT_MODE]
-        if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
-            raise MeasurementError(
-                "PCR 4 differs from its firmware-only value in the event log: "
-                "something extended it before the runtime; not sealing the TOTP secret"
-            )
-        prov = seal_totp(
-            tpm,
-            pcr4_firmware=current_pcr4,
-            profile=env.profile,
-            label=env.label,
-            rng=os.urandom,
-            event_log=None,
-        )
-        con.say(f"provisioning: TOTP secret sealed to {TOTP_PCRS[env.profile]}")
-        con.say(f"TOTP URI {prov.uri}")
-        from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
-
-        con.raw(render_half_blocks(qr_matrix(prov.uri)))
+def _show_totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
     code = show_totp(tpm, now=env.now())
     stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     con.say(f"TOTP {code.code} at {stamp} ({code.seconds_left} s left)")
+
+
+def _seal_first_totp(env: RuntimeEnv, tpm: Tpm, con: _Console, pcr4_firmware: bytes | None) -> None:
+    """Seal a new TOTP secret and show it: only once /boot has verified (the integrity gate).
+
+    PCR 4 is still at its firmware-only value: nothing of ours has extended it yet.  Where
+    the firmware log gave that value too, the two must agree.
+    """
+    current_pcr4 = tpm.read_pcrs(HashAlg.SHA256, [PCR_BOOT_MODE])[PCR_BOOT_MODE]
+    if pcr4_firmware is not None and pcr4_firmware != current_pcr4:
+        raise MeasurementError(
+            "PCR 4 differs from its firmware-only value in the event log: "
+            "something extended it before the runtime; not sealing the TOTP secret"
+        )
+    prov = seal_totp(
+        tpm,
+        pcr4_firmware=current_pcr4,
+        profile=env.profile,
+        label=env.label,
+        rng=os.urandom,
+        event_log=None,
+    )
+    pcrs = ",".join(map(str, PROFILES[env.profile]))
+    con.say(f"provisioning: TOTP secret sealed to sha256:{pcrs}")
+    con.say(f"TOTP URI {prov.uri}")
+    from heads.core.qr import qr_matrix, render_half_blocks  # noqa: PLC0415 - first boot only
+
+    con.raw(render_half_blocks(qr_matrix(prov.uri)))
+    _show_totp(env, tpm, con)
+
+
+def _preflight(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bool:
+    """Heads' start-up checks, before any secret is unsealed or sealed.
+
+    The rollback counter that /boot is bound to must be readable and match: a cleared or
+    swapped TPM has lost it, and must raise the alarm rather than look like a first boot.
+
+    Returns:
+        Whether /boot holds signed state (False: nothing was ever signed on it).
+
+    Raises:
+        BootRefused: the counter is missing, unreadable or does not match.
+    """
+    from heads.core.boot_trust import RollbackReportState  # noqa: PLC0415 - after the TPM
+    from heads.flows.boot_signing import preflight_rollback  # noqa: PLC0415
+
+    try:
+        report = preflight_rollback(env.boot_dir, tpm)
+    except HeadsError as err:
+        # Whatever stops the check is on /boot, which an attacker controls: an alarm too.
+        raise BootRefused(f"/boot cannot be checked: {err.message}", list(err.details)) from None
+    if report.state is RollbackReportState.NOT_CHECKED:
+        con.say(f"preflight: {report.detail}")
+        return False
+    if report.state is not RollbackReportState.OK:
+        raise BootRefused(
+            "TPM integrity counter cannot be read or does not match: possible TPM reset or "
+            "swap; no secret is unsealed or sealed",
+            [f"rollback counter: {report.state.value}: {report.detail}"],
+        )
+    con.say("preflight: TPM rollback counter readable and current")
+    return True
 
 
 def _mount_boot(env: RuntimeEnv, con: _Console) -> None:
@@ -311,68 +356,42 @@ def _print_log(log: EventLogWriter, con: _Console) -> None:
 
 
 def _verify_and_plan(env: RuntimeEnv, tpm: Tpm, con: _Console) -> KexecPlan:
-    """Verify /boot (signature, hashes, rollback counter) and read the signed default entry.
+    """Verify /boot and plan the saved default entry (:func:`heads.flows.boot_entries.boot_default`,
+    the path ``heads boot kexec --default`` takes too).
 
     Raises:
         BootRefused: /boot does not verify; the report names what differs.
-        HeadsError: no default entry, or it names a file the signed hashes do not cover.
+        HeadsError: no default entry, or its files differ from the digests saved with it.
     """
     # Imported here, after the TOTP code is on the screen: the owner sees it sooner.
-    from heads.core.bootcfg import EntryKind, parse_entry_line  # noqa: PLC0415
-    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415
+    from heads.flows.boot_entries import (  # noqa: PLC0415
+        BootNotVerifiedError,
+        boot_default,
+    )
 
     keyring = env.root / ".gnupg" / "pubring.kbx"
     if not keyring.is_file():
         raise BootRefused("no keyring in the firmware image", [f"{keyring}: missing"])
-    result = verify_boot(env.boot_dir, keyring=keyring, tpm=tpm)
-    if not result.ok:
-        report = result.render_text().splitlines()
-        try:
-            result.raise_if_failed()
-        except HeadsError as err:
-            raise BootRefused(err.message, report) from None
-        raise BootRefused("/boot did not verify", report)
-    for line in result.render_text().splitlines():
+    try:
+        chosen = boot_default(env.boot_dir, keyring=keyring, tpm=tpm)
+    except BootNotVerifiedError as err:
+        raise BootRefused(err.message, err.report) from None
+    except HashMismatchError as err:
+        raise BootRefused(err.message, ["Boot Hash Mismatch", *err.details]) from None
+    for line in chosen.report:
         con.say(line)
     con.say("/boot verified: signature, hashes and rollback counter")
-    default = env.boot_dir / _DEFAULT_ENTRY
-    try:
-        # A regular file of at most 64 KiB, never through a symlink: a FIFO or a sparse
-        # multi-GiB file here must not hang the boot or exhaust its memory.
-        data = read_file_beneath(env.boot_dir, _DEFAULT_ENTRY.encode(), _MAX_DEFAULT_BYTES)
-        text = data.decode("utf-8")
-    except FileNotFoundError:
-        raise UsageError(
-            f"no default boot entry in {default}",
-            hint="choose one from the host: heads boot default, then sign /boot",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-        raise UsageError(
-            f"cannot read the default boot entry {default}: {why}",
-            hint="choose one from the host: heads boot default, then sign /boot",
-        ) from None
-    entry = parse_entry_line(text.split("\n", 1)[0], source=str(default), line_no=1)
-    if entry.kind is not EntryKind.ELF:
-        raise UsageError(f"the default entry {shown(entry.title)} is not a Linux kernel")
-    if result.verified_hashes is None:
-        raise BootRefused("/boot verified but its signed hash list was not kept", [])
-    verified = VerifiedDigests(
-        {"/" + os.fsdecode(rel): d for rel, d in result.verified_hashes.digests().items()},
-        "kexec_hashes.txt under a verified kexec.sig",
-    )
-    try:
-        plan = plan_kexec(entry, verified)
-    except VerificationError as err:
-        raise BootRefused(
-            "the default entry names a file the signature does not cover", [err.message]
-        ) from None
-    con.say(f"default entry: {shown(entry.title)}")
-    return plan
+    if not chosen.current:
+        con.say(
+            f"Boot Entry Has Changed: entry {chosen.default.index} of today's menu is not the "
+            "saved default; booting the saved entry"
+        )
+    con.say(f"default entry: {shown(chosen.plan.title)}")
+    return chosen.plan
 
 
 def _measure_generic(tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
-    measure_string(tpm, log, _PCR_BOOT_MODE, "generic", description="boot mode")
+    measure_string(tpm, log, PCR_BOOT_MODE, "generic", description="boot mode")
     con.say('PCR 4 extended with "generic"')
     _print_log(log, con)
 
@@ -410,7 +429,7 @@ def _fw_cfg_text(name: str) -> str:
 
 def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Console) -> int:
     if tpm is not None:
-        measure_string(tpm, log, _PCR_BOOT_MODE, "recovery", description="boot mode")
+        measure_string(tpm, log, PCR_BOOT_MODE, "recovery", description="boot mode")
         con.say('PCR 4 extended with "recovery"')
         _print_log(log, con)
     batch = env.batch if env.batch is not None else _fw_cfg_text("opt/heads/mode") != "interactive"
@@ -435,9 +454,18 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _load_modules(env, tpm, log, con)
                 _measure_user_files(env, tpm, log, con)
-                _totp(env, tpm, con, pcr4_firmware)
                 _mount_boot(env, con)
+                signed = _preflight(env, tpm, con)
+                has_secret = totp_exists(tpm)
+                if has_secret:
+                    _show_totp(env, tpm, con)
+                elif signed:
+                    con.say("no TOTP secret yet: it is sealed once /boot has verified")
+                else:
+                    con.say("no TOTP secret and no signed /boot: provision this machine first")
                 plan = _verify_and_plan(env, tpm, con)
+                if not has_secret:
+                    _seal_first_totp(env, tpm, con, pcr4_firmware)
                 return _kexec(env, plan, tpm, log, con)
             except BootRefused as refused:
                 con.say(f"INTEGRITY REPORT: {refused.message}")
@@ -463,5 +491,5 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point inside the payload."""
     del argv
-    env = RuntimeEnv(tcti=os.environ.get("HEADS_TCTI", "device:/dev/tpmrm0"))
+    env = RuntimeEnv(tcti=os.environ.get("HEADS_TCTI", DEFAULT_TCTI))
     return run_boot(env, sys.stdout)
