@@ -25,6 +25,7 @@ def test_argv_is_the_measured_machine() -> None:
         fw_cfg=(("opt/heads/rom", Path("/m/user.rom")),),
         fw_cfg_strings=(("opt/heads/mode", "batch"),),
         disks=(Path("/m/disk.img"),),
+        flash=Path("/m/flash.rom"),
     )
     argv = qemu_argv(spec)
     joined = " ".join(argv)
@@ -42,8 +43,12 @@ def test_argv_is_the_measured_machine() -> None:
         "name=opt/heads/mode,string=batch",
         "file=/m/disk.img,format=raw,if=none,id=disk0,readonly=on",
         "nvme,serial=heads-disk0,drive=disk0",
+        # The flash image: writable, after the OS disk (which stays /dev/nvme0n1).
+        "file=/m/flash.rom,format=raw,if=none,id=flash -device nvme,serial=heads-flash,drive=flash",
     ):
         assert part in joined
+    assert joined.index("heads-disk0") < joined.index("heads-flash")
+    assert "id=flash,readonly" not in joined
     assert argv[argv.index("-append") + 1] == "console=ttyS0"
     assert "-cpu" not in argv  # only with KVM
 
