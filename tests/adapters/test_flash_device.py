@@ -1,7 +1,7 @@
 """Flashing a disk that stands for the flash chip, through flashrom's dummy programmer.
 
 The "device" here is a regular file, as the guest's NVMe disk is a block device: the same
-read, flashrom write, flashrom verify, copy back and fsync.
+copy, flashrom write, flashrom read-back and compare, copy back and fsync.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tools
-from heads.adapters.flash_device import (
-    dummy_programmer,
-    flash_block_device,
-    flash_with_flashrom,
-)
+from heads.adapters.flash_device import DeviceChip
 from heads.core.cbfs import CbfsFile
 from heads.core.flash_image import FlashImage
 from heads.core.qemu_flash import CONFIG_USER, build_flash, payload_of, user_files_of
-from heads.errors import FlashError, FormatError
+from heads.errors import FormatError, UsageError, VerificationError
+from heads.flows.firmware import flash
 from heads.runtime.flash_update import find_flash_device, flash_config_user
 
 pytestmark = [pytest.mark.flashrom]
@@ -41,13 +38,13 @@ def test_config_user_flashed_and_read_back(tmp_path: Path, size: int) -> None:
     require_tools("flashrom")
     device = _device(tmp_path, size)
     said: list[str] = []
-    times = flash_config_user(device, b"export CONFIG_X=new\n", say=said.append, workdir=tmp_path)
+    report = flash_config_user(device, b"export CONFIG_X=new\n", say=said.append, workdir=tmp_path)
     image = FlashImage.from_bytes(device.read_bytes(), expected_size=size)
     assert {f.name: f.data for f in user_files_of(image)} == {CONFIG_USER: b"export CONFIG_X=new\n"}
     assert payload_of(image) == (KERNEL, INITRAMFS)
-    assert times.write_s > 0
-    assert times.verify_s > 0
-    assert "verified by flashrom" in said[-1]
+    assert report.write_s > 0
+    assert report.verify_s > 0
+    assert "read back and verified" in said[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nvme1n1"]  # nothing left behind
 
 
@@ -55,23 +52,28 @@ def test_image_of_another_size_is_refused_and_the_device_kept(tmp_path: Path) ->
     require_tools("flashrom")
     device = _device(tmp_path, 4 * MIB)
     before = device.read_bytes()
-    other = build_flash(KERNEL, INITRAMFS, USER, size=8 * MIB).to_bytes()
-    with pytest.raises(FlashError, match="refusing to flash"):
-        flash_block_device(device, other, workdir=tmp_path)
+    other = build_flash(KERNEL, INITRAMFS, USER, size=8 * MIB)
+    with (
+        pytest.raises(UsageError, match="but the chip holds"),
+        DeviceChip(device, tmp_path) as chip,
+    ):
+        flash(chip.programmer, other)
     assert device.read_bytes() == before
+    assert not (tmp_path / "chip.rom").exists()
 
 
-def test_writes_the_chip_ignores_fail_verification(tmp_path: Path) -> None:
+def test_a_chip_that_drops_writes_fails_verification_and_the_device_is_kept(
+    tmp_path: Path,
+) -> None:
     require_tools("flashrom")
-    # The emulated chip drops every page-program command (flashrom's spi_ignorelist): the
-    # write "succeeds", and only flashrom's read-back finds the chip still erased.
-    chip = tmp_path / "chip.rom"
-    chip.write_bytes(b"\xff" * (16 * MIB))
-    image = build_flash(KERNEL, INITRAMFS, USER, size=16 * MIB).to_bytes()
-    programmer = dummy_programmer(chip, 16 * MIB) + ",spi_ignorelist=02"
-    with pytest.raises(FlashError, match="read back differs") as info:
-        flash_with_flashrom(programmer, image, workdir=tmp_path)
-    assert any("FAILED at 0x" in line for line in info.value.details)
+    device = _device(tmp_path, 16 * MIB)
+    before = device.read_bytes()
+    new = FlashImage.from_bytes(before).with_file(CbfsFile(CONFIG_USER, b"x\n"), replace=True)
+    # The emulated chip ignores every page-program command (flashrom's spi_ignorelist): the
+    # write "succeeds", and only the read-back finds the old bytes.
+    with pytest.raises(VerificationError, match="differs"), DeviceChip(device, tmp_path) as chip:
+        flash(chip.programmer + ",spi_ignorelist=02", new)
+    assert device.read_bytes() == before
 
 
 def test_a_device_without_a_firmware_image_is_a_format_error(tmp_path: Path) -> None:
