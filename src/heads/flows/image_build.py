@@ -130,6 +130,7 @@ ROOT_PACKAGES: Final = (
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
     "libtss2-tcti-device0",
+    "flashrom",
 )
 # Kernel modules the runtime may need (the rest of what it needs is built in): fw_cfg for the
 # firmware image's user files, virtio-blk disks, and dm-crypt for LUKS
@@ -429,6 +430,8 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     busybox = take("/bin/busybox", "bin/busybox")
     take("/sbin/kexec", "sbin/kexec")
     take("/usr/bin/gpgv", "usr/bin/gpgv")
+    # Flashing the firmware image from the running system (docs/qemu-platform.md §Flash).
+    take("/usr/sbin/flashrom", "usr/sbin/flashrom")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
     tcti = "libtss2-tcti-device.so.0"
     take(f"/usr/lib/x86_64-linux-gnu/{tcti}", f"{_LIBDIR.lstrip('/')}/{tcti}")
