@@ -12,7 +12,7 @@ from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve
 from heads.adapters.tpm import open_tpm
 from heads.core.digest import HashAlg
 from heads.errors import FormatError, UsageError
-from heads.flows.qemu_platform import Machine, create_machine, redact_console
+from heads.flows.qemu_platform import Machine, boot_machine, create_machine, redact_console
 from heads.testing.swtpm import swtpm_missing_reason
 
 
@@ -104,3 +104,20 @@ def test_machine_directory_round_trip(tmp_path: Path) -> None:
         Machine.load(root)
     with pytest.raises(UsageError, match="not a machine directory"):
         Machine.load(tmp_path / "nothing")
+
+
+@pytest.mark.swtpm
+def test_flash_chip_size_is_a_machine_setting(tmp_path: Path) -> None:
+    require(swtpm_missing_reason())
+    machine = create_machine(tmp_path / "m", flash_size=32 * 2**20)
+    assert Machine.load(machine.root).flash_size == 32 * 2**20
+    # A machine made before the flash image existed has the default chip.
+    (machine.root / "machine.json").write_text(
+        '{"format": 1, "memory_mib": 1024, "append": "console=ttyS0", "label": "x"}'
+    )
+    assert Machine.load(machine.root).flash_size == 16 * 2**20
+    with pytest.raises(UsageError, match="not a power of two"):
+        create_machine(tmp_path / "n", flash_size=24 * 2**20)
+    # Booting before provisioning names what is missing (no QEMU is started).
+    with pytest.raises(UsageError, match=r"os-disk\.img is missing"):
+        boot_machine(machine)
