@@ -49,8 +49,9 @@ from typing import Final, TextIO
 from heads.adapters._run import run
 from heads.adapters.kexec import KexecTools
 from heads.adapters.tpm import Tpm, open_tpm
-from heads.core.cbfs import TYPE_RAW, parse_cbfs
+from heads.core.cbfs import TYPE_RAW
 from heads.core.digest import HashAlg
+from heads.core.flash_image import FlashImage
 from heads.core.kexec_plan import KexecPlan
 from heads.core.platform import (
     CONSOLE_PREFIX,
@@ -205,7 +206,8 @@ def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Co
         con.say(f"no firmware user files at {env.rom} ({exc.strerror}); PCR 7 not extended")
         return 0
     count = 0
-    for cbfs_file in parse_cbfs(image, source=str(env.rom)):
+    # A flat CBFS (the user-file image) or a whole FMAP flash image: the CBFS is found either way.
+    for cbfs_file in FlashImage.from_bytes(image, source=str(env.rom)).files():
         if cbfs_file.type != TYPE_RAW or not cbfs_file.name.startswith(USER_FILE_PREFIX + "/"):
             continue
         rel = cbfs_file.name[len(USER_FILE_PREFIX) :]  # "/etc/config.user", as Heads measures
