@@ -28,7 +28,9 @@ from heads.flows.qemu_platform import (
     boot_machine,
     cached_payload,
     create_machine,
+    flash_size_for,
     provision_machine,
+    write_payload,
 )
 
 MARKS = ("init", "python", "runtime", "totp", "kexec", "os")
@@ -65,21 +67,24 @@ def main() -> int:
     payload = cached_payload(args.payload, cache_dir=default_cache_dir(), say=print)
     size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
     with tempfile.TemporaryDirectory(prefix="heads-bench-boot-") as tmp:
-        machine = create_machine(Path(tmp) / "m")
-        provision_machine(machine, os_kernel=payload.kernel)
-        first = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+        machine = create_machine(Path(tmp) / "m", flash_size=flash_size_for(size))
+        provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs)
+        first = boot_machine(machine)
         print(f"provisioning boot: {', '.join(f'{k} {v:.2f}' for k, v in first.marks.items())}")
         floor_initrd = floor_initramfs(Path(tmp) / "floor.cpio.gz")
         runs: list[dict[str, float]] = []
         floors: list[dict[str, float]] = []
         # Interleaved, so both kinds see the same machine load.
         for n in range(args.boots):
-            result = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+            result = boot_machine(machine)
             if not result.os_up:
                 print(f"boot {n + 1} did not reach the OS: {result.transcript}")
                 return 1
             runs.append(dict(result.marks))
-            floor = boot_machine(machine, kernel=payload.kernel, initrd=floor_initrd)
+            # The floor boots from the same flash image with its initramfs swapped in.
+            write_payload(machine, kernel=payload.kernel, initramfs=floor_initrd)
+            floor = boot_machine(machine)
+            write_payload(machine, kernel=payload.kernel, initramfs=payload.initramfs)
             if "init" not in floor.marks:
                 print(f"floor boot {n + 1} did not reach /init: {floor.transcript}")
                 return 1

@@ -12,7 +12,7 @@ from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve
 from heads.adapters.tpm import open_tpm
 from heads.core.digest import HashAlg
 from heads.errors import FormatError, UsageError
-from heads.flows.qemu_platform import Machine, create_machine, redact_console
+from heads.flows.qemu_platform import Machine, boot_machine, create_machine, redact_console
 from heads.testing.swtpm import swtpm_missing_reason
 
 
@@ -25,6 +25,7 @@ def test_argv_is_the_measured_machine() -> None:
         fw_cfg=(("opt/heads/rom", Path("/m/user.rom")),),
         fw_cfg_strings=(("opt/heads/mode", "batch"),),
         disks=(Path("/m/disk.img"),),
+        flash=Path("/m/flash.rom"),
     )
     argv = qemu_argv(spec)
     joined = " ".join(argv)
@@ -42,8 +43,12 @@ def test_argv_is_the_measured_machine() -> None:
         "name=opt/heads/mode,string=batch",
         "file=/m/disk.img,format=raw,if=none,id=disk0,readonly=on",
         "nvme,serial=heads-disk0,drive=disk0",
+        # The flash image: writable, after the OS disk (which stays /dev/nvme0n1).
+        "file=/m/flash.rom,format=raw,if=none,id=flash -device nvme,serial=heads-flash,drive=flash",
     ):
         assert part in joined
+    assert joined.index("heads-disk0") < joined.index("heads-flash")
+    assert "id=flash,readonly" not in joined
     assert argv[argv.index("-append") + 1] == "console=ttyS0"
     assert "-cpu" not in argv  # only with KVM
 
@@ -99,3 +104,20 @@ def test_machine_directory_round_trip(tmp_path: Path) -> None:
         Machine.load(root)
     with pytest.raises(UsageError, match="not a machine directory"):
         Machine.load(tmp_path / "nothing")
+
+
+@pytest.mark.swtpm
+def test_flash_chip_size_is_a_machine_setting(tmp_path: Path) -> None:
+    require(swtpm_missing_reason())
+    machine = create_machine(tmp_path / "m", flash_size=32 * 2**20)
+    assert Machine.load(machine.root).flash_size == 32 * 2**20
+    # A machine made before the flash image existed has the default chip.
+    (machine.root / "machine.json").write_text(
+        '{"format": 1, "memory_mib": 1024, "append": "console=ttyS0", "label": "x"}'
+    )
+    assert Machine.load(machine.root).flash_size == 16 * 2**20
+    with pytest.raises(UsageError, match="not a power of two"):
+        create_machine(tmp_path / "n", flash_size=24 * 2**20)
+    # Booting before provisioning names what is missing (no QEMU is started).
+    with pytest.raises(UsageError, match=r"os-disk\.img is missing"):
+        boot_machine(machine)

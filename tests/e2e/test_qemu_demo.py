@@ -24,11 +24,14 @@ from heads.flows.image_build import default_cache_dir
 from heads.flows.qemu_platform import (
     OS_KERNEL_NAME,
     BootResult,
+    DemoPayload,
     boot_machine,
     cached_payload,
     create_machine,
+    flash_size_for,
     provision_machine,
     tamper_os_kernel,
+    write_payload,
 )
 
 pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.swtpm, pytest.mark.gpg]
@@ -42,6 +45,13 @@ def _expected_code(uri: str, shown_at: str) -> str:
     return totp_code(secret, when).code
 
 
+def _chip(payload: DemoPayload) -> int:
+    """A 16 MiB chip, as on most Heads boards: the payload's budget keeps it fitting."""
+    chip = flash_size_for(payload.kernel.stat().st_size + payload.initramfs.stat().st_size)
+    assert chip == 16 * 2**20
+    return chip
+
+
 def _where(result: BootResult) -> str:
     return f"see the console transcript {result.transcript}"
 
@@ -50,11 +60,11 @@ def test_demo_boots_then_changed_initramfs(tmp_path: Path) -> None:
     require_tools("qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4")
     require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
     payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
-    machine = create_machine(tmp_path / "machine")
-    provision_machine(machine, os_kernel=payload.kernel)
+    machine = create_machine(tmp_path / "machine", flash_size=_chip(payload))
+    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs)
 
     # Boot 1: provisioning shows the secret; the code is RFC 6238 over it at the guest's time.
-    first = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    first = boot_machine(machine)
     assert first.otpauth_uri is not None, _where(first)
     assert first.totp is not None, _where(first)
     assert first.totp[0] == _expected_code(first.otpauth_uri, first.totp[1]), _where(first)
@@ -69,7 +79,7 @@ def test_demo_boots_then_changed_initramfs(tmp_path: Path) -> None:
     assert secret_b32 not in first.transcript.read_text(encoding="utf-8")
 
     # Boot 2: the same sealed secret is released (PCRs unchanged), no new provisioning.
-    second = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    second = boot_machine(machine)
     assert second.otpauth_uri is None, _where(second)
     assert second.totp is not None, _where(second)
     assert second.totp[0] == _expected_code(first.otpauth_uri, second.totp[1]), _where(second)
@@ -78,7 +88,7 @@ def test_demo_boots_then_changed_initramfs(tmp_path: Path) -> None:
     # Boot 3: one byte of the OS kernel flipped on the disk: refused, file named, no OS.
     tampered = tamper_os_kernel(machine)
     assert tampered == f"/{OS_KERNEL_NAME}"
-    third = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs)
+    third = boot_machine(machine)
     assert third.refusal is not None, _where(third)
     assert any(OS_KERNEL_NAME in line and "changed" in line for line in third.report), (
         third.report,
@@ -95,7 +105,8 @@ def test_demo_boots_then_changed_initramfs(tmp_path: Path) -> None:
     changed = tmp_path / "initramfs-changed.cpio.zst"
     compressed = run(["zstd", "-q", "-c"], desc="compress the overlay", stdin=overlay).stdout
     changed.write_bytes(payload.initramfs.read_bytes() + compressed)
-    fourth = boot_machine(machine, kernel=payload.kernel, initrd=changed)
+    write_payload(machine, kernel=payload.kernel, initramfs=changed)
+    fourth = boot_machine(machine)
     assert fourth.totp is None, _where(fourth)
     assert fourth.refusal is not None, _where(fourth)
     assert "TOTP secret not released" in fourth.refusal, _where(fourth)

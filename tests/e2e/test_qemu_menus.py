@@ -47,11 +47,11 @@ def test_scripted_menus_in_the_guest(tmp_path: Path) -> None:
     require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
     payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
     machine = create_machine(tmp_path / "machine")
-    provision_machine(machine, os_kernel=payload.kernel)
+    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs)
 
     def boot(*answers: str) -> BootResult:
         pairs = [(a.split("=", 1)[0], a.split("=", 1)[1]) for a in answers]
-        return boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs, answers=pairs)
+        return boot_machine(machine, answers=pairs)
 
     # Boot 1: no secret yet; the owner generates it from the menu, then boots.
     first = boot("totp-failed=g", "gate-passed=y", "totp-sealed=ok", "main-menu=d")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Final
 
 from heads.adapters._run import require_tool, run
+from heads.core.qemu_flash import FLASH_DEVICE_SERIAL
 from heads.errors import ToolError
 
 __all__ = [
@@ -65,6 +66,8 @@ class QemuSpec:
         fw_cfg: (name, file) pairs exposed through fw_cfg (``opt/...`` names).
         fw_cfg_strings: (name, value) pairs exposed through fw_cfg.
         disks: raw disk images attached read-only as NVMe devices, in order.
+        flash: the firmware's flash image, attached writable as one more NVMe device whose
+            serial is ``heads-flash`` (the guest flashes it with flashrom).
         memory_mib: guest RAM.
         firmware: the OVMF image given to ``-bios``.
         accel: ``tcg`` or ``kvm``.
@@ -77,6 +80,7 @@ class QemuSpec:
     fw_cfg: tuple[tuple[str, Path], ...] = ()
     fw_cfg_strings: tuple[tuple[str, str], ...] = ()
     disks: tuple[Path, ...] = ()
+    flash: Path | None = None
     memory_mib: int = DEFAULT_MEMORY_MIB
     firmware: Path = OVMF_BIOS
     accel: str = "tcg"
@@ -136,6 +140,14 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
             f"file={disk},format=raw,if=none,id=disk{i},readonly=on",
             "-device",
             f"nvme,serial=heads-disk{i},drive=disk{i}",
+        ]
+    if spec.flash is not None:
+        # After the OS disks, so they keep their names; the guest finds it by its serial.
+        argv += [
+            "-drive",
+            f"file={spec.flash},format=raw,if=none,id=flash",
+            "-device",
+            f"nvme,serial={FLASH_DEVICE_SERIAL},drive=flash",
         ]
     return argv
 

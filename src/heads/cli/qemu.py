@@ -2,9 +2,10 @@
 
 ::
 
-    heads qemu create DIR [--force]          new machine: manufactured swtpm, settings
-    heads qemu provision DIR [--payload P]   owner key, firmware user files, signed OS disk
-    heads qemu boot DIR [--payload P] [--interactive] [--console]
+    heads qemu create DIR [--force] [--flash-size MIB]   new machine: swtpm, settings, chip size
+    heads qemu provision DIR [--payload P]   owner key, flash image (payload + user files),
+                                             signed OS disk
+    heads qemu boot DIR [--interactive] [--console]      boots what the flash image holds
     heads qemu demo [--dir DIR] [--payload P] [--interactive] [--console]
 
 ``--payload`` is the directory ``heads build`` writes (``vmlinuz``, ``initramfs.cpio.zst``).
@@ -72,7 +73,7 @@ def _print_boot(result: BootResult) -> None:
 def _create(args: argparse.Namespace) -> int:
     from heads.flows.qemu_platform import create_machine
 
-    create_machine(args.dir, force=args.force, say=_say)
+    create_machine(args.dir, force=args.force, say=_say, flash_size=args.flash_size * 2**20)
     return ExitCode.OK
 
 
@@ -81,7 +82,7 @@ def _provision(args: argparse.Namespace) -> int:
 
     machine = Machine.load(args.dir)
     payload = _payload_files(args.payload)
-    provision_machine(machine, os_kernel=payload.kernel, say=_say)
+    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs, say=_say)
     return ExitCode.OK
 
 
@@ -114,15 +115,12 @@ def _boot(args: argparse.Namespace) -> int:
 
     answers = _answers(args)
     machine = Machine.load(args.dir)
-    payload = _payload_files(args.payload)
     if args.interactive:
         if answers:
             raise UsageError("--answer/--answers script a boot: not with --interactive")
-        return boot_interactive(machine, kernel=payload.kernel, initrd=payload.initramfs)
+        return boot_interactive(machine)
     result = boot_machine(
         machine,
-        kernel=payload.kernel,
-        initrd=payload.initramfs,
         echo=_echo if args.console else None,
         timeout_s=args.timeout,
         answers=answers,
@@ -140,6 +138,7 @@ def _demo(args: argparse.Namespace) -> int:
         boot_interactive,
         cached_payload,
         create_machine,
+        demo_flash_size,
         provision_machine,
         run_demo,
     )
@@ -152,10 +151,11 @@ def _demo(args: argparse.Namespace) -> int:
         f"{payload.initramfs.stat().st_size / 2**20:.1f} MiB = {size / 2**20:.1f} MiB"
     )
     if args.interactive:
-        machine = create_machine(args.dir, force=True, say=_say)
-        provision_machine(machine, os_kernel=payload.kernel, say=_say)
+        chip = demo_flash_size(payload, _say)
+        machine = create_machine(args.dir, force=True, say=_say, flash_size=chip)
+        provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs, say=_say)
         _say("interactive boot: the serial console is yours (the guest powers off at the end)")
-        return boot_interactive(machine, kernel=payload.kernel, initrd=payload.initramfs)
+        return boot_interactive(machine)
     report = run_demo(args.dir, payload, say=_say, echo=_echo if args.console else None)
     print()
     print(f"heads qemu demo summary (machine {report.machine}, {time.monotonic() - start:.0f} s)")
@@ -184,16 +184,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = qsub.add_parser("create", help="create a machine directory with a new TPM")
     p.add_argument("dir", type=Path, help="the machine directory")
     p.add_argument("--force", action="store_true", help="replace an existing directory")
+    p.add_argument(
+        "--flash-size",
+        type=int,
+        choices=(1, 2, 4, 8, 16, 32, 64),
+        default=16,
+        metavar="MIB",
+        help="flash chip size in MiB (default 16; the payload must fit)",
+    )
     p.set_defaults(func=_create)
 
-    p = qsub.add_parser("provision", help="owner key, firmware user files, signed OS disk")
+    p = qsub.add_parser("provision", help="owner key, flash image, signed OS disk")
     p.add_argument("dir", type=Path, help="the machine directory")
     p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="heads build output")
     p.set_defaults(func=_provision)
 
-    p = qsub.add_parser("boot", help="boot the machine once")
+    p = qsub.add_parser("boot", help="boot the machine once from its flash image")
     p.add_argument("dir", type=Path, help="the machine directory")
-    p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="heads build output")
     p.add_argument("--interactive", action="store_true", help="the console is yours")
     p.add_argument("--console", action="store_true", help="show the guest's console")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds until power-off")

@@ -139,6 +139,7 @@ ROOT_PACKAGES: Final = (
     "python3.11-minimal",
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
+    "flashrom",
 )
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
@@ -377,6 +378,8 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     busybox = take("/bin/busybox", "bin/busybox")
     take("/sbin/kexec", "sbin/kexec")
     take("/usr/bin/gpgv", "usr/bin/gpgv")
+    # Flashing the firmware image from the running system (docs/qemu-platform.md §Flash).
+    take("/usr/sbin/flashrom", "usr/sbin/flashrom")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
     tree.add(CpioEntry.symlink("usr/bin/python3", "python3.11"), "heads")
     for link in _busybox_links(busybox):

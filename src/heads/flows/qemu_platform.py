@@ -3,11 +3,17 @@
 A machine directory holds what a real Heads machine would hold in hardware, plus the owner's
 side::
 
-    machine.json        fixed machine settings (RAM, kernel command line, TOTP label)
+    machine.json        fixed machine settings (RAM, kernel command line, TOTP label, flash
+                        chip size)
     tpm/                the machine's swtpm state (manufactured once, kept across boots)
-    user.rom            the firmware image's user files: a CBFS image with
-                        heads/initrd/.gnupg/pubring.kbx and heads/initrd/etc/config.user,
-                        handed to the guest through fw_cfg (so a change moves PCR 7 only)
+    flash.rom           the firmware: a flash image (FMAP + CBFS, :mod:`heads.core.qemu_flash`)
+                        holding the payload (payload/kernel, payload/initramfs) and the user
+                        files heads/initrd/.gnupg/pubring.kbx and heads/initrd/etc/config.user;
+                        the guest sees it as a writable NVMe disk and flashes it with flashrom
+    loaded/             what the host loaded out of flash.rom for the current boot, as coreboot
+                        would: the payload's kernel and initramfs (OVMF's -kernel/-initrd) and
+                        user.rom, a small CBFS of the user files for fw_cfg (a change moves
+                        PCR 7 only)
     os-disk.img         the OS disk: ext4 made with ``mkfs.ext4 -d`` from os-boot/ (never
                         mounted on the host); the guest sees it as /dev/nvme0n1 = /boot
     os-boot/            the disk's content: a kernel (the payload's own: the demo OS needs
@@ -17,8 +23,10 @@ side::
     owner/gnupg/        the owner's GNUPGHOME: the private key never enters the guest
     boots/NNN/          console transcript of each boot
 
-The owner's side runs on the host while the guest is off: the signing flow bumps the rollback
-counter in the machine's own TPM, reached over TCP (``heads.adapters.swtpm.serve_tcp``).
+The payload and the user files are read out of flash.rom at every boot, so what the guest
+flashed is what the next boot runs.  The owner's side runs on the host while the guest is
+off: the signing flow bumps the rollback counter in the machine's own TPM, reached over TCP
+(``heads.adapters.swtpm.serve_tcp``).
 """
 
 from __future__ import annotations
@@ -48,8 +56,9 @@ from heads.adapters.swtpm import is_manufactured, manufacture, serve_qemu, serve
 from heads.adapters.tpm import open_tpm
 from heads.core.answers import format_answers
 from heads.core.bootcfg import BootEntry, EntryKind
-from heads.core.cbfs import CbfsFile, build_cbfs
+from heads.core.cbfs import CbfsFile
 from heads.core.cpio import CpioEntry, build_newc
+from heads.core.flash_image import FlashImage
 from heads.core.otp import parse_otpauth_uri, totp_code
 from heads.core.platform import (
     ANSWERS_FW_CFG,
@@ -59,6 +68,16 @@ from heads.core.platform import (
     MARK_REPORT,
     MARK_TOTP,
     MARK_URI,
+)
+from heads.core.qemu_flash import (
+    CONFIG_USER,
+    DEFAULT_FLASH_SIZE,
+    FW_CFG_FLASH_CONFIG_USER,
+    build_flash,
+    fitting_flash_size,
+    payload_of,
+    user_file_rom,
+    user_files_of,
 )
 from heads.errors import FormatError, ToolError, UsageError
 from heads.flows.boot_signing import sign_boot
@@ -73,11 +92,14 @@ __all__ = [
     "boot_machine",
     "cached_payload",
     "create_machine",
+    "demo_flash_size",
+    "flash_size_for",
     "provision_machine",
     "redact_console",
     "run_demo",
     "tamper_os_kernel",
     "totp_matches",
+    "write_payload",
 ]
 
 Say = Callable[[str], None]
@@ -91,9 +113,6 @@ OS_INITRD_NAME: Final = "initrd.img-demo"
 OS_APPEND: Final = "console=ttyS0 quiet heads_demo_os=1"
 OWNER_UID: Final = "Heads QEMU owner <owner@heads.invalid>"
 _DISK_MIB: Final = 64
-# The guest reads fw_cfg files byte by byte through an I/O port (slow under TCG): keep the
-# user-file image just large enough, in powers of two from 16 KiB.
-_ROM_MIN_SIZE: Final = 0x4000
 _BUSYBOX: Final = Path("/bin/busybox")
 _BOOT_TIMEOUT_S: Final = 300.0
 
@@ -106,14 +125,24 @@ class Machine:
     memory_mib: int = DEFAULT_MEMORY_MIB
     append: str = DEFAULT_APPEND
     label: str = "heads-qemu"
+    flash_size: int = DEFAULT_FLASH_SIZE
 
     @property
     def tpm_state(self) -> Path:
         return self.root / "tpm"
 
     @property
+    def flash(self) -> Path:
+        return self.root / "flash.rom"
+
+    @property
+    def loaded(self) -> Path:
+        return self.root / "loaded"
+
+    @property
     def rom(self) -> Path:
-        return self.root / "user.rom"
+        """The user-file CBFS handed to fw_cfg (made from flash.rom at each boot)."""
+        return self.loaded / "user.rom"
 
     @property
     def os_boot(self) -> Path:
@@ -156,6 +185,7 @@ class Machine:
                 memory_mib=int(obj["memory_mib"]),
                 append=str(obj["append"]),
                 label=str(obj["label"]),
+                flash_size=int(obj.get("flash_size", DEFAULT_FLASH_SIZE)),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FormatError(f"bad machine settings: {exc}", source=str(path)) from None
@@ -166,18 +196,28 @@ class Machine:
             "memory_mib": self.memory_mib,
             "append": self.append,
             "label": self.label,
+            "flash_size": self.flash_size,
         }
         write_atomic(self.root / "machine.json", json.dumps(obj, indent=2).encode() + b"\n")
 
 
-def create_machine(root: Path, *, force: bool = False, say: Say | None = None) -> Machine:
-    """Make a new machine directory with a freshly manufactured TPM.
+def create_machine(
+    root: Path,
+    *,
+    force: bool = False,
+    say: Say | None = None,
+    flash_size: int = DEFAULT_FLASH_SIZE,
+) -> Machine:
+    """Make a new machine directory with a freshly manufactured TPM and a flash chip of
+    ``flash_size`` bytes (16 MiB unless the payload does not fit: :func:`flash_size_for`).
 
     Raises:
-        UsageError: the directory exists and ``force`` is not set.
+        UsageError: the directory exists and ``force`` is not set, or a bad chip size.
         ToolError: swtpm_setup failed.
     """
     tell = say or (lambda _m: None)
+    if flash_size < 1024 * 1024 or flash_size > 64 * 1024 * 1024 or flash_size & (flash_size - 1):
+        raise UsageError(f"a flash chip of {flash_size} bytes is not a power of two of 1-64 MiB")
     if root.exists() and any(root.iterdir()):
         if not force:
             raise UsageError(
@@ -186,10 +226,13 @@ def create_machine(root: Path, *, force: bool = False, say: Say | None = None) -
             )
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
-    machine = Machine(root=root.resolve())
+    machine = Machine(root=root.resolve(), flash_size=flash_size)
     machine.save()
     manufacture(machine.tpm_state)
-    tell(f"machine created in {root} (TPM manufactured: sha1+sha256 banks)")
+    tell(
+        f"machine created in {root} (TPM manufactured: sha1+sha256 banks; "
+        f"{flash_size // 2**20} MiB flash chip)"
+    )
     return machine
 
 
@@ -201,7 +244,7 @@ class Provisioned:
     """What provisioning made: the owner key and the files the guest will see."""
 
     fingerprint: str
-    rom: Path
+    flash: Path
     os_disk: Path
     signed_files: tuple[str, ...] = ()
 
@@ -237,21 +280,64 @@ def _owner_key(machine: Machine) -> str:
     raise ToolError(f"gpg made no key in {home}")
 
 
-def _user_rom(machine: Machine, keyring: bytes) -> bytes:
+def _user_files(machine: Machine, keyring: bytes) -> list[CbfsFile]:
     config = (
         "# heads user configuration (firmware image, measured into PCR 7)\n"
         'export CONFIG_BOOT_DEV="/dev/nvme0n1"\n'
         f'export CONFIG_TOTP_LABEL="{machine.label}"\n'
     ).encode()
-    files = [
+    return [
         CbfsFile("heads/initrd/.gnupg/pubring.kbx", keyring),
-        CbfsFile("heads/initrd/etc/config.user", config),
+        CbfsFile(CONFIG_USER, config),
     ]
-    need = sum(len(f.name) + len(f.data) + 2 * 64 for f in files) + 256
-    size = _ROM_MIN_SIZE
-    while size < need:
-        size *= 2
-    return build_cbfs(files, size=size)
+
+
+def flash_size_for(payload_bytes: int) -> int:
+    """16 MiB when a payload of ``payload_bytes`` fits it, else the next size that does.
+
+    Raises:
+        UsageError: no chip of up to 64 MiB holds it.
+    """
+    try:
+        return fitting_flash_size(payload_bytes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _write_flash(machine: Machine, kernel: bytes, initramfs: bytes, files: list[CbfsFile]) -> None:
+    try:
+        image = build_flash(kernel, initramfs, files, size=machine.flash_size)
+    except ValueError as exc:
+        raise UsageError(
+            str(exc),
+            hint=f"make the machine with a larger chip: heads qemu create --force "
+            f"--flash-size {flash_size_for(len(kernel) + len(initramfs)) // 2**20} "
+            f"{machine.root}",
+        ) from None
+    write_atomic(machine.flash, image.to_bytes())
+
+
+def _read_flash(machine: Machine) -> FlashImage:
+    try:
+        data = machine.flash.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the flash image {machine.flash}: {exc.strerror}",
+            hint=f"provision the machine first: heads qemu provision {machine.root}",
+        ) from None
+    return FlashImage.from_bytes(data, source=str(machine.flash), expected_size=machine.flash_size)
+
+
+def write_payload(machine: Machine, *, kernel: Path, initramfs: Path) -> None:
+    """Put another payload into flash.rom, keeping the user files (as an external programmer
+    would write a new build with the owner's settings kept).
+
+    Raises:
+        UsageError: no flash image yet, or the payload does not fit.
+        FormatError: flash.rom is not a valid image.
+    """
+    files = user_files_of(_read_flash(machine))
+    _write_flash(machine, kernel.read_bytes(), initramfs.read_bytes(), files)
 
 
 _OS_INIT: Final = f"""#!/bin/busybox sh
@@ -328,30 +414,47 @@ def _write_default_entry(boot: Path, append: str) -> None:
     (boot / "kexec_default_hashes.txt").write_text(hashes)
 
 
-def provision_machine(machine: Machine, *, os_kernel: Path, say: Say | None = None) -> Provisioned:
-    """The owner's side: key, firmware user files, OS disk with a signed /boot.
+def provision_machine(
+    machine: Machine,
+    *,
+    kernel: Path,
+    initramfs: Path,
+    os_kernel: Path | None = None,
+    say: Say | None = None,
+) -> Provisioned:
+    """The owner's side: key, the flash image (payload + user files), OS disk with a signed
+    /boot.
 
     Args:
         machine: the machine (guest off).
-        os_kernel: the kernel the OS disk boots (the demo uses the payload's).
+        kernel: the payload kernel written into the flash image.
+        initramfs: the payload initramfs written into the flash image.
+        os_kernel: the Debian kernel the OS disk boots (default: the payload kernel).
         say: progress lines.
 
     Raises:
+        UsageError: no TPM, missing files, or the payload does not fit the flash chip.
         HeadsError: from gpg, swtpm, signing or mkfs.
     """
     tell = say or (lambda _m: None)
+    os_kernel = os_kernel or kernel
     if not is_manufactured(machine.tpm_state):
         raise UsageError(f"{machine.root} has no TPM yet", hint="run heads qemu create first")
-    if not os_kernel.is_file():
-        raise UsageError(
-            f"no kernel for the OS disk at {os_kernel}",
-            hint="build the payload first (heads build) or pass --payload DIR",
-        )
+    for path in (kernel, initramfs, os_kernel):
+        if not path.is_file():
+            raise UsageError(
+                f"no payload file at {path}",
+                hint="build the payload first (heads build) or pass --payload DIR",
+            )
+    payload_kernel, payload_initramfs = kernel.read_bytes(), initramfs.read_bytes()
     fpr = _owner_key(machine)
     keyring = _gpg(machine.gnupghome, "--export", fpr, desc="export the owner's public key")
     write_atomic(machine.keyring, keyring)
-    write_atomic(machine.rom, _user_rom(machine, keyring))
-    tell(f"owner key {fpr[-16:]}; public keyring and config.user written to {machine.rom.name}")
+    _write_flash(machine, payload_kernel, payload_initramfs, _user_files(machine, keyring))
+    tell(
+        f"owner key {fpr[-16:]}; payload, public keyring and config.user written to "
+        f"{machine.flash.name} ({machine.flash_size // 2**20} MiB)"
+    )
 
     boot = machine.os_boot
     if boot.exists():
@@ -377,7 +480,7 @@ def provision_machine(machine: Machine, *, os_kernel: Path, say: Say | None = No
         f"OS disk {machine.os_disk.name}: /boot signed ({result.files_hashed} files, "
         f"rollback counter {result.counter_value})"
     )
-    return Provisioned(fpr, machine.rom, machine.os_disk, result.signed_files)
+    return Provisioned(fpr, machine.flash, machine.os_disk, result.signed_files)
 
 
 def tamper_os_kernel(machine: Machine) -> str:
@@ -453,29 +556,41 @@ def _next_boot_dir(machine: Machine) -> Path:
     return path
 
 
+def _load_firmware(machine: Machine) -> tuple[Path, Path]:
+    """Read the payload and the user files out of flash.rom into loaded/, as coreboot would.
+
+    Returns:
+        The kernel and initramfs files for OVMF (``machine.rom`` holds the user files).
+
+    Raises:
+        UsageError: no flash image yet.
+        FormatError: flash.rom is damaged or lacks the payload.
+    """
+    image = _read_flash(machine)
+    kernel, initramfs = payload_of(image)
+    machine.loaded.mkdir(exist_ok=True)
+    paths = (machine.loaded / "kernel", machine.loaded / "initramfs")
+    write_atomic(paths[0], kernel)
+    write_atomic(paths[1], initramfs)
+    write_atomic(machine.rom, user_file_rom(user_files_of(image)))
+    return paths
+
+
 def _spec(
-    machine: Machine,
-    kernel: Path,
-    initrd: Path,
-    tpm_socket: Path,
-    mode: str,
-    *,
-    answers_file: Path | None = None,
+    machine: Machine, tpm_socket: Path, mode: str, extra_fw_cfg: tuple[tuple[str, Path], ...] = ()
 ) -> QemuSpec:
-    for path in (kernel, initrd, machine.rom, machine.os_disk):
-        if not path.is_file():
-            raise UsageError(f"{path} is missing", hint="build the payload and provision first")
-    fw_cfg: tuple[tuple[str, Path], ...] = (("opt/heads/rom", machine.rom),)
-    if answers_file is not None:
-        fw_cfg += ((ANSWERS_FW_CFG, answers_file),)
+    if not machine.os_disk.is_file():
+        raise UsageError(f"{machine.os_disk} is missing", hint="provision the machine first")
+    kernel, initrd = _load_firmware(machine)
     return QemuSpec(
         kernel=kernel,
         initrd=initrd,
         append=machine.append,
         tpm_socket=tpm_socket,
-        fw_cfg=fw_cfg,
+        fw_cfg=(("opt/heads/rom", machine.rom), *extra_fw_cfg),
         fw_cfg_strings=(("opt/heads/mode", mode),),
         disks=(machine.os_disk,),
+        flash=machine.flash,
         memory_mib=machine.memory_mib,
         accel=choose_accel(),
     )
@@ -535,13 +650,19 @@ def _result(transcript: Path, rc: int, lines: Sequence[ConsoleLine]) -> BootResu
 def boot_machine(
     machine: Machine,
     *,
-    kernel: Path,
-    initrd: Path,
     echo: Callable[[ConsoleLine], None] | None = None,
     timeout_s: float = _BOOT_TIMEOUT_S,
     answers: Sequence[tuple[str, str]] = (),
+    flash_config_user: bytes | None = None,
 ) -> BootResult:
-    """Boot the machine once, non-interactively, until the guest powers off.
+    """Boot the machine once from its flash image, non-interactively, until it powers off.
+
+    Args:
+        machine: the provisioned machine.
+        echo: called with each console line as it arrives.
+        timeout_s: the guest must power off within this.
+        flash_config_user: ask the guest to flash its image with this ``config.user`` once
+            the boot passed the integrity gate (it then powers off instead of kexec).
 
     ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
     guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
@@ -549,20 +670,26 @@ def boot_machine(
     only and removed when the boot ends.
 
     Raises:
+        UsageError: the machine is not provisioned.
+        FormatError: flash.rom is damaged.
         ToolError: QEMU or swtpm failed, or the guest did not power off in time (the error
             names the console transcript, which is kept).
     """
     boot_dir = _next_boot_dir(machine)
     transcript = boot_dir / "console.log"
+    extra: tuple[tuple[str, Path], ...] = ()
+    if flash_config_user is not None:
+        request = boot_dir / "flash-config.user"
+        write_atomic(request, flash_config_user)
+        extra = ((FW_CFG_FLASH_CONFIG_USER, request),)
     answers_file = boot_dir / "answers" if answers else None
     if answers_file is not None:
         write_atomic(answers_file, format_answers(answers), mode=0o600)
+        extra = (*extra, (ANSWERS_FW_CFG, answers_file))
     try:
         with serve_qemu(machine.tpm_state) as swtpm:
             assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
-            spec = _spec(
-                machine, kernel, initrd, swtpm.ctrl_socket, "batch", answers_file=answers_file
-            )
+            spec = _spec(machine, swtpm.ctrl_socket, "batch", extra)
             with QemuConsole(
                 spec, transcript=transcript, echo=echo, redact=redact_console
             ) as console:
@@ -574,15 +701,17 @@ def boot_machine(
     return _result(transcript, rc, lines)
 
 
-def boot_interactive(machine: Machine, *, kernel: Path, initrd: Path) -> int:
-    """Boot with the serial console on this terminal; returns QEMU's exit status.
+def boot_interactive(machine: Machine) -> int:
+    """Boot from the flash image with the serial console on this terminal; returns QEMU's
+    exit status.
 
     Raises:
+        UsageError: the machine is not provisioned.
         ToolError: QEMU or swtpm failed to start.
     """
     with serve_qemu(machine.tpm_state) as swtpm:
         assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
-        spec = _spec(machine, kernel, initrd, swtpm.ctrl_socket, "interactive")
+        spec = _spec(machine, swtpm.ctrl_socket, "interactive")
         return run_interactive(spec)
 
 
@@ -656,6 +785,18 @@ class DemoReport:
         return all(passed for _name, passed in self.checks)
 
 
+def demo_flash_size(payload: DemoPayload, say: Say) -> int:
+    """The chip for the demo: 16 MiB, or the next size up while the payload does not fit."""
+    size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
+    chip = flash_size_for(size)
+    if chip != DEFAULT_FLASH_SIZE:
+        say(
+            f"flash: the payload ({size / 2**20:.1f} MiB) does not fit a "
+            f"{DEFAULT_FLASH_SIZE // 2**20} MiB chip: using a {chip // 2**20} MiB chip"
+        )
+    return chip
+
+
 def totp_matches(uri: str | None, shown: tuple[str, str] | None) -> bool:
     """Does the code the guest showed equal RFC 6238 over the provisioned secret at its time?"""
     if uri is None or shown is None:
@@ -682,14 +823,14 @@ def run_demo(
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
             the wrong thing is reported in the checks instead.
     """
-    machine = create_machine(root, force=True, say=say)
-    provision_machine(machine, os_kernel=payload.kernel, say=say)
+    machine = create_machine(root, force=True, say=say, flash_size=demo_flash_size(payload, say))
+    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs, say=say)
     boots: list[BootResult] = []
     checks: list[tuple[str, bool]] = []
 
     def boot(n: int, what: str) -> BootResult:
         say(f"boot {n}: {what}")
-        result = boot_machine(machine, kernel=payload.kernel, initrd=payload.initramfs, echo=echo)
+        result = boot_machine(machine, echo=echo)
         boots.append(result)
         marks = ", ".join(f"{k} {v:.1f} s" for k, v in result.marks.items())
         say(f"boot {n}: done ({marks}); console: {result.transcript}")

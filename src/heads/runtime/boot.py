@@ -455,6 +455,29 @@ def _stdin_is_serial() -> bool:
     return name.startswith(("/dev/ttyS", "/dev/ttyAMA", "/dev/hvc", "/dev/ttyUSB"))
 
 
+def _scripted_flash(con: _Console) -> bool:
+    """Flash a new ``config.user`` when fw_cfg asks for it (after the integrity gate).
+
+    Returns:
+        Whether the image was flashed (the machine then powers off instead of kexec).
+    """
+    from heads.runtime.flash_update import (  # noqa: PLC0415 - only when asked
+        find_flash_device,
+        flash_config_user,
+        scripted_config_user,
+    )
+
+    config_user = scripted_config_user()
+    if config_user is None:
+        return False
+    device = find_flash_device()
+    if device is None:
+        raise UsageError("a flash was asked for but there is no flash device")
+    flash_config_user(device, config_user, say=con.say)
+    con.say("flash: done; powering off, the next boot loads the new image")
+    return True
+
+
 def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Console) -> int:
     if tpm is not None:
         measure_string(tpm, log, PCR_BOOT_MODE, "recovery", description="boot mode")
@@ -504,6 +527,8 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 plan = _verify_and_plan(env, tpm, con)
                 if not has_secret:
                     _seal_first_totp(env, tpm, con, pcr4_firmware)
+                if _scripted_flash(con):
+                    return EXIT_POWEROFF
                 return _kexec(env, plan, tpm, log, con)
             except BootRefused as refused:
                 con.say(f"INTEGRITY REPORT: {refused.message}")
