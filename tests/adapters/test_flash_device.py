@@ -24,12 +24,13 @@ pytestmark = [pytest.mark.flashrom]
 MIB = 1024 * 1024
 KERNEL = bytes(range(256)) * 2048
 INITRAMFS = b"initramfs" * 40000
+CMDLINE = "console=ttyS0"
 USER = [CbfsFile(CONFIG_USER, b'export CONFIG_TOTP_LABEL="before"\n')]
 
 
 def _device(tmp_path: Path, size: int) -> Path:
     device = tmp_path / "nvme1n1"
-    device.write_bytes(build_flash(KERNEL, INITRAMFS, USER, size=size).to_bytes())
+    device.write_bytes(build_flash(KERNEL, INITRAMFS, USER, cmdline=CMDLINE, size=size).to_bytes())
     return device
 
 
@@ -41,7 +42,7 @@ def test_config_user_flashed_and_read_back(tmp_path: Path, size: int) -> None:
     report = flash_config_user(device, b"export CONFIG_X=new\n", say=said.append, workdir=tmp_path)
     image = FlashImage.from_bytes(device.read_bytes(), expected_size=size)
     assert {f.name: f.data for f in user_files_of(image)} == {CONFIG_USER: b"export CONFIG_X=new\n"}
-    assert payload_of(image) == (KERNEL, INITRAMFS)
+    assert payload_of(image) == (KERNEL, INITRAMFS, CMDLINE)
     assert report.write_s > 0
     assert report.verify_s > 0
     assert "read back and verified" in said[-1]
@@ -52,7 +53,7 @@ def test_image_of_another_size_is_refused_and_the_device_kept(tmp_path: Path) ->
     require_tools("flashrom")
     device = _device(tmp_path, 4 * MIB)
     before = device.read_bytes()
-    other = build_flash(KERNEL, INITRAMFS, USER, size=8 * MIB)
+    other = build_flash(KERNEL, INITRAMFS, USER, cmdline=CMDLINE, size=8 * MIB)
     with (
         pytest.raises(UsageError, match="but the chip holds"),
         DeviceChip(device, tmp_path) as chip,

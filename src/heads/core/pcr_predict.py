@@ -41,7 +41,7 @@ from heads.core.digest import HashAlg
 from heads.core.eventlog import EventLog, replay_logs
 from heads.core.eventlog.model import Event
 from heads.core.flash_image import FlashImage
-from heads.core.platform import PROFILES
+from heads.core.platform import PAYLOAD_CMDLINE, PAYLOAD_INITRD, PAYLOAD_KERNEL, PROFILES
 from heads.errors import FormatError
 
 __all__ = [
@@ -58,9 +58,6 @@ __all__ = [
 ]
 
 #: CBFS names of the payload in an image the host runner boots (kernel, initrd, command line).
-PAYLOAD_KERNEL: Final = "payload/kernel"
-PAYLOAD_INITRD: Final = "payload/initrd"
-PAYLOAD_CMDLINE: Final = "payload/cmdline"
 USER_FILE_PREFIX: Final = "heads/initrd"
 EV_EVENT_TAG: Final = 0x00000006
 EV_EFI_BOOT_SERVICES_APPLICATION: Final = 0x80000003

@@ -14,6 +14,7 @@ from typing import Final
 
 __all__ = [
     "ANSWERS_FW_CFG",
+    "BOARD_FILE",
     "CONSOLE_PREFIX",
     "DEFAULT_TCTI",
     "EVENT_LOG",
@@ -24,6 +25,9 @@ __all__ = [
     "MARK_REPORT",
     "MARK_TOTP",
     "MARK_URI",
+    "PAYLOAD_CMDLINE",
+    "PAYLOAD_INITRD",
+    "PAYLOAD_KERNEL",
     "PCR_BOOT_MODE",
     "PCR_LUKS_HEADERS",
     "PCR_MODULES",
@@ -62,6 +66,14 @@ DEFAULT_TCTI: Final = "device:/dev/tpmrm0"
 #: CBFS prefix of the user files (Heads' cbfs-init): ``heads/initrd/etc/config.user`` is
 #: written to ``/etc/config.user`` and measured under that name.
 USER_FILE_PREFIX: Final = "heads/initrd"
+#: The payload in the firmware image's CBFS (outside ``heads/``: keeping the owner's files
+#: across a flash copies ``heads/*`` from the old image, and a payload must never travel that
+#: way): the kernel with its EFI stub, the compressed initramfs, the kernel command line.
+PAYLOAD_KERNEL: Final = "payload/kernel"
+PAYLOAD_INITRD: Final = "payload/initrd"
+PAYLOAD_CMDLINE: Final = "payload/cmdline"
+#: One line naming the board an image is built for (a flash refuses another board's image).
+BOARD_FILE: Final = "board"
 #: fw_cfg name of a scripted boot's answers to the menus (``ID=CHOICE`` lines), which the
 #: QEMU host side writes and the runtime reads.
 ANSWERS_FW_CFG: Final = "opt/heads/answers"

@@ -3,8 +3,10 @@
 The machine's firmware is one flash image, laid out like a real chip: an FMAP names a
 ``COREBOOT`` region, and the CBFS there holds
 
-* the payload: ``payload/kernel`` (the bzImage with its EFI stub) and ``payload/initramfs``
-  (the compressed cpio), stored as they are (both are compressed already);
+* the payload: ``payload/kernel`` (the bzImage with its EFI stub), ``payload/initrd`` (the
+  compressed cpio), stored as they are (both are compressed already), and
+  ``payload/cmdline``, the kernel command line;
+* ``board``, naming the machine (a flash refuses another board's image);
 * the owner's user files, ``heads/initrd/*`` (``.gnupg/pubring.kbx``, ``etc/config.user``...),
   which the runtime measures into PCR 7.
 
@@ -24,7 +26,13 @@ from typing import Final
 from heads.core.cbfs import TYPE_RAW, CbfsFile, build_cbfs
 from heads.core.flash_image import FlashImage, FlashLayout, new_flash_image
 from heads.core.fmap import FmapArea
-from heads.core.platform import USER_FILE_PREFIX
+from heads.core.platform import (
+    BOARD_FILE,
+    PAYLOAD_CMDLINE,
+    PAYLOAD_INITRD,
+    PAYLOAD_KERNEL,
+    USER_FILE_PREFIX,
+)
 from heads.errors import FormatError
 
 __all__ = [
@@ -32,8 +40,7 @@ __all__ = [
     "DEFAULT_FLASH_SIZE",
     "FLASH_DEVICE_SERIAL",
     "FW_CFG_FLASH_CONFIG_USER",
-    "PAYLOAD_INITRAMFS",
-    "PAYLOAD_KERNEL",
+    "QEMU_BOARD",
     "build_flash",
     "fitting_flash_size",
     "payload_of",
@@ -47,8 +54,8 @@ _MIB: Final = 1024 * 1024
 DEFAULT_FLASH_SIZE: Final = 16 * _MIB
 #: The largest chip :func:`fitting_flash_size` picks (a 512 Mbit part).
 _MAX_FLASH_SIZE: Final = 64 * _MIB
-PAYLOAD_KERNEL: Final = "payload/kernel"
-PAYLOAD_INITRAMFS: Final = "payload/initramfs"
+#: What the image's ``board`` file says on this platform.
+QEMU_BOARD: Final = "qemu-q35"
 _FMAP_SIZE: Final = 0x200
 # A file header, its name and the 64-byte alignment cost at most this much per file.
 _PER_FILE_OVERHEAD: Final = 0x100
@@ -96,16 +103,23 @@ def build_flash(
     initramfs: bytes,
     user_files: Sequence[CbfsFile],
     *,
+    cmdline: str,
     size: int = DEFAULT_FLASH_SIZE,
 ) -> FlashImage:
-    """A fresh image of ``size`` bytes: the payload first, then the user files, in order.
+    """A fresh image of ``size`` bytes: the board, the payload and its command line first, then
+    the user files, in order.
 
     Raises:
         ValueError: bad size, a bad or repeated name, or the files do not fit (the message
             gives the sizes).
     """
     image = new_flash_image(qemu_layout(size), source="QEMU flash image")
-    files = [CbfsFile(PAYLOAD_KERNEL, kernel), CbfsFile(PAYLOAD_INITRAMFS, initramfs)]
+    files = [
+        CbfsFile(BOARD_FILE, QEMU_BOARD.encode() + b"\n"),
+        CbfsFile(PAYLOAD_KERNEL, kernel),
+        CbfsFile(PAYLOAD_INITRD, initramfs),
+        CbfsFile(PAYLOAD_CMDLINE, cmdline.encode()),
+    ]
     try:
         return image.with_files([*files, *user_files])
     except ValueError as exc:
@@ -115,19 +129,25 @@ def build_flash(
         ) from None
 
 
-def payload_of(image: FlashImage) -> tuple[bytes, bytes]:
-    """The payload's kernel and initramfs, as coreboot would load them.
+def payload_of(image: FlashImage) -> tuple[bytes, bytes, str]:
+    """The payload's kernel, initramfs and command line, as coreboot would load them.
 
     Raises:
-        FormatError: either file is missing or not a plain raw file.
+        FormatError: a file is missing or not a plain raw file, or the command line is not
+            one line of printable ASCII.
     """
     parts: list[bytes] = []
-    for name in (PAYLOAD_KERNEL, PAYLOAD_INITRAMFS):
+    for name in (PAYLOAD_KERNEL, PAYLOAD_INITRD, PAYLOAD_CMDLINE):
         f = image.file(name)
         if f is None or f.type != TYPE_RAW or f.compression:
             raise FormatError(f"no raw uncompressed CBFS file {name}", source=image.source)
         parts.append(f.data)
-    return parts[0], parts[1]
+    cmdline = parts[2].decode("ascii", "replace")
+    if not cmdline.isprintable() or len(cmdline) > 4096:
+        raise FormatError(
+            f"{PAYLOAD_CMDLINE} is not one line of printable ASCII", source=image.source
+        )
+    return parts[0], parts[1], cmdline
 
 
 def user_files_of(image: FlashImage) -> list[CbfsFile]:

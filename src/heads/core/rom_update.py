@@ -27,6 +27,7 @@ from typing import Final
 
 from heads.core.cbfs import TYPE_RAW, CbfsFile
 from heads.core.flash_image import FlashImage
+from heads.core.platform import BOARD_FILE
 from heads.errors import FormatError, HashMismatchError, UsageError
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "parse_package",
 ]
 
-BOARD_FILE: Final = "board"
 USER_PREFIX: Final = "heads/"
 MANIFEST: Final = "sha256sum.txt"
 MANIFEST_SIGNATURE: Final = "sha256sum.txt.asc"

@@ -7,7 +7,7 @@ side::
                         chip size)
     tpm/                the machine's swtpm state (manufactured once, kept across boots)
     flash.rom           the firmware: a flash image (FMAP + CBFS, :mod:`heads.core.qemu_flash`)
-                        holding the payload (payload/kernel, payload/initramfs) and the user
+                        holding the payload (payload/kernel, payload/initrd, payload/cmdline) and the user
                         files heads/initrd/.gnupg/pubring.kbx and heads/initrd/etc/config.user;
                         the guest sees it as a writable NVMe disk and flashes it with flashrom
     loaded/             what the host loaded out of flash.rom for the current boot, as coreboot
@@ -306,7 +306,9 @@ def flash_size_for(payload_bytes: int) -> int:
 
 def _write_flash(machine: Machine, kernel: bytes, initramfs: bytes, files: list[CbfsFile]) -> None:
     try:
-        image = build_flash(kernel, initramfs, files, size=machine.flash_size)
+        image = build_flash(
+            kernel, initramfs, files, cmdline=machine.append, size=machine.flash_size
+        )
     except ValueError as exc:
         raise UsageError(
             str(exc),
@@ -556,24 +558,25 @@ def _next_boot_dir(machine: Machine) -> Path:
     return path
 
 
-def _load_firmware(machine: Machine) -> tuple[Path, Path]:
+def _load_firmware(machine: Machine) -> tuple[Path, Path, str]:
     """Read the payload and the user files out of flash.rom into loaded/, as coreboot would.
 
     Returns:
-        The kernel and initramfs files for OVMF (``machine.rom`` holds the user files).
+        The kernel and initramfs files for OVMF and the command line the image carries
+        (``machine.rom`` holds the user files).
 
     Raises:
         UsageError: no flash image yet.
         FormatError: flash.rom is damaged or lacks the payload.
     """
     image = _read_flash(machine)
-    kernel, initramfs = payload_of(image)
+    kernel, initramfs, cmdline = payload_of(image)
     machine.loaded.mkdir(exist_ok=True)
     paths = (machine.loaded / "kernel", machine.loaded / "initramfs")
     write_atomic(paths[0], kernel)
     write_atomic(paths[1], initramfs)
     write_atomic(machine.rom, user_file_rom(user_files_of(image)))
-    return paths
+    return paths[0], paths[1], cmdline
 
 
 def _spec(
@@ -581,11 +584,11 @@ def _spec(
 ) -> QemuSpec:
     if not machine.os_disk.is_file():
         raise UsageError(f"{machine.os_disk} is missing", hint="provision the machine first")
-    kernel, initrd = _load_firmware(machine)
+    kernel, initrd, cmdline = _load_firmware(machine)
     return QemuSpec(
         kernel=kernel,
         initrd=initrd,
-        append=machine.append,
+        append=cmdline,
         tpm_socket=tpm_socket,
         fw_cfg=(("opt/heads/rom", machine.rom), *extra_fw_cfg),
         fw_cfg_strings=(("opt/heads/mode", mode),),
