@@ -24,7 +24,7 @@ from heads.core.rollback import RollbackBinding
 from heads.flows.boot_entries import save_default
 from heads.flows.boot_signing import sign_boot
 from heads.flows.totp import totp_exists
-from heads.runtime.boot import EXIT_POWEROFF, RuntimeEnv, run_boot
+from heads.runtime.boot import EXIT_POWEROFF, EXIT_RECOVERY, RuntimeEnv, run_boot
 from heads.testing.swtpm import Swtpm
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.gpg]
@@ -385,3 +385,17 @@ def test_config_change_moves_pcr7_then_generate_behind_the_gate(
     text = _boot(_power_cycle(env, swtpm))
     assert re.search(r"^heads: TOTP \d{6}", text, re.MULTILINE), text
     assert "TOTP URI" not in text
+
+
+def test_restricted_mode_gives_no_shell_even_when_the_menus_fail(
+    tmp_path: Path, swtpm: Swtpm, owner: Owner
+) -> None:
+    env = replace(_provisioned(tmp_path, swtpm, owner), batch=False, answers=(("options", "x"),))
+    # At an interactive console a failure of the menus ends in the recovery shell...
+    assert run_boot(env, io.StringIO()) == EXIT_RECOVERY
+    # ...but never in Restricted mode.
+    env = _power_cycle(env, swtpm)
+    out = io.StringIO()
+    assert run_boot(replace(env, mode=ModeConfig(restricted=True)), out) == EXIT_POWEROFF
+    assert "heads: BOOT FAILED: dialog main-menu" in out.getvalue()
+    assert "Restricted Boot is enabled: no recovery shell" in out.getvalue()

@@ -483,6 +483,10 @@ def _recovery(env: RuntimeEnv, tpm: Tpm | None, log: EventLogWriter, con: _Conso
         measure_string(tpm, log, PCR_BOOT_MODE, "recovery", description="boot mode")
         con.say('PCR 4 extended with "recovery"')
         _print_log(log, con)
+    if env.mode is not None and env.mode.restricted:
+        # Restricted Boot: no shell on any path (Heads reboots; this board powers off).
+        con.say("recovery: Restricted Boot is enabled: no recovery shell, powering off")
+        return EXIT_POWEROFF
     if _is_batch(env):
         con.say("recovery: batch boot, powering off instead of starting a shell")
         return EXIT_POWEROFF
