@@ -34,6 +34,7 @@ from heads.flows.image_build import (
     default_cache_dir,
     published_digests,
 )
+from heads.flows.kernel_build import build_kernel
 
 SMOKE_INIT = b"""#!/bin/sh
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
@@ -141,6 +142,41 @@ def test_manifest_describes_every_member_and_output(built: Payload) -> None:
     assert "usr/lib/python3/heads-site/heads/runtime/__init__.pyc" in members
     assert not any("heads/testing" in k for k in members)
     assert not any("libtss2" in k or "cryptography" in k or "cffi" in k for k in members)
+    # The kernel: compiled from the pinned source, every driver built in (no modules shipped).
+    assert not any(k.startswith("lib/modules") for k in members)
+    lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
+    kernel = manifest["kernel"]
+    assert kernel["source"] == f"{lock.kernel_pin.name} {lock.kernel_pin.version}"
+    assert kernel["source_sha256"] == lock.kernel_pin.sha256
+    assert kernel["platform"] == "qemu"
+    assert kernel["version"] == built.kernel_version
+    assert built.kernel_version.endswith("-heads")
+    assert built.kernel_config is not None
+    config = built.kernel_config.read_bytes()
+    assert kernel["config_sha256"] == hashlib.sha256(config).hexdigest()
+    assert b"# CONFIG_MODULES is not set\n" in config
+    fragment = (DEFAULT_LOCK.parent / "kernel" / "qemu.fragment").read_bytes()
+    assert kernel["fragment_sha256"] == hashlib.sha256(fragment).hexdigest()
+    assert {"gcc-12", "binutils", "make"} <= set(kernel["toolchain"])
+    assert manifest["build"] == {"kernel_from_cache": built.kernel_from_cache}
+
+
+@pytest.mark.slow
+def test_a_second_build_takes_the_kernel_from_the_cache(built: Payload) -> None:
+    lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
+    said: list[str] = []
+    again = build_kernel(
+        lock.kernel_pin,
+        cache_dir=default_cache_dir(),
+        inputs=None,
+        platform="qemu",
+        epoch=lock.source_date_epoch,
+        progress=said.append,
+    )
+    assert again.from_cache, said
+    assert again.image == built.kernel.read_bytes()
+    assert built.kernel_config is not None
+    assert again.config == built.kernel_config.read_bytes()
 
 
 @pytest.mark.slow
