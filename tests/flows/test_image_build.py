@@ -248,6 +248,7 @@ def test_lock_round_trip_and_malformed_locks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.rebuild
 def test_build_check_two_builds_are_identical(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
