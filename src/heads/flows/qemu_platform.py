@@ -7,8 +7,9 @@ side::
                         chip size)
     tpm/                the machine's swtpm state (manufactured once, kept across boots)
     flash.rom           the firmware: a flash image (FMAP + CBFS, :mod:`heads.core.qemu_flash`)
-                        holding the payload (payload/kernel, payload/initrd, payload/cmdline) and the user
-                        files heads/initrd/.gnupg/pubring.kbx and heads/initrd/etc/config.user;
+                        holding the board name, the payload (payload/kernel, payload/initrd,
+                        payload/cmdline) and the user files heads/initrd/.gnupg/pubring.kbx
+                        and heads/initrd/etc/config.user;
                         the guest sees it as a writable NVMe disk and flashes it with flashrom
     loaded/             what the host loaded out of flash.rom for the current boot, as coreboot
                         would: the payload's kernel and initramfs (OVMF's -kernel/-initrd) and
