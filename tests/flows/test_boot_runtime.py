@@ -326,3 +326,27 @@ def test_default_hashes_that_differ_from_the_entry_are_a_boot_hash_mismatch(
     assert "heads:   Boot Hash Mismatch" in text
     assert "\nheads: kexec " not in text
     assert 'PCR 4 extended with "recovery"' in text
+
+
+def test_config_user_from_the_image_sets_the_mode(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG + b'export CONFIG_RESTRICTED_BOOT="y"\n')
+    data = bytearray((env.boot_dir / "vmlinuz").read_bytes())
+    data[10] ^= 1
+    (env.boot_dir / "vmlinuz").write_bytes(bytes(data))
+    code, text = _boot(env)
+    assert "heads: configuration: Restricted mode\n" in text, text
+    assert code == EXIT_POWEROFF
+    assert 'PCR 4 extended with "recovery"' in text
+
+
+def test_a_malformed_config_user_is_named_and_left_out(
+    tmp_path: Path, swtpm: Swtpm, owner: tuple[GpgHome, str]
+) -> None:
+    env = _machine(tmp_path, swtpm, owner, CONFIG + b'export CONFIG_BASIC="$(reboot)"\n')
+    code, text = _boot(env)
+    assert code == EXIT_POWEROFF
+    assert re.search(r"heads: configuration ignored: .*config\.user.*line 2", text), text
+    assert "heads: configuration: normal mode\n" in text
+    assert "heads: /boot verified" in text

@@ -51,6 +51,7 @@ from heads.core.gui import (
     UsbBoot,
     WipeTotp,
     config_changes,
+    mode_from_config,
     parse_time,
 )
 from heads.core.secret import Secret
@@ -505,3 +506,34 @@ def test_config_changes_use_heads_names() -> None:
 )
 def test_parse_time(text: str, expected: datetime | None) -> None:
     assert parse_time(text) == expected
+
+
+def test_mode_from_config_reads_heads_keys_later_wins() -> None:
+    assert mode_from_config({}) == ModeConfig()
+    mode = mode_from_config(
+        {
+            "CONFIG_BOARD_NAME": "x230",
+            "CONFIG_RESTRICTED_BOOT": "y",
+            "CONFIG_BASIC": "n",
+            "CONFIG_AUTO_BOOT_TIMEOUT": "5",
+            "CONFIG_DEBUG_OUTPUT": "y",
+            "CONFIG_HOTPKEY": "y",
+        }
+    )
+    assert mode == ModeConfig(
+        board="x230",
+        restricted=True,
+        basic=False,
+        auto_boot_timeout=5,
+        output_level=2,
+        hotp=True,
+    )
+    assert mode_from_config({"CONFIG_QUIET_MODE": "y"}).output_level == 0
+    # Values Heads would not understand keep the base's setting; an empty timeout is "off".
+    base = ModeConfig(restricted=True, auto_boot_timeout=9)
+    odd = mode_from_config({"CONFIG_RESTRICTED_BOOT": "yes", "CONFIG_AUTO_BOOT_TIMEOUT": ""}, base)
+    assert odd.restricted
+    assert odd.auto_boot_timeout is None
+    # The inverse of config_changes.
+    after = ModeConfig(basic=True, auto_boot_timeout=3, output_level=0)
+    assert mode_from_config(dict(config_changes(ModeConfig(), after))) == after

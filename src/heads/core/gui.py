@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Final
@@ -85,6 +85,7 @@ __all__ = [
     "UsbBoot",
     "WipeTotp",
     "config_changes",
+    "mode_from_config",
     "parse_time",
 ]
 
@@ -402,6 +403,39 @@ def config_changes(before: ModeConfig, after: ModeConfig) -> tuple[tuple[str, st
         out.append(("CONFIG_QUIET_MODE", "y" if after.output_level == 0 else "n"))
         out.append(("CONFIG_DEBUG_OUTPUT", "y" if after.output_level >= 2 else "n"))
     return tuple(out)
+
+
+def mode_from_config(values: Mapping[str, str], base: ModeConfig | None = None) -> ModeConfig:
+    """The menus' settings from ``CONFIG_*`` values (board defaults then ``config.user``,
+    already merged: later wins), the inverse of :func:`config_changes`.  A value Heads would
+    not understand leaves the setting as ``base`` has it (the configuration check reports it).
+    """
+    mode = base or ModeConfig()
+
+    def flag(key: str, default: bool) -> bool:
+        value = values.get(key)
+        return default if value not in ("y", "n") else value == "y"
+
+    timeout = mode.auto_boot_timeout
+    raw = values.get("CONFIG_AUTO_BOOT_TIMEOUT")
+    if raw is not None:
+        timeout = int(raw) if raw.isdigit() and 0 < int(raw) <= 3600 else None
+    level = mode.output_level
+    if flag("CONFIG_DEBUG_OUTPUT", level >= 2):
+        level = 2
+    elif flag("CONFIG_QUIET_MODE", level == 0):
+        level = 0
+    elif "CONFIG_DEBUG_OUTPUT" in values or "CONFIG_QUIET_MODE" in values:
+        level = 1
+    return ModeConfig(
+        board=values.get("CONFIG_BOARD_NAME", mode.board) or mode.board,
+        brand=values.get("CONFIG_BRAND_NAME", mode.brand) or mode.brand,
+        basic=flag("CONFIG_BASIC", mode.basic),
+        restricted=flag("CONFIG_RESTRICTED_BOOT", mode.restricted),
+        auto_boot_timeout=timeout,
+        output_level=level,
+        hotp=flag("CONFIG_HOTPKEY", mode.hotp),
+    )
 
 
 def parse_time(text: str) -> datetime | None:

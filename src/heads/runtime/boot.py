@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TextIO
@@ -75,6 +75,7 @@ from heads.core.platform import (
 )
 from heads.core.text import scrub, shown
 from heads.errors import (
+    FormatError,
     HashMismatchError,
     HeadsError,
     KexecError,
@@ -100,6 +101,7 @@ EXIT_POWEROFF: Final = 11
 
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
 _MAX_ROM_BYTES: Final = 64 * 1024 * 1024
+_MAX_CONFIG_BYTES: Final = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,35 @@ def _measure_user_files(env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Co
         con.say(f"PCR 7 measured {rel} ({len(cbfs_file.data)} bytes)")
         count += 1
     return count
+
+
+def _read_config(env: RuntimeEnv, con: _Console) -> ModeConfig:
+    """The settings as Heads reads them: the board's defaults (``/etc/config`` in the payload,
+    when it has one), then the owner's ``config.user`` from the firmware image; later wins.
+
+    A file that does not parse is named with its line and left out: the boot goes on with the
+    other file's values (both were measured into PCR 7 or the payload, so a change shows).
+    """
+    from heads.core.gui import mode_from_config  # noqa: PLC0415 - after the TOTP inputs
+    from heads.core.heads_config import merged, parse_config  # noqa: PLC0415
+
+    configs = []
+    for path in (env.root / "etc" / "config", env.root / "etc" / "config.user"):
+        try:
+            with path.open("rb") as f:
+                data = f.read(_MAX_CONFIG_BYTES + 1)
+        except OSError:
+            continue
+        try:
+            if len(data) > _MAX_CONFIG_BYTES:
+                raise FormatError(f"larger than {_MAX_CONFIG_BYTES} bytes", source=str(path))
+            configs.append(parse_config(data, source=str(path)))
+        except FormatError as err:
+            con.say(f"configuration ignored: {err.message}")
+    mode = mode_from_config(merged(configs))
+    flags = [n for n, on in (("Basic", mode.basic), ("Restricted", mode.restricted)) if on]
+    con.say(f"configuration: {' and '.join(flags) + ' mode' if flags else 'normal mode'}")
+    return mode
 
 
 def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None:
@@ -507,6 +538,8 @@ def run_boot(env: RuntimeEnv, out: TextIO) -> int:
                 # The firmware log first: compared with the TPM before we extend anything.
                 pcr4_firmware = _read_firmware_log(env, tpm, con)
                 _measure_user_files(env, tpm, log, con)
+                if env.mode is None:
+                    env = replace(env, mode=_read_config(env, con))
                 _mount_boot(env, con)
                 renderer = _menu_renderer(env, out)
                 if renderer is not None:
