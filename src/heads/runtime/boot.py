@@ -51,7 +51,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 from heads.adapters._run import run
 from heads.adapters.kexec import KexecTools
@@ -59,8 +59,8 @@ from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.cbfs import TYPE_RAW
 from heads.core.digest import HashAlg
 from heads.core.flash_image import FlashImage
-from heads.core.gui import ModeConfig
 from heads.core.kexec_plan import KexecPlan
+from heads.core.mode_config import ModeConfig
 from heads.core.platform import (
     ANSWERS_FW_CFG,
     CONSOLE_PREFIX,
@@ -83,10 +83,11 @@ from heads.errors import (
     UsageError,
     VerificationError,
 )
-from heads.flows.boot_entries import dry_run_argv
 from heads.flows.measure import EventLogWriter, measure_file, measure_string
 from heads.flows.totp import seal_totp, show_totp, totp_exists
-from heads.ui.renderer import Renderer
+
+if TYPE_CHECKING:
+    from heads.ui.renderer import Renderer
 
 __all__ = [
     "EXIT_POWEROFF",
@@ -214,8 +215,8 @@ def _read_config(env: RuntimeEnv, con: _Console) -> ModeConfig:
     A file that does not parse is named with its line and left out: the boot goes on with the
     other file's values (both were measured into PCR 7 or the payload, so a change shows).
     """
-    from heads.core.gui import mode_from_config  # noqa: PLC0415 - after the TOTP inputs
     from heads.core.heads_config import merged, parse_config  # noqa: PLC0415
+    from heads.core.mode_config import mode_from_config  # noqa: PLC0415
 
     configs = []
     for path in (env.root / "etc" / "config", env.root / "etc" / "config.user"):
@@ -426,6 +427,8 @@ def _kexec(env: RuntimeEnv, plan: KexecPlan, tpm: Tpm, log: EventLogWriter, con:
     if not env.do_kexec:
         # Tests on a host: never load a kernel into the machine running them.
         _measure_generic(tpm, log, con)
+        from heads.flows.boot_entries import dry_run_argv  # noqa: PLC0415 - host tests only
+
         con.say(f"kexec not run (dry run): {' '.join(dry_run_argv(plan, env.boot_dir))}")
         return EXIT_POWEROFF
     kexec = KexecTools()
