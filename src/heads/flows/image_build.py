@@ -267,7 +267,8 @@ def _elf_info(data: bytes, source: str) -> _Elf | None:
         if base is None:
             raise FormatError("DT_STRTAB is outside every PT_LOAD segment", source=source)
         needed = tuple(data[base + n :].split(b"\0", 1)[0].decode() for n in needed_offsets)
-    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+    except (struct.error, IndexError, UnicodeDecodeError, OverflowError) as exc:
+        # OverflowError: an offset past what the platform can index (a forged 64-bit field).
         raise FormatError(f"truncated or malformed ELF file ({exc})", source=source) from None
     return _Elf(interp, needed)
 
