@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from heads.adapters._run import run
 from heads.adapters.tpm import Tpm
@@ -72,6 +72,9 @@ from heads.errors import HashMismatchError, HeadsError, MeasurementError
 from heads.flows.measure import EventLogWriter
 from heads.runtime.boot import EXIT_POWEROFF, RuntimeEnv, _Console, _kexec, _recovery
 from heads.ui.renderer import Renderer
+
+if TYPE_CHECKING:
+    from heads.flows.boot_signing import SignResult
 
 __all__ = ["NOT_IN_THIS_BUILD", "run_menus"]
 
@@ -377,19 +380,12 @@ class _Performer:
         return None
 
     def sign_boot(self) -> Outcome:
-        from heads.flows.boot_signing import sign_boot  # noqa: PLC0415
-
         missing = self._signer()
         if missing is not None:
             return missing
         self._writable_boot()
         try:
-            result = sign_boot(
-                self.env.boot_dir,
-                gnupghome=self.env.gnupghome,
-                key=self.env.signing_key,
-                tpm=_OwnerCounter(self.tpm, self.session.owner),
-            )
+            result = self._sign_boot()
         finally:
             self._readonly_boot()
         text = f"/boot signed: {result.files_hashed} files hashed"
@@ -398,9 +394,19 @@ class _Performer:
         self.con.say(text)
         return Ok((text,))
 
+    def _sign_boot(self) -> SignResult:
+        """Sign the (writable) /boot with the owner's key, the counter under the owner auth."""
+        from heads.flows.boot_signing import sign_boot  # noqa: PLC0415
+
+        return sign_boot(
+            self.env.boot_dir,
+            gnupghome=self.env.gnupghome,
+            key=self.env.signing_key,
+            tpm=_OwnerCounter(self.tpm, self.session.owner),
+        )
+
     def save_default(self, index: int) -> Outcome:
         from heads.flows.boot_entries import save_default  # noqa: PLC0415
-        from heads.flows.boot_signing import sign_boot  # noqa: PLC0415
 
         missing = self._signer()
         if missing is not None:
@@ -410,12 +416,7 @@ class _Performer:
             saved = save_default(
                 self.env.boot_dir,
                 index,
-                sign=lambda: sign_boot(
-                    self.env.boot_dir,
-                    gnupghome=self.env.gnupghome,
-                    key=self.env.signing_key,
-                    tpm=_OwnerCounter(self.tpm, self.session.owner),
-                ),
+                sign=self._sign_boot,
             )
         finally:
             self._readonly_boot()
