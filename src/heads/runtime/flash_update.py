@@ -13,18 +13,19 @@ machine powers off afterwards, as Heads reboots after "Flash/Update the BIOS".
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
 from heads.adapters.flash_device import DeviceChip, read_device
 from heads.core.cbfs import CbfsFile
 from heads.core.flash_image import FlashImage
+from heads.core.platform import USER_FILE_PREFIX
 from heads.core.qemu_flash import CONFIG_USER, FLASH_DEVICE_SERIAL, FW_CFG_FLASH_CONFIG_USER
 from heads.errors import FlashError
 from heads.flows.firmware import FlashReport, flash
 
-__all__ = ["find_flash_device", "flash_config_user", "scripted_config_user"]
+__all__ = ["find_flash_device", "flash_config_user", "flash_user_files", "scripted_config_user"]
 
 _SYS_BLOCK: Final = Path("/sys/block")
 _FW_CFG: Final = Path("/sys/firmware/qemu_fw_cfg/by_name")
@@ -67,15 +68,41 @@ def flash_config_user(
 ) -> FlashReport:
     """Replace ``heads/initrd/etc/config.user`` in the image on ``device`` and flash it.
 
+    Raises: as :func:`flash_user_files`.
+    """
+    return flash_user_files(device, {CONFIG_USER: config_user}, say=say, workdir=workdir)
+
+
+def flash_user_files(
+    device: Path,
+    changes: Mapping[str, bytes | None],
+    *,
+    say: Callable[[str], None],
+    workdir: Path | None = None,
+) -> FlashReport:
+    """Add, replace (bytes) or remove (None) user files in the image on ``device``; flash it.
+
+    Every name must be a ``heads/initrd/...`` user file: the payload itself is never touched
+    this way.  The whole new image is built in memory first, so a bad change flashes nothing.
+
     Raises:
+        ValueError: a name outside ``heads/initrd/``, or the CBFS is full.
         FormatError: the device does not hold a valid firmware image.
         FlashError: flashrom failed (the device is unchanged), or the copy back failed (the
             message says the device may be half written).
         VerificationError: the chip read back differs (the device is unchanged).
     """
     current = FlashImage.from_bytes(read_device(device), source=str(device))
-    new = current.with_file(CbfsFile(CONFIG_USER, config_user), replace=True)
-    say(f"flash: {device} ({current.size} bytes): replacing {CONFIG_USER}")
+    new = current
+    for name, data in changes.items():
+        if not name.startswith(USER_FILE_PREFIX + "/"):
+            raise ValueError(f"{name!r} is not a user file ({USER_FILE_PREFIX}/...)")
+        if data is None:
+            if new.file(name) is not None:
+                new = new.without_file(name)
+        else:
+            new = new.with_file(CbfsFile(name, data), replace=True)
+    say(f"flash: {device} ({current.size} bytes): changing {', '.join(sorted(changes))}")
     with (
         tempfile.TemporaryDirectory(prefix="heads-flash-", dir=workdir) as tmp,
         DeviceChip(device, Path(tmp)) as chip,
