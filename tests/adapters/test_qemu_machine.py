@@ -48,6 +48,7 @@ def test_argv_is_the_measured_machine() -> None:
     ):
         assert part in joined
     assert joined.index("heads-disk0") < joined.index("heads-flash")
+
     assert "id=flash,readonly" not in joined
     assert argv[argv.index("-append") + 1] == "console=ttyS0"
     assert "-cpu" not in argv  # only with KVM
@@ -121,3 +122,23 @@ def test_flash_chip_size_is_a_machine_setting(tmp_path: Path) -> None:
     # Booting before provisioning names what is missing (no QEMU is started).
     with pytest.raises(UsageError, match=r"os-disk\.img is missing"):
         boot_machine(machine)
+
+
+def test_argv_usb_drives_and_writable_disks() -> None:
+    spec = QemuSpec(
+        kernel=Path("/p/vmlinuz"),
+        initrd=Path("/p/initrd"),
+        append="console=ttyS0",
+        disks=(Path("/m/disk.img"),),
+        disks_writable=True,
+        usb_disks=(Path("/m/backup.img"), Path("/m/update.img")),
+    )
+    joined = " ".join(qemu_argv(spec))
+    assert "file=/m/disk.img,format=raw,if=none,id=disk0 " in joined
+    assert "readonly" not in joined
+    assert "-device qemu-xhci,id=xhci" in joined
+    for i, name in enumerate(("backup", "update")):
+        assert f"file=/m/{name}.img,format=raw,if=none,id=usb{i}" in joined
+        assert f"usb-storage,bus=xhci.0,drive=usb{i},removable=on" in joined
+    assert joined.index("usb0") < joined.index("usb1")
+    assert "xhci" not in " ".join(qemu_argv(QemuSpec(Path("k"), Path("i"), "")))

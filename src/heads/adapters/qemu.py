@@ -65,7 +65,12 @@ class QemuSpec:
         tpm_socket: swtpm's unix control socket, or None for a machine without TPM.
         fw_cfg: (name, file) pairs exposed through fw_cfg (``opt/...`` names).
         fw_cfg_strings: (name, value) pairs exposed through fw_cfg.
-        disks: raw disk images attached read-only as NVMe devices, in order.
+        disks: raw disk images attached as NVMe devices, in order (read-only unless
+            ``disks_writable``).
+        disks_writable: the guest may write the disks (signing /boot from the runtime).
+        usb_disks: raw disk images attached writable as USB mass-storage devices on an xHCI
+            controller, in order (a key-backup drive, an update package): ``/dev/sdX`` in
+            the guest.
         flash: the firmware's flash image, attached writable as one more NVMe device whose
             serial is ``heads-flash`` (the guest flashes it with flashrom).
         memory_mib: guest RAM.
@@ -80,6 +85,8 @@ class QemuSpec:
     fw_cfg: tuple[tuple[str, Path], ...] = ()
     fw_cfg_strings: tuple[tuple[str, str], ...] = ()
     disks: tuple[Path, ...] = ()
+    disks_writable: bool = False
+    usb_disks: tuple[Path, ...] = ()
     flash: Path | None = None
     memory_mib: int = DEFAULT_MEMORY_MIB
     firmware: Path = OVMF_BIOS
@@ -137,9 +144,19 @@ def qemu_argv(spec: QemuSpec) -> list[str]:
         # virtio-blk built in).  Guest name: /dev/nvme{i}n1.
         argv += [
             "-drive",
-            f"file={disk},format=raw,if=none,id=disk{i},readonly=on",
+            f"file={disk},format=raw,if=none,id=disk{i}"
+            + ("" if spec.disks_writable else ",readonly=on"),
             "-device",
             f"nvme,serial=heads-disk{i},drive=disk{i}",
+        ]
+    if spec.usb_disks:
+        argv += ["-device", "qemu-xhci,id=xhci"]
+    for i, disk in enumerate(spec.usb_disks):
+        argv += [
+            "-drive",
+            f"file={disk},format=raw,if=none,id=usb{i}",
+            "-device",
+            f"usb-storage,bus=xhci.0,drive=usb{i},removable=on",
         ]
     if spec.flash is not None:
         # After the OS disks, so they keep their names; the guest finds it by its serial.

@@ -581,7 +581,13 @@ def _load_firmware(machine: Machine) -> tuple[Path, Path, str]:
 
 
 def _spec(
-    machine: Machine, tpm_socket: Path, mode: str, extra_fw_cfg: tuple[tuple[str, Path], ...] = ()
+    machine: Machine,
+    tpm_socket: Path,
+    mode: str,
+    extra_fw_cfg: tuple[tuple[str, Path], ...] = (),
+    *,
+    usb_disks: tuple[Path, ...] = (),
+    disks_writable: bool = False,
 ) -> QemuSpec:
     if not machine.os_disk.is_file():
         raise UsageError(f"{machine.os_disk} is missing", hint="provision the machine first")
@@ -594,6 +600,8 @@ def _spec(
         fw_cfg=(("opt/heads/rom", machine.rom), *extra_fw_cfg),
         fw_cfg_strings=(("opt/heads/mode", mode),),
         disks=(machine.os_disk,),
+        disks_writable=disks_writable,
+        usb_disks=usb_disks,
         flash=machine.flash,
         memory_mib=machine.memory_mib,
         accel=choose_accel(),
@@ -658,6 +666,8 @@ def boot_machine(
     timeout_s: float = _BOOT_TIMEOUT_S,
     answers: Sequence[tuple[str, str]] = (),
     flash_config_user: bytes | None = None,
+    usb_disks: Sequence[Path] = (),
+    disks_writable: bool = False,
 ) -> BootResult:
     """Boot the machine once from its flash image, non-interactively, until it powers off.
 
@@ -667,6 +677,8 @@ def boot_machine(
         timeout_s: the guest must power off within this.
         flash_config_user: ask the guest to flash its image with this ``config.user`` once
             the boot passed the integrity gate (it then powers off instead of kexec).
+        usb_disks: disk images plugged in as USB drives (writable).
+        disks_writable: the guest may write the OS disk (the runtime signs /boot).
 
     ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
     guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
@@ -693,7 +705,14 @@ def boot_machine(
     try:
         with serve_qemu(machine.tpm_state) as swtpm:
             assert swtpm.ctrl_socket is not None  # noqa: S101 - serve_qemu always sets it
-            spec = _spec(machine, swtpm.ctrl_socket, "batch", extra)
+            spec = _spec(
+                machine,
+                swtpm.ctrl_socket,
+                "batch",
+                extra,
+                usb_disks=tuple(usb_disks),
+                disks_writable=disks_writable,
+            )
             with QemuConsole(
                 spec, transcript=transcript, echo=echo, redact=redact_console
             ) as console:

@@ -1,0 +1,84 @@
+"""USB drives in the running payload: find them and mount them for a moment.
+
+Owners bring files to the machine on a USB drive (an update package, a public key) and take
+the owner key's backup away on one.  The runtime finds USB mass-storage disks through sysfs
+(a ``/usb`` hop in the device path) and mounts the filesystem busybox recognises, read-only
+unless writing is the point, and always unmounts, even when the caller fails.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from heads.adapters._run import run
+
+__all__ = ["UsbDisk", "mounted", "usb_disks"]
+
+_SYS_BLOCK: Final = Path("/sys/block")
+
+
+@dataclass(frozen=True, slots=True)
+class UsbDisk:
+    """One USB mass-storage disk.
+
+    Attributes:
+        device: ``/dev/sdX``.
+        partitions: ``/dev/sdXN``, in order (empty: the filesystem is on the whole disk).
+        size: in bytes.
+    """
+
+    device: Path
+    partitions: tuple[Path, ...]
+    size: int
+
+    @property
+    def filesystem_device(self) -> Path:
+        """Where the filesystem is: the first partition, or the disk itself."""
+        return self.partitions[0] if self.partitions else self.device
+
+
+def usb_disks(sys_block: Path = _SYS_BLOCK) -> list[UsbDisk]:
+    """The USB disks the kernel sees, by name."""
+    found: list[UsbDisk] = []
+    try:
+        names = sorted(p.name for p in sys_block.iterdir() if p.name.startswith("sd"))
+    except OSError:
+        return []
+    for name in names:
+        node = sys_block / name
+        try:
+            if "/usb" not in str(node.resolve()):
+                continue
+            sectors = int((node / "size").read_text().strip() or "0")
+            parts = sorted(
+                p.name for p in node.iterdir() if p.name.startswith(name) and p.name != name
+            )
+        except (OSError, ValueError):
+            continue
+        found.append(
+            UsbDisk(Path("/dev") / name, tuple(Path("/dev") / p for p in parts), sectors * 512)
+        )
+    return found
+
+
+@contextmanager
+def mounted(device: Path, *, writable: bool = False) -> Iterator[Path]:
+    """``device``'s filesystem mounted on a fresh directory; unmounted on the way out.
+
+    Raises:
+        ToolError: mount failed (no filesystem busybox knows, a damaged one...).
+    """
+    with tempfile.TemporaryDirectory(prefix="heads-usb-") as where:
+        options = "rw" if writable else "ro,nosuid,nodev,noexec"
+        run(["mount", "-o", options, str(device), where], desc=f"mount {device}")
+        try:
+            yield Path(where)
+        finally:
+            if writable:
+                run(["sync"], desc="sync", check=False)
+            run(["umount", where], desc=f"unmount {device}", check=False)
