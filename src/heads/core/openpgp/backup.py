@@ -61,20 +61,31 @@ def _random(rng: Callable[[int], bytes], size: int) -> bytes:
     return value
 
 
-def export_secret(key: OwnerKey, passphrase: Secret, *, rng: Callable[[int], bytes]) -> bytes:
+def export_secret(
+    key: OwnerKey,
+    passphrase: Secret,
+    *,
+    rng: Callable[[int], bytes],
+    s2k_count: int = S2K_CODED_COUNT,
+) -> bytes:
     """The ASCII-armored transferable secret key, protected by ``passphrase``.
+
+    ``s2k_count`` is the coded S2K count (RFC 4880 §3.7.1.3); tests lower it, the product
+    keeps the default.
 
     Raises:
         UsageError: an empty passphrase (the backup would be readable by whoever finds it).
     """
     if not passphrase.reveal():
         raise UsageError("the key backup needs a passphrase")
+    if not 0 <= s2k_count <= 0xFF:
+        raise ValueError("the coded S2K count is one byte")
     salt = _random(rng, _SALT_BYTES)
     iv = _random(rng, aes.BLOCK)
     clear = bytearray(encode_mpi(key.seed.reveal()))
     clear += hashlib.sha1(clear, usedforsecurity=False).digest()
     cipher_key = derive_key(
-        passphrase, hash_id=_HASH_SHA256, salt=salt, coded_count=S2K_CODED_COUNT, size=32
+        passphrase, hash_id=_HASH_SHA256, salt=salt, coded_count=s2k_count, size=32
     )
     try:
         encrypted = bytes(aes.cfb_encrypt(bytes(cipher_key), iv, clear))
@@ -85,7 +96,7 @@ def export_secret(key: OwnerKey, passphrase: Secret, *, rng: Callable[[int], byt
         key.public_body
         + bytes((_USAGE_SHA1, _CIPHER_AES256, _S2K_ITERATED, _HASH_SHA256))
         + salt
-        + bytes((S2K_CODED_COUNT,))
+        + bytes((s2k_count,))
         + iv
         + encrypted
     )
