@@ -199,6 +199,8 @@ def test_times_outside_32_bits_and_short_random_are_refused(key: OwnerKey) -> No
         generate_owner_key(USER_ID, created=1 << 32, rng=fixed_rng(1))
     with pytest.raises(UsageError, match="time range"):
         sign_detached(key, b"x", created=-1)
+    with pytest.raises(UsageError, match="before the key was made"):
+        sign_detached(key, b"x", created=CREATED - 1)
     with pytest.raises(ValueError, match="32 bytes"):
         generate_owner_key(USER_ID, created=CREATED, rng=lambda n: bytes(n - 1))
 

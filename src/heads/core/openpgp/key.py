@@ -230,9 +230,17 @@ def sign_detached(key: OwnerKey, data: bytes, *, created: int) -> bytes:
     """An ASCII-armored detached signature of binary ``data`` (type 0x00, SHA-256).
 
     Raises:
-        UsageError: ``created`` outside OpenPGP's 32-bit time range.
+        UsageError: ``created`` outside OpenPGP's 32-bit time range, or before the key's
+            creation (a clock that is wrong).
     """
     _check_time(created, "the signature time")
+    if created < key.created:
+        # gpgv refuses a signature older than its key; better to say why here, where the
+        # wrong clock can still be fixed, than to leave /boot signed but unverifiable.
+        raise UsageError(
+            f"the signature time {created} is before the key was made ({key.created})",
+            hint="set the system clock to the current date and sign again",
+        )
     hashed, unhashed = _issuer_subpackets(key, created)
     body = signature_body(key, SIG_BINARY, prefix=data, hashed=hashed, unhashed=unhashed)
     return armor("SIGNATURE", encode_packet(TAG_SIGNATURE, body))
