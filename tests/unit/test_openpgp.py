@@ -23,7 +23,7 @@ from heads.core.openpgp import (
     sign_detached,
 )
 from heads.core.openpgp.armor import armor, crc24, dearmor
-from heads.core.openpgp.key import public_key_body
+from heads.core.openpgp.key import public_key_body, signature_body, user_id_prefix
 from heads.core.openpgp.packets import (
     Packet,
     encode_mpi,
@@ -85,7 +85,7 @@ def test_new_format_headers_are_read(header: bytes, length: int) -> None:
         (b"\xb7", "indeterminate packet length"),
         (b"\xb4\x05abc", "runs past the end"),
         (b"\xb5\x00", "truncated packet header"),
-        (b"\xcd\xff\x00\x10\x00\x00" + bytes(8), "more than a key or signature needs"),
+        (b"\xcd\xff\x00\x10\x00\x01" + bytes(8), "more than a key or signature needs"),
         (b"\xc0\x00", "tag 0 is reserved"),
     ],
 )
@@ -349,3 +349,47 @@ def test_unprotected_secret_keys_are_read(key: OwnerKey) -> None:
     body = key.public_body + b"\x00" + clear + checksum
     secret = encode_packet(5, body) + exported[len(encode_packet(6, packets[0].body)) :]
     assert import_secret(secret, Secret(b""), source="s") == key
+
+
+def _certified(key: OwnerKey, user_id: bytes, *, before: bytes = b"") -> bytes:
+    """A public key whose user ID (any bytes) carries a valid self-certification."""
+    prefix = user_id_prefix(key.public_body, user_id)
+    certification = signature_body(key, 0x13, prefix=prefix, hashed=b"", unhashed=b"")
+    return (
+        encode_packet(6, key.public_body)
+        + encode_packet(13, user_id)
+        + before
+        + encode_packet(2, certification)
+    )
+
+
+@pytest.mark.parametrize(
+    ("user_id", "reason"),
+    [
+        (b"Owner\x1b[2J", "control characters"),
+        (b"Owner \xe2\x80\xae", "control characters"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b" ", "is empty"),
+    ],
+)
+def test_certified_but_unfit_user_ids_are_refused(
+    key: OwnerKey, user_id: bytes, reason: str
+) -> None:
+    with pytest.raises(FormatError, match=reason) as caught:
+        read_public(_certified(key, user_id), source="pub")
+    assert caught.value.offset == len(encode_packet(6, key.public_body))
+
+
+def test_unreadable_signatures_are_skipped_for_a_good_one(key: OwnerKey) -> None:
+    v3 = encode_packet(2, b"\x03" + bytes(20))
+    public = read_public(_certified(key, b"Owner", before=v3), source="pub")
+    assert public.user_id == "Owner"
+    # Without the good one, nothing certifies the user ID.
+    lone = encode_packet(6, key.public_body) + encode_packet(13, b"Owner") + v3
+    with pytest.raises(FormatError, match="no user ID of the key carries a valid"):
+        read_public(lone, source="pub")
+
+
+def test_oversized_key_files_are_refused() -> None:
+    with pytest.raises(FormatError, match="not a key file"):
+        import_secret(bytes(2 * 1024 * 1024), PASSPHRASE, source="big")

@@ -159,7 +159,8 @@ def _decrypt(reader: Reader, passphrase: Secret, *, source: str) -> bytearray:
         _wipe(clear)
         raise WrongPassphraseError(
             f"the passphrase does not unlock the secret key in {source}",
-            hint="type the passphrase chosen when the key backup was made",
+            hint="type the passphrase chosen when the key backup was made; if it is right,"
+            " the backup is damaged",
         )
     return clear
 

@@ -22,6 +22,7 @@ from heads.errors import UsageError
 
 __all__ = [
     "ED25519_OID",
+    "MAX_USER_ID_BYTES",
     "OwnerKey",
     "export_public",
     "generate_owner_key",
@@ -29,6 +30,7 @@ __all__ = [
     "sign_detached",
     "signature_body",
     "user_id_prefix",
+    "user_id_problem",
 ]
 
 ED25519_OID: Final = bytes.fromhex("2b06010401da470f01")  # 1.3.6.1.4.1.11591.15.1
@@ -41,7 +43,7 @@ TAG_USER_ID: Final = 13
 SIG_BINARY: Final = 0x00
 SIG_POSITIVE_CERT: Final = 0x13
 _NATIVE_POINT: Final = 0x40  # the MPI prefix of a native (compressed-less) EdDSA point
-_MAX_USER_ID_BYTES: Final = 1024
+MAX_USER_ID_BYTES: Final = 1024
 _MAX_TIME: Final = 0xFFFFFFFF
 
 # Signature subpacket types (RFC 4880 §5.2.3.1, RFC 9580 §5.2.3.35 for the fingerprint).
@@ -73,14 +75,22 @@ def check_user_id(user_id: str) -> bytes:
     Raises:
         UsageError: empty, too long, or holding control or format characters.
     """
-    encoded = user_id.encode("utf-8", "surrogatepass")
-    if not user_id.strip():
-        raise UsageError("the key's user ID is empty")
-    if len(encoded) > _MAX_USER_ID_BYTES:
-        raise UsageError(f"the key's user ID is longer than {_MAX_USER_ID_BYTES} bytes")
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise UsageError(f"the key's user ID {problem}")
+    return user_id.encode("utf-8")
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Why ``user_id`` is unfit for the owner's key (a phrase), or None when it is fit."""
     if shown(user_id) != user_id:
-        raise UsageError(f"the key's user ID holds control characters: {shown(user_id)}")
-    return encoded
+        # Also catches lone surrogates, which have no UTF-8 encoding.
+        return f"holds control characters: {shown(user_id)}"
+    if not user_id.strip():
+        return "is empty"
+    if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+        return f"is longer than {MAX_USER_ID_BYTES} bytes"
+    return None
 
 
 def public_key_body(public: bytes, created: int) -> bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from heads.core.openpgp.armor import dearmor
+from heads.core.openpgp.armor import MAX_ARMOR_BYTES, dearmor
 from heads.core.openpgp.key import (
     ALGO_EDDSA,
     ED25519_OID,
@@ -21,6 +21,7 @@ from heads.core.openpgp.key import (
     fingerprint_of,
     public_key_body,
     user_id_prefix,
+    user_id_problem,
 )
 from heads.core.openpgp.packets import Packet, Reader, read_packets
 from heads.core.openpgp.verify import parse_signature, verify_signature
@@ -57,7 +58,13 @@ class PublicKey:
 
 
 def unarmor(data: bytes, *, label: str, source: str) -> bytes:
-    """Binary packets as given, or the contents of an armor block with ``label``."""
+    """Binary packets as given, or the contents of an armor block with ``label``.
+
+    Raises:
+        FormatError: larger than any key file (:data:`MAX_ARMOR_BYTES`), or bad armor.
+    """
+    if len(data) > MAX_ARMOR_BYTES:
+        raise FormatError(f"larger than {MAX_ARMOR_BYTES} bytes: not a key file", source=source)
     if data.lstrip()[:5] == b"-----":
         return dearmor(data, label=label, source=source)
     return data
@@ -107,16 +114,23 @@ def certified_user_id(packets: list[Packet], primary: PrimaryKey, *, source: str
         while index < len(packets) and packets[index].tag == TAG_SIGNATURE:
             sig_packet = packets[index]
             index += 1
-            signature = parse_signature(sig_packet.body, source=source, base=sig_packet.offset)
+            try:
+                signature = parse_signature(sig_packet.body, source=source, base=sig_packet.offset)
+            except FormatError:
+                continue  # a signature we cannot read certifies nothing; others may
             if signature.sig_type in _CERTIFICATIONS and verify_signature(
                 primary.public, signature, prefix
             ):
                 try:
-                    return packet.body.decode("utf-8")
+                    user_id = packet.body.decode("utf-8")
                 except UnicodeDecodeError:
                     raise FormatError(
                         "a user ID that is not UTF-8", source=source, offset=packet.offset
                     ) from None
+                problem = user_id_problem(user_id)
+                if problem is not None:
+                    raise FormatError(f"the user ID {problem}", source=source, offset=packet.offset)
+                return user_id
     if not seen_user_id:
         raise FormatError("the key has no user ID", source=source)
     raise FormatError("no user ID of the key carries a valid self-certification", source=source)
