@@ -393,3 +393,19 @@ def test_unreadable_signatures_are_skipped_for_a_good_one(key: OwnerKey) -> None
 def test_oversized_key_files_are_refused() -> None:
     with pytest.raises(FormatError, match="not a key file"):
         import_secret(bytes(2 * 1024 * 1024), PASSPHRASE, source="big")
+
+
+def test_signatures_are_checked_a_bounded_number_of_times(key: OwnerKey) -> None:
+    other = generate_owner_key(USER_ID, created=CREATED, rng=fixed_rng(21))
+    prefix = user_id_prefix(key.public_body, b"Owner")
+    forged = encode_packet(2, signature_body(other, 0x13, prefix=prefix, hashed=b"", unhashed=b""))
+    # Unnamed issuers must be checked, up to the bound; then the file is refused.
+    with pytest.raises(FormatError, match="more than 16 certifications"):
+        read_public(_certified(key, b"Owner", before=forged * 17), source="pub")
+    # A certification that names another issuer is skipped without being checked.
+    hashed = encode_subpacket(33, b"\x04" + bytes.fromhex(other.fingerprint))
+    third = signature_body(other, 0x10, prefix=prefix, hashed=hashed, unhashed=b"")
+    public = read_public(
+        _certified(key, b"Owner", before=encode_packet(2, third) * 40), source="pub"
+    )
+    assert public.user_id == "Owner"
