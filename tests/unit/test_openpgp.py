@@ -409,3 +409,21 @@ def test_signatures_are_checked_a_bounded_number_of_times(key: OwnerKey) -> None
         _certified(key, b"Owner", before=encode_packet(2, third) * 40), source="pub"
     )
     assert public.user_id == "Owner"
+
+
+@pytest.mark.parametrize(
+    ("clear", "reason"),
+    [
+        (b"\x01\x08" + bytes(33), "264 bits, not 256"),
+        (b"\x01\x00" + bytes(33), "does not fill its field"),
+        (b"\x01", "truncated secret seed"),
+    ],
+)
+def test_malformed_decrypted_seeds_are_refused(key: OwnerKey, clear: bytes, reason: str) -> None:
+    exported = export_public(key)
+    rest = exported[len(encode_packet(6, key.public_body)) :]
+    checksum = (sum(clear) & 0xFFFF).to_bytes(2, "big")
+    secret = encode_packet(5, key.public_body + b"\x00" + clear + checksum) + rest
+    with pytest.raises(FormatError, match=reason) as caught:
+        import_secret(secret, PASSPHRASE, source="usb/key.gpg")
+    assert caught.value.source == "usb/key.gpg (decrypted secret)"

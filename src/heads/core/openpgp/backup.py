@@ -165,6 +165,20 @@ def _decrypt(reader: Reader, passphrase: Secret, *, source: str) -> bytearray:
     return clear
 
 
+def _seed_of(clear: bytearray, *, source: str) -> bytes:
+    """The 32-byte seed in the decrypted MPI, read in place (no copy of the whole field)."""
+    where = f"{source} (decrypted secret)"
+    if len(clear) < 2:
+        raise FormatError("truncated secret seed", source=where, offset=0)
+    bits = int.from_bytes(clear[:2], "big")
+    size = (bits + 7) // 8
+    if size > ed25519.SEED_BYTES:
+        raise FormatError(f"a secret seed of {bits} bits, not 256", source=where, offset=0)
+    if len(clear) != 2 + size:
+        raise FormatError("the secret seed does not fill its field", source=where, offset=2)
+    return bytes(clear[2:]).rjust(ed25519.SEED_BYTES, b"\x00")
+
+
 def import_secret(data: bytes, passphrase: Secret, *, source: str) -> OwnerKey:
     """The owner key in a transferable secret key (binary or armored), unlocked.
 
@@ -186,11 +200,7 @@ def import_secret(data: bytes, passphrase: Secret, *, source: str) -> OwnerKey:
     reader.take(primary.body_end, "public key")
     clear = _decrypt(reader, passphrase, source=source)
     try:
-        fields = Reader(bytes(clear), source=f"{source} (decrypted secret)", base=0)
-        seed = fields.mpi("secret seed", max_bytes=ed25519.SEED_BYTES)
-        if fields.remaining:
-            raise fields.fail("trailing bytes after the secret seed")
-        seed = seed.rjust(ed25519.SEED_BYTES, b"\x00")
+        seed = _seed_of(clear, source=source)
     finally:
         _wipe(clear)
     if not hmac.compare_digest(ed25519.public_key(seed), primary.public):
