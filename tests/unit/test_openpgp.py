@@ -427,3 +427,12 @@ def test_malformed_decrypted_seeds_are_refused(key: OwnerKey, clear: bytes, reas
     with pytest.raises(FormatError, match=reason) as caught:
         import_secret(secret, PASSPHRASE, source="usb/key.gpg")
     assert caught.value.source == "usb/key.gpg (decrypted secret)"
+
+
+def test_owner_keys_of_the_wrong_shape_cannot_be_made(key: OwnerKey) -> None:
+    with pytest.raises(ValueError, match="32-byte seed"):
+        OwnerKey(Secret(bytes(31)), key.public, CREATED, USER_ID)
+    with pytest.raises(ValueError, match="32-byte public key"):
+        OwnerKey(key.seed, key.public + b"\x00", CREATED, USER_ID)
+    with pytest.raises(UsageError, match="time range"):
+        OwnerKey(key.seed, key.public, -5, USER_ID)

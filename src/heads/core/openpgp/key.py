@@ -42,7 +42,7 @@ TAG_PUBLIC_KEY: Final = 6
 TAG_USER_ID: Final = 13
 SIG_BINARY: Final = 0x00
 SIG_POSITIVE_CERT: Final = 0x13
-_NATIVE_POINT: Final = 0x40  # the MPI prefix of a native (compressed-less) EdDSA point
+_NATIVE_POINT: Final = 0x40  # marks the MPI's payload as a native RFC 8032 point encoding
 MAX_USER_ID_BYTES: Final = 1024
 _MAX_TIME: Final = 0xFFFFFFFF
 
@@ -130,6 +130,11 @@ class OwnerKey:
     public: bytes
     created: int
     user_id: str
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != ed25519.SEED_BYTES or len(self.public) != 32:
+            raise ValueError("an Ed25519 key has a 32-byte seed and a 32-byte public key")
+        _check_time(self.created, "the key creation time")
 
     @property
     def public_body(self) -> bytes:
