@@ -18,6 +18,7 @@ from heads.core.openpgp import (
     OwnerKey,
     OwnerKeySigner,
     export_public,
+    export_public_armored,
     export_secret,
     generate_owner_key,
     import_secret,
@@ -67,10 +68,12 @@ def passphrase_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.parametrize("armored", [False, True])
 def test_gpg_imports_the_public_key_with_a_valid_self_signature(
-    key: OwnerKey, home: Path, tmp_path: Path
+    key: OwnerKey, home: Path, tmp_path: Path, armored: bool
 ) -> None:
-    (tmp_path / "pub.gpg").write_bytes(export_public(key))
+    exported = export_public_armored(key) if armored else export_public(key)
+    (tmp_path / "pub.gpg").write_bytes(exported)
     gpg(home, "--import", str(tmp_path / "pub.gpg"))
     rows = colons(home, "--check-sigs", key.fingerprint)
     assert [r[9] for r in rows if r[0] == "fpr"] == [key.fingerprint]

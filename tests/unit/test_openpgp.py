@@ -16,6 +16,7 @@ from heads.core.openpgp import (
     OwnerKey,
     OwnerKeySigner,
     export_public,
+    export_public_armored,
     export_secret,
     generate_owner_key,
     import_secret,
@@ -218,7 +219,7 @@ def test_public_export_reads_back_with_a_valid_self_certification(key: OwnerKey)
     public = read_public(exported, source="pub")
     assert (public.public, public.created, public.user_id) == (key.public, CREATED, USER_ID)
     assert public.fingerprint == key.fingerprint
-    assert read_public(armor("PUBLIC KEY BLOCK", exported), source="pub") == public
+    assert read_public(export_public_armored(key), source="pub") == public
 
 
 def test_a_replaced_user_id_is_refused(key: OwnerKey) -> None:

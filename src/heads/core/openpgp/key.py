@@ -25,6 +25,7 @@ __all__ = [
     "MAX_USER_ID_BYTES",
     "OwnerKey",
     "export_public",
+    "export_public_armored",
     "generate_owner_key",
     "public_key_body",
     "sign_detached",
@@ -239,6 +240,11 @@ def export_public(key: OwnerKey) -> bytes:
         + encode_packet(TAG_USER_ID, check_user_id(key.user_id))
         + encode_packet(TAG_SIGNATURE, self_certification(key))
     )
+
+
+def export_public_armored(key: OwnerKey) -> bytes:
+    """:func:`export_public` in ASCII armor (``public-key.asc`` beside a key backup)."""
+    return armor("PUBLIC KEY BLOCK", export_public(key))
 
 
 def sign_detached(key: OwnerKey, data: bytes, *, created: int) -> bytes:
