@@ -6,6 +6,7 @@ checks the same outputs with real gpg and gpgv.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from collections.abc import Callable
@@ -437,3 +438,21 @@ def test_owner_keys_of_the_wrong_shape_cannot_be_made(key: OwnerKey) -> None:
         OwnerKey(key.seed, key.public + b"\x00", CREATED, USER_ID)
     with pytest.raises(UsageError, match="time range"):
         OwnerKey(key.seed, key.public, -5, USER_ID)
+
+
+def test_signatures_by_weak_hashes_or_other_algorithms_do_not_verify(key: OwnerKey) -> None:
+    data = b"data"
+    signature = parse_signature(
+        signature_of(sign_detached(key, data, created=CREATED)).body, source="sig", base=0
+    )
+    assert verify_signature(key.public, signature, data)
+    changed = [
+        dataclasses.replace(signature, hash_algo=2),  # SHA-1
+        dataclasses.replace(signature, hash_algo=1),  # MD5
+        dataclasses.replace(signature, pubkey_algo=1),  # RSA
+        dataclasses.replace(
+            signature, digest_prefix=bytes(b ^ 0xFF for b in signature.digest_prefix)
+        ),
+    ]
+    for other in changed:
+        assert not verify_signature(key.public, other, data)
