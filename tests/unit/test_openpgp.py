@@ -37,6 +37,7 @@ from heads.core.openpgp.packets import (
 from heads.core.openpgp.s2k import decode_count, derive_key
 from heads.core.openpgp.verify import parse_signature, verify_signature
 from heads.core.secret import Secret
+from heads.core.tpm2 import aes
 from heads.errors import FormatError, UsageError, WrongPassphraseError
 
 USER_ID = "Heads Owner <owner@heads.invalid>"
@@ -456,3 +457,21 @@ def test_signatures_by_weak_hashes_or_other_algorithms_do_not_verify(key: OwnerK
     ]
     for other in changed:
         assert not verify_signature(key.public, other, data)
+
+
+@pytest.mark.parametrize(("cipher", "key_bytes", "s2k_hash"), [(7, 16, 2), (9, 32, 10)])
+def test_the_16_bit_checksum_and_other_ciphers_and_hashes_are_read(
+    key: OwnerKey, cipher: int, key_bytes: int, s2k_hash: int
+) -> None:
+    # S2K usage 255 (a 16-bit sum instead of SHA-1), as older OpenPGP writers protect keys.
+    salt, iv = bytes(range(8)), bytes(range(16))
+    cipher_key = derive_key(PASSPHRASE, hash_id=s2k_hash, salt=salt, coded_count=0, size=key_bytes)
+    clear = encode_mpi(key.seed.reveal())
+    clear += (sum(clear) & 0xFFFF).to_bytes(2, "big")
+    encrypted = bytes(aes.cfb_encrypt(bytes(cipher_key), iv, clear))
+    body = key.public_body + bytes((255, cipher, 3, s2k_hash)) + salt + b"\x00" + iv + encrypted
+    rest = export_public(key)[len(encode_packet(6, key.public_body)) :]
+    secret = encode_packet(5, body) + rest
+    assert import_secret(secret, PASSPHRASE, source="s") == key
+    with pytest.raises(WrongPassphraseError):
+        import_secret(secret, Secret(b"other"), source="s")
