@@ -49,6 +49,7 @@ from heads.core.gui import (
     SystemInfo,
     TotpCode,
     UsbBoot,
+    UsbEntries,
     WipeTotp,
     config_changes,
     mode_from_config,
@@ -278,6 +279,51 @@ def scenario_forced_and_usb_boot() -> set[DialogId]:
     return walk.seen
 
 
+def scenario_usb_boot() -> set[DialogId]:
+    seen: set[DialogId] = set()
+    # Nothing bootable: a message, back to the boot options.
+    walk = started().main("o").dialog(DialogId.OPTIONS, "b").dialog(DialogId.BOOT_OPTIONS, "u")
+    walk.effect(UsbBoot, Failed("No USB drive was found."))
+    assert "No USB drive" in walk.see(DialogId.USB_NOTHING).text
+    walk.dialog(DialogId.USB_NOTHING, "ok").see(DialogId.BOOT_OPTIONS)
+    seen |= walk.seen
+    # A signed entry boots without a question; an unsigned one asks first (default: no).
+    entries = UsbEntries(("Signed live", "Unsigned live"), (True, False))
+    walk = started().main("o").dialog(DialogId.OPTIONS, "b").dialog(DialogId.BOOT_OPTIONS, "u")
+    assert walk.now() == UsbBoot()
+    walk.effect(UsbBoot, entries)
+    menu_ = walk.see(DialogId.USB_SELECT)
+    assert [c.label for c in menu_.choices][:2] == ["Signed live", "Unsigned live (unsigned)"]
+    walk.dialog(DialogId.USB_SELECT, "1")
+    assert walk.now() == UsbBoot(1, "Signed live")
+    walk.effect(UsbBoot, Failed("kexec failed")).dialog(DialogId.BOOT_FAILED, "ok")
+    walk.main("o").dialog(DialogId.OPTIONS, "b").dialog(DialogId.BOOT_OPTIONS, "u")
+    walk.effect(UsbBoot, entries).dialog(DialogId.USB_SELECT, "2")
+    question = walk.see(DialogId.USB_UNSIGNED)
+    assert question.default == "n"
+    assert question.tone is Tone.DANGER
+    walk.dialog(DialogId.USB_UNSIGNED, "n").dialog(DialogId.BOOT_OPTIONS, "u")
+    walk.effect(UsbBoot, entries).dialog(DialogId.USB_SELECT, "2").dialog(
+        DialogId.USB_UNSIGNED, "y"
+    )
+    assert walk.now() == UsbBoot(2, "Unsigned live", unsigned=True)
+    seen |= walk.seen
+    # Restricted mode boots a signed entry.
+    walk = Walk(ModeConfig(restricted=True)).effect(RefreshTotp, CODE).main("o")
+    walk.dialog(DialogId.OPTIONS, "b").dialog(DialogId.BOOT_OPTIONS, "u")
+    walk.effect(UsbBoot, entries).dialog(DialogId.USB_SELECT, "1")
+    assert walk.now() == UsbBoot(1, "Signed live")
+    # "b" goes back.
+    walk = started().main("o").dialog(DialogId.OPTIONS, "b").dialog(DialogId.BOOT_OPTIONS, "u")
+    walk.effect(UsbBoot, entries).dialog(DialogId.USB_SELECT, "b").see(DialogId.BOOT_OPTIONS)
+    return seen | walk.seen
+
+
+def test_usb_entries_need_a_flag_per_title() -> None:
+    with pytest.raises(ValueError, match="one signed flag per title"):
+        UsbEntries(("a", "b"), (True,))
+
+
 def scenario_restricted_mode() -> set[DialogId]:
     restricted = ModeConfig(restricted=True)
     seen: set[DialogId] = set()
@@ -293,6 +339,9 @@ def scenario_restricted_mode() -> set[DialogId]:
         if len(path) > 1:
             menu_id = DialogId.BOOT_OPTIONS if path[0] == "b" else DialogId.CONFIG_MENU
             walk.dialog(menu_id, path[1])
+        if path == ("b", "u"):
+            # The drive is listed; only choosing its unsigned entry is refused.
+            walk.effect(UsbBoot, UsbEntries(("Live",), (False,))).dialog(DialogId.USB_SELECT, "1")
         refused = walk.see(DialogId.RESTRICTED_REFUSED)
         assert refused.title == "ERROR: Restricted Boot Enabled"
         walk.dialog(DialogId.RESTRICTED_REFUSED, "ok")
@@ -395,6 +444,7 @@ def scenario_basic_mode() -> set[DialogId]:
 
 
 SCENARIOS: tuple[Callable[[], set[DialogId]], ...] = (
+    scenario_usb_boot,
     scenario_default_boot,
     scenario_auto_boot,
     scenario_preflight_failure_then_tpm_reset,

@@ -79,6 +79,10 @@ class DialogId(enum.StrEnum):
     BOOT_ENTRY_CHANGED = "boot-entry-changed"
     NO_DEFAULT = "no-default"
     BOOT_FAILED = "boot-failed"
+    # USB boot
+    USB_SELECT = "usb-select"
+    USB_UNSIGNED = "usb-unsigned"
+    USB_NOTHING = "usb-nothing"
     # Integrity
     INTEGRITY_REPORT = "integrity-report"
     INVESTIGATION = "investigation"

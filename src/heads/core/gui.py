@@ -14,8 +14,8 @@ Rules it keeps (Heads' own, docs/runtime-menus.md §Rules):
   of a TPM reset or when the owner chooses "generate" behind the integrity gate, never on its
   own;
 * Basic mode boots the first entry without attestation or signature checks;
-* Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and USB
-  boot; turning it off first wipes the TOTP secret;
+* Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and
+  unsigned USB media; turning it off first wipes the TOTP secret;
 * the owner passphrase typed for a TPM reset lives only until the reset is requested, and
   :meth:`Gui.wipe_secrets` drops it (the runtime calls it on recovery entry).
 """
@@ -84,6 +84,7 @@ __all__ = [
     "SystemInfo",
     "TotpCode",
     "UsbBoot",
+    "UsbEntries",
     "WipeTotp",
     "config_changes",
     "mode_from_config",
@@ -228,7 +229,17 @@ class FactoryReset:
 
 @dataclass(frozen=True, slots=True)
 class UsbBoot:
-    """Boot from a USB drive."""
+    """Boot from a USB drive (docs/runtime-menus.md §USB boot).
+
+    Without ``index``: scan the USB drives and list their boot entries (:class:`UsbEntries`).
+    With it: boot entry ``index`` (1-based) of a new scan, provided its title is still
+    ``title`` (the drive may have been swapped meanwhile); ``unsigned``: the owner accepted
+    booting it without a signature.
+    """
+
+    index: int | None = None
+    title: str = ""
+    unsigned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +366,20 @@ class Report:
     mismatches: tuple[str, ...] = ()
 
 
-Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report
+@dataclass(frozen=True, slots=True)
+class UsbEntries:
+    """The boot entries found on the USB drives, in menu order: the titles (escaped) and
+    whether a signature the firmware keyring verifies covers each one."""
+
+    titles: tuple[str, ...]
+    signed: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.titles) != len(self.signed):
+            raise ValueError("UsbEntries: one signed flag per title")
+
+
+Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report | UsbEntries
 
 # -- configuration values ------------------------------------------------------------------
 
@@ -868,9 +892,63 @@ class Gui:
         )
 
     def _usb_boot(self) -> Step:
+        # Restricted mode still lists the drive: a signed medium may boot, an unsigned one
+        # is refused when chosen.
+        return self._do(UsbBoot(), self._usb_listed)
+
+    def _usb_listed(self, outcome: Outcome) -> Step:
+        if isinstance(outcome, NotAvailable):
+            return self._not_available(outcome, self._boot_options)
+        if not isinstance(outcome, UsbEntries) or not outcome.titles:
+            reason = "No bootable entry was found on the USB drives."
+            if not isinstance(outcome, UsbEntries):
+                lines = outcome.lines if isinstance(outcome, Failed) else ()
+                reason = "\n".join((_reason(outcome), *lines))
+            return self._ack(
+                message(DialogId.USB_NOTHING, "USB boot", reason, tone=Tone.WARNING),
+                self._boot_options,
+            )
+        entries = outcome
+        numbered = tuple(
+            (str(i), title if signed else f"{title} (unsigned)")
+            for i, (title, signed) in enumerate(zip(entries.titles, entries.signed, strict=True), 1)
+        )
+
+        def pick(index: int) -> _Then:
+            return lambda: self._usb_pick(index, entries)
+
+        actions: dict[str, _Then] = {key: pick(int(key)) for key, _label in numbered}
+        actions["b"] = self._boot_options
+        return self._choice(
+            menu(
+                DialogId.USB_SELECT,
+                "Select your USB boot option",
+                "",
+                (*numbered, ("b", "<-- Back to the boot options")),
+            ),
+            actions,
+        )
+
+    def _usb_pick(self, index: int, entries: UsbEntries) -> Step:
+        title = entries.titles[index - 1]
+        if entries.signed[index - 1]:
+            return self._do(UsbBoot(index, title), self._boot_failed)
         if self.config.restricted:
-            return self._refused("Booting an unsigned USB drive", then=self._boot_options)
-        return self._do(UsbBoot(), lambda o: self._not_available(o, self._boot_options))
+            return self._refused("Booting unsigned USB media", then=self._boot_options)
+        return self._choice(
+            yesno(
+                DialogId.USB_UNSIGNED,
+                "UNSIGNED USB MEDIA WARNING",
+                f"{title}\n\nNo signature from a key in the firmware's keyring covers this "
+                "medium: its kernel and initrd are booted as they are.\nBoot unsigned USB "
+                "media?",
+                tone=Tone.DANGER,
+            ),
+            {
+                YES: lambda: self._do(UsbBoot(index, title, unsigned=True), self._boot_failed),
+                NO: self._boot_options,
+            },
+        )
 
     def _force_boot(self) -> Step:
         if self.config.restricted:
