@@ -210,12 +210,22 @@ class _Performer:
                     return Ok(self.system_info())
                 case ListKeys():
                     return self.list_keys()
-                case SaveConfig() | Flash() | FactoryReset() | UsbBoot() | AddKey():
+                case UsbBoot():
+                    from heads.runtime.usb_boot import perform_usb_boot  # noqa: PLC0415
+
+                    return perform_usb_boot(
+                        effect,
+                        self.env,
+                        keyring=self.keyring,
+                        tpm=self.tpm,
+                        log=self.log,
+                        con=self.con,
+                    )
+                case SaveConfig() | Flash() | FactoryReset() | AddKey():
                     what = {
                         SaveConfig: "saving config.user into the firmware image",
                         Flash: "flashing the firmware",
                         FactoryReset: "the OEM factory reset / re-ownership",
-                        UsbBoot: "USB boot",
                         AddKey: "adding a key to the firmware image",
                     }[type(effect)]
                     self.con.say(f"{what}: {NOT_IN_THIS_BUILD}")
