@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from heads.core.kexec_plan import KexecPlan
 from heads.flows.boot_signing import sign_boot
 from heads.runtime.boot import RuntimeEnv
 from heads.runtime.usb import UsbDisk
-from heads.runtime.usb_boot import boot_usb, list_usb, scan_medium
+from heads.runtime.usb_boot import UsbAccess, boot_usb, list_usb, scan_medium
 
 pytestmark = pytest.mark.gpg
 
@@ -42,16 +43,23 @@ def _signed(where: Path, owner: Owner) -> Path:
 
 
 class Drives:
-    """USB disks whose "mount" is the directory of their files."""
+    """USB disks whose "mount" is the directory of their files; an "ISO" file holds the name
+    of the directory its loop mount shows."""
 
-    def __init__(self, *trees: Path) -> None:
+    def __init__(self, *trees: Path, ram: Path | None = None) -> None:
         self.trees = {Path(f"/dev/sd{chr(97 + i)}"): t for i, t in enumerate(trees)}
-        self.disks = [UsbDisk(dev, (), 2**20) for dev in self.trees]
         self.lines: list[str] = []
+        self.access = UsbAccess(
+            [UsbDisk(dev, (), 2**20) for dev in self.trees], self.mount, self.mount_iso, ram
+        )
 
     @contextlib.contextmanager
     def mount(self, device: Path) -> Iterator[Path]:
         yield self.trees[device]
+
+    @contextlib.contextmanager
+    def mount_iso(self, iso: Path) -> Iterator[Path]:
+        yield Path(iso.read_text().strip())
 
 
 class Booted:
@@ -78,21 +86,17 @@ def _boot(
         kexec=booted.kexec,
         measure_usb=booted.measure,
         say=drives.lines.append,
-        disks=drives.disks,
-        mount=drives.mount,
+        access=drives.access,
     )
     return result, booted
 
 
-def test_unsigned_drive_lists_its_entries_and_its_iso_files(tmp_path: Path, owner: Owner) -> None:
-    tree = _tree(tmp_path / "u")
-    (tmp_path / "u" / "isos").mkdir()
-    (tmp_path / "u" / "isos" / "debian.iso").write_bytes(b"not really")
-    medium = scan_medium(tree, keyring=owner.keyring)
+def test_unsigned_drive_lists_its_entries(tmp_path: Path, owner: Owner) -> None:
+    medium = scan_medium(_tree(tmp_path / "u"), keyring=owner.keyring)
     assert [e.title for e in medium.entries] == ["Live system"]
     assert medium.verified is None
     assert not medium.signed(medium.entries[0])
-    assert medium.isos == ("isos/debian.iso",)
+    assert medium.isos == ()
 
 
 def test_signed_drive_is_verified_and_a_changed_one_offers_nothing(
@@ -110,9 +114,7 @@ def test_signed_drive_is_verified_and_a_changed_one_offers_nothing(
 
 def test_listing_escapes_titles_and_marks_what_is_signed(tmp_path: Path, owner: Owner) -> None:
     drives = Drives(_tree(tmp_path / "u", "Evil\x1b[2J title"), _signed(tmp_path / "s", owner))
-    listed = list_usb(
-        keyring=owner.keyring, say=drives.lines.append, disks=drives.disks, mount=drives.mount
-    )
+    listed = list_usb(keyring=owner.keyring, say=drives.lines.append, access=drives.access)
     assert isinstance(listed, UsbEntries)
     assert listed.signed == (False, True)
     assert "\x1b" not in listed.titles[0]
@@ -121,15 +123,13 @@ def test_listing_escapes_titles_and_marks_what_is_signed(tmp_path: Path, owner: 
 
 
 def test_no_drive_and_nothing_bootable_are_failures(tmp_path: Path, owner: Owner) -> None:
-    none = list_usb(keyring=owner.keyring, say=lambda _l: None, disks=[])
+    none = list_usb(keyring=owner.keyring, say=lambda _l: None, access=UsbAccess(disks=[]))
     assert isinstance(none, Failed)
     assert "No USB drive" in none.reason
     empty = tmp_path / "empty"
     empty.mkdir()
     drives = Drives(empty)
-    nothing = list_usb(
-        keyring=owner.keyring, say=drives.lines.append, disks=drives.disks, mount=drives.mount
-    )
+    nothing = list_usb(keyring=owner.keyring, say=drives.lines.append, access=drives.access)
     assert isinstance(nothing, Failed)
     assert "No bootable entry" in nothing.reason
 
@@ -175,3 +175,85 @@ def test_a_swapped_drive_is_noticed(tmp_path: Path, owner: Owner) -> None:
     result, booted = _boot(drives, UsbBoot(1, "Live system", unsigned=True), owner)
     assert isinstance(result, Failed)
     assert not booted.plans
+
+
+def _iso_drive(tmp_path: Path, owner: Owner, *, sign: bool) -> Drives:
+    """A drive with its own entry and ``isos/live.iso`` (signed beside it when ``sign``),
+    whose loop mount is a tree with a loopback.cfg; and an ISO whose name is refused."""
+    drive = _tree(tmp_path / "drive", "Drive entry")
+    inside = tmp_path / "iso-inside"
+    (inside / "boot" / "grub").mkdir(parents=True)
+    (inside / "live").mkdir()
+    (inside / "live" / "vmlinuz").write_bytes(KERNEL)
+    (inside / "live" / "initrd.img").write_bytes(INITRD)
+    (inside / "boot" / "grub" / "loopback.cfg").write_text(
+        "menuentry 'Live ISO' {\n\tlinux /live/vmlinuz boot=live findiso=${iso_path}\n"
+        "\tinitrd /live/initrd.img\n}\n"
+    )
+    (drive / "isos").mkdir()
+    iso = drive / "isos" / "live.iso"
+    iso.write_text(str(inside))
+    (drive / "isos" / "bad name; init=x.iso").write_text(str(inside))
+    if sign:
+        subprocess.run(
+            [
+                *("gpg", "--homedir", str(owner.home), "--batch", "--local-user", owner.fpr),
+                *("--detach-sign", "--output", f"{iso}.sig", str(iso)),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    ram = tmp_path / "ram"
+    ram.mkdir()
+    return Drives(drive, ram=ram)
+
+
+def test_iso_entries_follow_the_drive_s_and_plain_names_only(tmp_path: Path, owner: Owner) -> None:
+    drives = _iso_drive(tmp_path, owner, sign=True)
+    listed = list_usb(keyring=owner.keyring, say=drives.lines.append, access=drives.access)
+    assert isinstance(listed, UsbEntries)
+    assert listed.titles == ("Drive entry", "isos/live.iso: Live ISO")
+    assert listed.signed == (False, True)
+    assert any("only letters, digits" in line for line in drives.lines)
+
+
+def test_signed_iso_boots_from_its_copy_with_digests_and_where_it_is(
+    tmp_path: Path, owner: Owner
+) -> None:
+    drives = _iso_drive(tmp_path, owner, sign=True)
+    effect = UsbBoot(2, "isos/live.iso: Live ISO")
+    result, booted = _boot(drives, effect, owner, ModeConfig(restricted=True))
+    assert result == 7, drives.lines
+    ((root, plan),) = booted.plans
+    assert root == tmp_path / "iso-inside"
+    assert plan.kernel.sha256 == hashlib.sha256(KERNEL).digest()
+    assert "iso-scan/filename=/isos/live.iso" in plan.cmdline
+    assert "findiso=/isos/live.iso" in plan.cmdline
+    assert plan.verified_by is not None
+    assert "isos/live.iso" in plan.verified_by
+    assert list((tmp_path / "ram").iterdir()) == []  # the copy is gone
+
+
+def test_changed_iso_is_refused_and_unsigned_one_needs_consent(
+    tmp_path: Path, owner: Owner
+) -> None:
+    drives = _iso_drive(tmp_path, owner, sign=True)
+    iso = tmp_path / "drive" / "isos" / "live.iso"
+    iso.write_text(str(tmp_path / "iso-inside") + "\n")  # same tree, other bytes
+    bad, booted = _boot(drives, UsbBoot(2, "isos/live.iso: Live ISO"), owner)
+    assert isinstance(bad, Failed)
+    assert "ISO signature verification failed" in bad.reason
+    assert not booted.plans
+    assert booted.measured == 0
+    (tmp_path / "drive" / "isos" / "live.iso.sig").unlink()
+    restricted, booted = _boot(
+        drives,
+        UsbBoot(2, "isos/live.iso: Live ISO", unsigned=True),
+        owner,
+        ModeConfig(restricted=True),
+    )
+    assert isinstance(restricted, Failed)
+    result, booted = _boot(drives, UsbBoot(2, "isos/live.iso: Live ISO", unsigned=True), owner)
+    assert result == 7
+    ((_root, plan),) = booted.plans
+    assert plan.kernel.sha256 is None
