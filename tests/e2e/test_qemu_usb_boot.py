@@ -2,12 +2,14 @@
 
 One provisioned machine, two boots, two USB drives built on the host with ``mkfs.ext4 -d``:
 an unsigned one and one signed with the owner's key (``kexec.sig`` over its files, no rollback
-counter).  Both hold the demo OS (the payload kernel, the demo initramfs) and a grub.cfg.
+counter).  Both hold the demo OS (the payload kernel, the demo initramfs) and a grub.cfg; the
+unsigned one also holds the demo OS as an ISO image made with xorriso.
 
 * Boot 1: boot options -> USB boot -> the unsigned drive's entry -> "boot unsigned USB
   media?" yes -> the demo OS comes up; PCR 4 holds ``usb`` then ``generic``.
 * Boot 2, Restricted mode (``CONFIG_RESTRICTED_BOOT=y`` in the flash image's config.user):
-  the unsigned entry is refused; the signed one boots without a question.
+  the unsigned entry is refused; a live ISO on the unsigned drive, signed beside it by the
+  owner (``demo.iso.sig``), boots without a question from its copy in memory.
 """
 
 from __future__ import annotations
@@ -69,6 +71,37 @@ def _usb_tree(machine: Machine, where: Path, title: str) -> Path:
     return where
 
 
+def _signed_iso(machine: Machine, owner: str, where: Path) -> Path:
+    """The demo OS as a live ISO with a loopback.cfg, in ``where/isos/demo.iso``, signed beside
+    it by the owner (``demo.iso.sig``)."""
+    tree = where.parent / "iso-tree"
+    (tree / "boot" / "grub").mkdir(parents=True)
+    for name in (OS_KERNEL_NAME, OS_INITRD_NAME):
+        shutil.copyfile(machine.os_boot / name, tree / "boot" / name)
+    (tree / "boot" / "grub" / "loopback.cfg").write_text(
+        "menuentry 'Demo live ISO' {\n"
+        f"\tlinux /boot/{OS_KERNEL_NAME} {OS_APPEND} findiso=${{iso_path}}\n"
+        f"\tinitrd /boot/{OS_INITRD_NAME}\n"
+        "}\n"
+    )
+    (where / "isos").mkdir()
+    iso = where / "isos" / "demo.iso"
+    subprocess.run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-R", "-V", "DEMO", "-o", str(iso), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *("gpg", "--homedir", str(machine.gnupghome), "--batch", "--local-user", owner),
+            *("--detach-sign", "--output", f"{iso}.sig", str(iso)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return iso
+
+
 def _usb_image(tree: Path, image: Path) -> Path:
     with image.open("wb") as f:
         f.truncate(48 * 2**20)
@@ -81,17 +114,18 @@ def _usb_image(tree: Path, image: Path) -> Path:
 
 
 def test_usb_boot_from_the_menus(tmp_path: Path) -> None:
-    require_tools("qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4")
+    require_tools(
+        "qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4", "xorriso"
+    )
     require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
     payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
     machine = create_machine(tmp_path / "machine")
     owner = provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs)
 
-    unsigned = _usb_image(
-        _usb_tree(machine, tmp_path / "unsigned", "USB demo OS"), tmp_path / "u.img"
-    )
+    unsigned_tree = _usb_tree(machine, tmp_path / "unsigned", "USB demo OS")
     signed_tree = _usb_tree(machine, tmp_path / "signed", "USB demo OS, signed")
     try:
+        _signed_iso(machine, owner.fingerprint, unsigned_tree)
         sign_boot(
             signed_tree,
             gnupghome=machine.gnupghome,
@@ -103,6 +137,7 @@ def test_usb_boot_from_the_menus(tmp_path: Path) -> None:
         subprocess.run(
             ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"], check=False
         )
+    unsigned = _usb_image(unsigned_tree, tmp_path / "u.img")
     signed = _usb_image(signed_tree, tmp_path / "s.img")
 
     # Boot 1: no TOTP secret yet (ignored); the unsigned drive boots once the owner agrees.
@@ -119,7 +154,8 @@ def test_usb_boot_from_the_menus(tmp_path: Path) -> None:
         (4, "string", "generic"),
     ], _where(first)
 
-    # Boot 2: Restricted mode refuses the unsigned drive and boots the signed one.
+    # Boot 2: Restricted mode refuses the unsigned entry and boots the signed ISO (entry 2,
+    # after the drive's own entry); the drive signed with kexec.sig is listed as signed.
     image = FlashImage.from_bytes(machine.flash.read_bytes(), expected_size=machine.flash_size)
     config = image_config(image).set("CONFIG_RESTRICTED_BOOT", "y")
     write_atomic(machine.flash, with_config(image, config).to_bytes())
@@ -137,6 +173,14 @@ def test_usb_boot_from_the_menus(tmp_path: Path) -> None:
     )
     assert "usb-unsigned" not in _dialogs(second), _where(second)
     assert "restricted-refused" in _dialogs(second), _where(second)
-    assert any("kexec.sig verified with the firmware keyring" in ln.text for ln in second.lines)
+    assert any("/dev/sdb: 1 boot entries (signed)" in ln.text for ln in second.lines)
+    assert any(
+        "ISO isos/demo.iso: signature verified with the firmware keyring" in ln.text
+        for ln in second.lines
+    ), _where(second)
     assert not any("WITHOUT verification" in ln.text for ln in second.lines), _where(second)
     assert second.os_up, _where(second)
+    assert any(
+        "iso-scan/filename=/isos/demo.iso" in ln.text and "heads-demo-os" in ln.text
+        for ln in second.lines
+    ), _where(second)
