@@ -100,6 +100,7 @@ __all__ = [
     "run_demo",
     "tamper_os_kernel",
     "totp_matches",
+    "write_os_disk",
     "write_payload",
 ]
 
@@ -505,6 +506,32 @@ def tamper_os_kernel(machine: Machine) -> str:
     return f"/{OS_KERNEL_NAME}"
 
 
+def write_os_disk(machine: Machine, *, sign: bool) -> None:
+    """Rebuild the OS disk from the host's copy of /boot (``machine.os_boot``) after a change
+    to it, signed first by the owner's key with the machine's TPM counter when ``sign``.
+
+    Raises:
+        UsageError: the machine has no owner key yet (provision it first).
+        HeadsError: from gpg, swtpm, signing or mkfs.
+    """
+    if not sign:
+        _make_disk(machine)
+        return
+    if not machine.gnupghome.is_dir():
+        raise UsageError(f"{machine.root} has no owner key", hint="provision the machine first")
+    fpr = _owner_key(machine)
+    try:
+        with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
+            sign_boot(machine.os_boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
+    finally:
+        run(
+            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+            desc="stop the owner's gpg-agent",
+            check=False,
+        )
+    _make_disk(machine)
+
+
 # ----------------------------------------------------------------------------------- booting
 
 
@@ -668,6 +695,7 @@ def boot_machine(
     flash_config_user: bytes | None = None,
     usb_disks: Sequence[Path] = (),
     disks_writable: bool = False,
+    typed: Sequence[tuple[str, str]] = (),
 ) -> BootResult:
     """Boot the machine once from its flash image, non-interactively, until it powers off.
 
@@ -679,6 +707,10 @@ def boot_machine(
             the boot passed the integrity gate (it then powers off instead of kexec).
         usb_disks: disk images plugged in as USB drives (writable).
         disks_writable: the guest may write the OS disk (the runtime signs /boot).
+        typed: (pattern, text) pairs: once a console line matches the pattern (after the
+            previous one's), type the text and Enter.  Such a boot is interactive (fw_cfg
+            ``opt/heads/mode``): the recovery shell starts instead of a power-off, so the
+            text must end the boot (``poweroff -f``).
 
     ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
     guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
@@ -708,7 +740,7 @@ def boot_machine(
             spec = _spec(
                 machine,
                 swtpm.ctrl_socket,
-                "batch",
+                "interactive" if typed else "batch",
                 extra,
                 usb_disks=tuple(usb_disks),
                 disks_writable=disks_writable,
@@ -716,6 +748,11 @@ def boot_machine(
             with QemuConsole(
                 spec, transcript=transcript, echo=echo, redact=redact_console
             ) as console:
+                after = 0
+                for pattern, text in typed:
+                    after, _match = console.expect(pattern, timeout_s=timeout_s, start=after)
+                    after += 1
+                    console.send_line(text)
                 rc = console.wait(timeout_s=timeout_s)
                 lines = list(console.lines)
     finally:
