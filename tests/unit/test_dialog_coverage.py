@@ -58,6 +58,7 @@ from heads.core.gui import (
     SystemInfo,
     TotpCode,
     UsbBoot,
+    UsbEntries,
     WipeTotp,
 )
 from heads.core.secret import Secret
@@ -83,7 +84,7 @@ USUAL_OUTCOMES: Mapping[type, Outcome] = {
     ListKeys: Ok(("1 public key(s)",)),
     Flash: NotAvailable("flashing the firmware"),
     FactoryReset: NotAvailable("the OEM factory reset / re-ownership"),
-    UsbBoot: NotAvailable("USB boot"),
+    UsbBoot: UsbEntries(("Debian live", "Tails"), (True, False)),
     AddKey: NotAvailable("adding a key to the firmware image"),
 }
 
@@ -285,6 +286,7 @@ PATHS: tuple[MenuPath, ...] = (
             "main-menu=o",
             "options=b",
             "boot-options=u",
+            NotAvailable("USB boot"),
             "not-available=ok",
             "boot-options=i",
             "force-boot=y",
@@ -392,6 +394,34 @@ PATHS: tuple[MenuPath, ...] = (
             "recovery-confirm=y",
         ),
         ends=RecoveryShell,
+    ),
+    MenuPath(
+        "USB boot: nothing found, then an unsigned entry after the question",
+        (
+            "main-menu=o",
+            "options=b",
+            "boot-options=u",
+            Failed("No USB drive was found."),
+            "usb-nothing=ok",
+            "boot-options=u",
+            "usb-select=2",
+            "usb-unsigned=y",
+        ),
+        ends=UsbBoot,
+    ),
+    MenuPath(
+        "USB boot: Restricted refuses the unsigned entry, boots the signed one",
+        (
+            "main-menu=o",
+            "options=b",
+            "boot-options=u",
+            "usb-select=2",
+            "restricted-refused=ok",
+            "boot-options=u",
+            "usb-select=1",
+        ),
+        RESTRICTED,
+        ends=UsbBoot,
     ),
 )
 
