@@ -213,7 +213,8 @@ def scenario_clean_boot() -> set[DialogId]:
     assert effect.owner == OWNER
     assert effect.backup == BACKUP
     assert effect.user_id.startswith("OEM Key (OEM-generated key)")
-    assert "Secret-7" not in repr(effect) and "Secret-9" not in repr(effect)
+    assert "Secret-7" not in repr(effect)
+    assert "Secret-9" not in repr(effect)
     assert walk.gui._fr is None  # the machine keeps no secret once the effect is out
     walk.effect(FactoryReset, Ok(("owner key ABCD",)))
     assert walk.now() == ListEntries(verified=False)
@@ -223,8 +224,10 @@ def scenario_clean_boot() -> set[DialogId]:
     walk.effect(SaveDefault, Ok(("entry 2 is the default; /boot signed",)))
     secrets = walk.see(DialogId.FACTORY_RESET_SECRETS)
     assert "TPM owner passphrase: set" in secrets.text
-    assert "owner key ABCD" in secrets.text and "entry 2 is the default" in secrets.text
-    assert "Secret-7" not in secrets.text and "Secret-9" not in secrets.text
+    assert "owner key ABCD" in secrets.text
+    assert "entry 2 is the default" in secrets.text
+    assert "Secret-7" not in secrets.text
+    assert "Secret-9" not in secrets.text
     walk.dialog(DialogId.FACTORY_RESET_SECRETS, "n")  # must be confirmed: shown again
     walk.dialog(DialogId.FACTORY_RESET_SECRETS, "y")
     done = walk.see(DialogId.FACTORY_RESET_DONE)
@@ -242,7 +245,8 @@ def scenario_factory_reset_failures() -> set[DialogId]:
     assert walk.now() == FactoryReset(OWNER, BACKUP, "Owner <me@example.org>")
     walk.effect(FactoryReset, Failed("no USB drive for the key backup"))
     failed = walk.see(DialogId.FACTORY_RESET_FAILED)
-    assert "no USB drive" in failed.text and failed.tone is Tone.DANGER
+    assert "no USB drive" in failed.text
+    assert failed.tone is Tone.DANGER
     walk.dialog(DialogId.FACTORY_RESET_FAILED, "ok").main("o").dialog(DialogId.OPTIONS, "F")
     _to_factory_reset_effect(walk)
     walk.effect(FactoryReset, Ok())
@@ -263,11 +267,13 @@ def scenario_signing_with_the_backup_key() -> set[DialogId]:
     walk.dialog(DialogId.UPDATE_CHECKSUMS, "y")
     walk.effect(SignBoot, Failed("No OpenPGP key to sign with", FailureKind.NO_SIGNING_KEY))
     ask = walk.see(DialogId.BACKUP_KEY_PASSPHRASE)
-    assert ask.kind is Kind.PASSPHRASE and "No OpenPGP key" in ask.text
+    assert ask.kind is Kind.PASSPHRASE
+    assert "No OpenPGP key" in ask.text
     walk.dialog(DialogId.BACKUP_KEY_PASSPHRASE, BACKUP)
     unlock = walk.now()
     assert isinstance(unlock, UnlockBackupKey)
-    assert unlock.passphrase == BACKUP and "Secret-9" not in repr(unlock)
+    assert unlock.passphrase == BACKUP
+    assert "Secret-9" not in repr(unlock)
     walk.effect(UnlockBackupKey, Ok()).effect(SignBoot, Ok(("/boot signed",)))
     walk.dialog(DialogId.SIGNED, "ok")
     # A wrong passphrase: the signing failure is shown, nothing is retried.
@@ -566,7 +572,8 @@ def test_recovery_wipes_the_factory_reset_passphrases() -> None:
     walk.dialog(DialogId.CLEAN_BOOT, "y").dialog(DialogId.FACTORY_RESET_CONFIRM, "y")
     walk.dialog(DialogId.FACTORY_RESET_OWNER_PASSPHRASE, OWNER)
     walk.dialog(DialogId.FACTORY_RESET_OWNER_PASSPHRASE_AGAIN, OWNER)
-    assert walk.gui._fr is not None and walk.gui._fr.owner == OWNER
+    assert walk.gui._fr is not None
+    assert walk.gui._fr.owner == OWNER
     walk.gui.wipe_secrets()
     assert walk.gui._fr is None
 
