@@ -262,6 +262,28 @@ def scenario_factory_reset_failures() -> set[DialogId]:
     return walk.main("p").ends(PowerOff)
 
 
+def scenario_seal_asks_the_owner_passphrase() -> set[DialogId]:
+    # The boot after a factory reset: no secret yet, and the TPM has an owner passphrase.
+    walk = Walk().effect(RefreshTotp, Failed("no TOTP secret", FailureKind.NO_SECRET))
+    walk.dialog(DialogId.TOTP_FAILED, "g").effect(IntegrityReport, GOOD_REPORT)
+    walk.dialog(DialogId.GATE_PASSED, "y")
+    assert walk.now() == SealTotp()
+    walk.effect(SealTotp, Failed("the TPM owner passphrase was refused", FailureKind.OWNER_AUTH))
+    walk.dialog(DialogId.TPM_OWNER_AUTH, OWNER)
+    seal = walk.now()
+    assert isinstance(seal, SealTotp)
+    assert seal.owner == OWNER
+    assert "Secret-7" not in repr(seal)
+    walk.effect(SealTotp, Ok(("uri",))).dialog(DialogId.TOTP_SEALED, "ok")
+    walk.effect(RefreshTotp, CODE)
+    # Refused again: the seal failure is shown, no third try.
+    walk.main("o").dialog(DialogId.OPTIONS, "t").dialog(DialogId.TPM_OPTIONS, "g")
+    walk.dialog(DialogId.GATE_PASSED, "y").effect(SealTotp, Failed("x", FailureKind.OWNER_AUTH))
+    walk.dialog(DialogId.TPM_OWNER_AUTH, Secret(b"wrong"))
+    walk.effect(SealTotp, Failed("refused", FailureKind.OWNER_AUTH))
+    return walk.dialog(DialogId.SEAL_FAILED, "ok").main("p").ends(PowerOff)
+
+
 def scenario_signing_with_the_backup_key() -> set[DialogId]:
     walk = started().main("o").dialog(DialogId.OPTIONS, "u")
     walk.dialog(DialogId.UPDATE_CHECKSUMS, "y")
@@ -512,6 +534,7 @@ SCENARIOS: tuple[Callable[[], set[DialogId]], ...] = (
     scenario_clean_boot,
     scenario_factory_reset_failures,
     scenario_signing_with_the_backup_key,
+    scenario_seal_asks_the_owner_passphrase,
     scenario_totp_failed_generate_behind_gate,
     scenario_totp_failed_other_choices,
     scenario_boot_hash_mismatch,

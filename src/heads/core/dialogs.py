@@ -99,6 +99,7 @@ class DialogId(enum.StrEnum):
     TPM_OWNER_PASSPHRASE_AGAIN = "tpm-owner-passphrase-again"  # noqa: S105 - a dialog id
     PASSPHRASE_MISMATCH = "passphrase-mismatch"  # noqa: S105 - a dialog id
     TPM_RESET_FAILED = "tpm-reset-failed"
+    TPM_OWNER_AUTH = "tpm-owner-auth"
     TPM_RESET_DONE = "tpm-reset-done"
     TIME_TROUBLESHOOT = "time-troubleshoot"
     # Time
@@ -147,6 +148,7 @@ PASSPHRASE_IDS: Final = frozenset(
         DialogId.FACTORY_RESET_BACKUP_PASSPHRASE,
         DialogId.FACTORY_RESET_BACKUP_PASSPHRASE_AGAIN,
         DialogId.BACKUP_KEY_PASSPHRASE,
+        DialogId.TPM_OWNER_AUTH,
     }
 )
 

@@ -185,7 +185,13 @@ class SignBoot:
 
 @dataclass(frozen=True, slots=True)
 class SealTotp:
-    """Seal a new TOTP secret and show it (QR code and URI)."""
+    """Seal a new TOTP secret and show it (QR code and URI).
+
+    ``owner``: the TPM owner passphrase, when the runtime does not have it yet (after a
+    factory reset, sealing in a later boot needs it: :attr:`FailureKind.OWNER_AUTH`).
+    """
+
+    owner: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +332,7 @@ class FailureKind(enum.Enum):
     NO_DEFAULT = "no-default"  #: no default entry saved
     NO_SECRET = "no-secret"  # noqa: S105 - a kind of failure: no TOTP secret in the TPM
     NO_SIGNING_KEY = "no-signing-key"  #: no key to sign /boot with
+    OWNER_AUTH = "owner-auth"  #: the TPM wants its owner passphrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -1128,8 +1135,28 @@ class Gui:
                 "stops working; scan the new QR code.",
                 default=YES,
             ),
-            {YES: lambda: self._do(SealTotp(), self._sealed(then)), NO: then},
+            {YES: lambda: self._sealing(then), NO: then},
         )
+
+    def _sealing(self, then: _Then) -> Step:
+        """Seal; if the TPM wants its owner passphrase, ask for it once (Heads does too)."""
+
+        def first(outcome: Outcome) -> Step:
+            if not (isinstance(outcome, Failed) and outcome.kind is FailureKind.OWNER_AUTH):
+                return self._sealed(then)(outcome)
+            return self._show(
+                passphrase(
+                    DialogId.TPM_OWNER_AUTH,
+                    "TPM owner passphrase",
+                    f"{outcome.reason}\nType the TPM owner passphrase set at the last TPM "
+                    "reset or factory reset.",
+                ),
+                lambda value: self._do(
+                    SealTotp(value if isinstance(value, Secret) else None), self._sealed(then)
+                ),
+            )
+
+        return self._do(SealTotp(), first)
 
     def _sealed(self, then: _Then) -> _Result:
         def done(outcome: Outcome) -> Step:

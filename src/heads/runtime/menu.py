@@ -69,7 +69,7 @@ from heads.core.kexec_plan import CmdlineRules, KexecPlan
 from heads.core.platform import PCR_BOOT_MODE, PROFILES
 from heads.core.secret import Secret
 from heads.core.text import shown, shown_bytes
-from heads.errors import HashMismatchError, HeadsError, MeasurementError
+from heads.errors import AuthError, HashMismatchError, HeadsError, MeasurementError
 from heads.flows.measure import EventLogWriter
 from heads.runtime.boot import EXIT_POWEROFF, RuntimeEnv, _Console, _kexec, _recovery
 from heads.ui.renderer import Renderer
@@ -198,7 +198,7 @@ class _Performer:
                 case SignBoot():
                     return self.sign_boot()
                 case SealTotp():
-                    return self.seal_totp()
+                    return self.seal_totp(effect.owner)
                 case ResetTpm():
                     self.tpm.reset(owner_auth=effect.owner)
                     self.session.owner = effect.owner
@@ -503,8 +503,12 @@ class _Performer:
 
     # -- TOTP ----------------------------------------------------------------------------
 
-    def seal_totp(self) -> Outcome:
-        """Seal a new secret: only ever on the owner's request (the machine's gate)."""
+    def seal_totp(self, owner: Secret | None = None) -> Outcome:
+        """Seal a new secret: only ever on the owner's request (the machine's gate).
+
+        ``owner``: the TPM owner passphrase typed for this seal; a refused or missing one is
+        :attr:`FailureKind.OWNER_AUTH`, so that the menus ask for it.
+        """
         from heads.flows.totp import seal_totp  # noqa: PLC0415
 
         if self.session.recovered:
@@ -514,15 +518,21 @@ class _Performer:
             raise MeasurementError(
                 "PCR 4 differs from its firmware-only value in the event log: not sealing"
             )
-        prov = seal_totp(
-            self.tpm,
-            pcr4_firmware=current_pcr4,
-            profile=self.env.profile,
-            label=self.env.label,
-            rng=os.urandom,
-            event_log=None,
-            owner_auth=self.session.owner,
-        )
+        try:
+            prov = seal_totp(
+                self.tpm,
+                pcr4_firmware=current_pcr4,
+                profile=self.env.profile,
+                label=self.env.label,
+                rng=os.urandom,
+                event_log=None,
+                owner_auth=owner or self.session.owner,
+            )
+        except AuthError as err:
+            self.con.say(f"SealTotp: {err.message}")
+            return Failed(shown(err.message), FailureKind.OWNER_AUTH)
+        if owner is not None:
+            self.session.owner = owner  # it worked: the counter may need it too
         pcrs = ",".join(map(str, PROFILES[self.env.profile]))
         self.con.say(f"provisioning: TOTP secret sealed to sha256:{pcrs}")
         self.con.say(f"TOTP URI {prov.uri}")
