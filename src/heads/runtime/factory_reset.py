@@ -132,7 +132,7 @@ def backup_owner_key(
     with mounted(disk.device, writable=True, fstype="vfat") as where:
         write_atomic(where / BACKUP_SECRET, secret, mode=0o600)
         write_atomic(where / BACKUP_PUBLIC_BINARY, public)
-        write_atomic(where / BACKUP_PUBLIC_ARMORED, armor("PGP PUBLIC KEY BLOCK", public))
+        write_atomic(where / BACKUP_PUBLIC_ARMORED, armor("PUBLIC KEY BLOCK", public))
     with mounted(disk.device) as where:
         if read_backup(where) != secret:
             raise VerificationError(f"{disk.device} does not hold the key backup just written")
@@ -158,6 +158,7 @@ def run_factory_reset(
         HeadsError: a later step failed (the message says which; the TPM may be reset).
     """
     from heads.core.openpgp import export_public, generate_owner_key  # noqa: PLC0415
+    from heads.core.openpgp.key import check_user_id  # noqa: PLC0415
     from heads.flows.boot_entries import list_entries  # noqa: PLC0415
     from heads.runtime.flash_update import flash_user_files  # noqa: PLC0415
 
@@ -167,6 +168,7 @@ def run_factory_reset(
     if not found:
         raise UsageError("no USB drive for the key backup: insert one and try again")
     disk = found[0]
+    check_user_id(effect.user_id)
     if not list_entries(boot_dir).entries:
         raise UsageError("no boot entry found on /boot: install the operating system first")
     config_user = new_config_user(

@@ -394,7 +394,7 @@ class _Performer:
             return None
         from heads.core.openpgp import OwnerKeySigner  # noqa: PLC0415 - signing only
 
-        return OwnerKeySigner(self.session.key, int(self.env.now().timestamp()))
+        return OwnerKeySigner(self.session.key, lambda: self.env.now().timestamp())
 
     def sign_boot(self) -> Outcome:
         missing = self._signer()
