@@ -37,8 +37,9 @@ from heads.flows.qemu_platform import (
 
 __all__ = ["BACKUP_DISK_MIB", "blank_usb_disk", "create_blank_machine", "os_boot_files", "usb_file"]
 
-#: The key-backup drive's size: FAT needs a few MiB, the key a few KiB.
-BACKUP_DISK_MIB: Final = 16
+#: The key-backup drive's size (a sparse file): the smallest drive the factory reset takes
+#: (:data:`heads.runtime.factory_reset.MIN_BACKUP_BYTES`).
+BACKUP_DISK_MIB: Final = 64
 
 
 def create_blank_machine(

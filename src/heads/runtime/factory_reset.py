@@ -48,21 +48,31 @@ from heads.runtime.usb import UsbDisk, mounted, usb_disks
 if TYPE_CHECKING:
     from heads.core.gui import FactoryReset
     from heads.core.openpgp import OwnerKey
-    from heads.flows.firmware import FlashReport
 
-__all__ = ["BACKUP_LABEL", "ResetDone", "backup_owner_key", "new_config_user", "run_factory_reset"]
+__all__ = [
+    "BACKUP_LABEL",
+    "KEYRING_FILE",
+    "MIN_BACKUP_BYTES",
+    "ResetDone",
+    "backup_owner_key",
+    "new_config_user",
+    "run_factory_reset",
+]
 
 #: The FAT volume label of the key-backup drive.
 BACKUP_LABEL: Final = "HEADS-KEY"
 #: The user file holding the firmware's keyring (as Heads names it, whatever its format).
 KEYRING_FILE: Final = "heads/initrd/.gnupg/pubring.kbx"
+#: busybox's mkdosfs always makes FAT32, with one sector per cluster on small drives: below
+#: 64 MiB that is fewer than the 65525 clusters FAT32 needs, and other systems (mtools,
+#: Windows) read it as FAT16 and see no files.  Any real drive is far larger.
+MIN_BACKUP_BYTES: Final = 64 * 1024 * 1024
 #: Zeroed before formatting: an old partition table or filesystem signature must not survive.
 _WIPE_BYTES: Final = 1024 * 1024
 _MAX_CONFIG_BYTES: Final = 256 * 1024
 _NEW_CONFIG_USER: Final = b"# heads user configuration (firmware image, measured into PCR 7)\n"
 
 Say = Callable[[str], None]
-FlashFiles = Callable[[dict[str, bytes | None]], "FlashReport"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +178,11 @@ def run_factory_reset(
     if not found:
         raise UsageError("no USB drive for the key backup: insert one and try again")
     disk = found[0]
+    if disk.size < MIN_BACKUP_BYTES:
+        raise UsageError(
+            f"the USB drive {disk.device} holds {disk.size // 2**20} MiB: the key backup "
+            f"needs one of at least {MIN_BACKUP_BYTES // 2**20} MiB"
+        )
     check_user_id(effect.user_id)
     if not list_entries(boot_dir).entries:
         raise UsageError("no boot entry found on /boot: install the operating system first")
