@@ -30,7 +30,13 @@ from heads.core.openpgp import read_public
 from heads.core.qemu_flash import CONFIG_USER, user_files_of
 from heads.flows.boot_signing import verify_boot
 from heads.flows.image_build import default_cache_dir
-from heads.flows.qemu_blank import blank_usb_disk, create_blank_machine, os_boot_files, usb_file
+from heads.flows.qemu_blank import (
+    blank_usb_disk,
+    create_blank_machine,
+    factory_reset_answers,
+    os_boot_files,
+    usb_file,
+)
 from heads.flows.qemu_platform import (
     BootResult,
     boot_machine,
@@ -100,19 +106,7 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
     # Boot 1: the clean /boot and the empty keyring lead to the factory reset.
     first = boot_machine(
         machine,
-        answers=[
-            ("clean-boot", "y"),
-            ("factory-reset-confirm", "y"),
-            ("factory-reset-owner-passphrase", OWNER),
-            ("factory-reset-owner-passphrase-again", OWNER),
-            ("factory-reset-backup-drive", "y"),
-            ("factory-reset-backup-passphrase", BACKUP),
-            ("factory-reset-backup-passphrase-again", BACKUP),
-            ("factory-reset-key-uid", USER_ID),
-            ("factory-reset-default", "1"),
-            ("factory-reset-secrets", "y"),
-            ("factory-reset-done", "ok"),
-        ],
+        answers=factory_reset_answers(OWNER, BACKUP, user_id=USER_ID),
         usb_disks=[backup],
         disks_writable=True,
     )

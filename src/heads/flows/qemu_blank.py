@@ -35,11 +35,45 @@ from heads.flows.qemu_platform import (
     create_machine,
 )
 
-__all__ = ["BACKUP_DISK_MIB", "blank_usb_disk", "create_blank_machine", "os_boot_files", "usb_file"]
+__all__ = [
+    "BACKUP_DISK_MIB",
+    "DEMO_BACKUP_PASSPHRASE",
+    "DEMO_OWNER_PASSPHRASE",
+    "blank_usb_disk",
+    "create_blank_machine",
+    "factory_reset_answers",
+    "os_boot_files",
+    "usb_file",
+]
 
 #: The key-backup drive's size (a sparse file): the smallest drive the factory reset takes
 #: (:data:`heads.runtime.factory_reset.MIN_BACKUP_BYTES`).
 BACKUP_DISK_MIB: Final = 64
+#: The demo's passphrases: published here, so they protect nothing (a demo machine only).
+DEMO_OWNER_PASSPHRASE: Final = "demo-tpm-owner"  # noqa: S105 - published on purpose
+DEMO_BACKUP_PASSPHRASE: Final = "demo-key-backup"  # noqa: S105 - published on purpose
+
+
+def factory_reset_answers(
+    owner: str, backup: str, *, user_id: str, default_entry: int = 1
+) -> list[tuple[str, str]]:
+    """The scripted answers of a factory reset from "Clean Boot Detected" to the restart
+    (docs/runtime-menus.md §Factory reset).  They hold passphrases: hand them only to
+    :func:`heads.flows.qemu_platform.boot_machine`, which keeps them in a 0600 file for the
+    boot."""
+    return [
+        ("clean-boot", "y"),
+        ("factory-reset-confirm", "y"),
+        ("factory-reset-owner-passphrase", owner),
+        ("factory-reset-owner-passphrase-again", owner),
+        ("factory-reset-backup-drive", "y"),
+        ("factory-reset-backup-passphrase", backup),
+        ("factory-reset-backup-passphrase-again", backup),
+        ("factory-reset-key-uid", user_id),
+        ("factory-reset-default", str(default_entry)),
+        ("factory-reset-secrets", "y"),
+        ("factory-reset-done", "ok"),
+    ]
 
 
 def create_blank_machine(
