@@ -7,8 +7,10 @@ checks what the guest wrote: the flash image, /boot verified with gpgv and the T
 and a key backup that gpg imports and opens with the passphrase only.
 Boot 2: the new user files moved PCR 7; the owner generates the TOTP secret behind the gate
 (typing the TPM owner passphrase) and the OS boots.
-Boot 3: a tampered kernel: "Boot Hash Mismatch", investigation, "update checksums" signed
-with the key from the backup drive; the default boot then verifies and the OS boots.
+Boot 3: a tampered kernel: "Boot Hash Mismatch", investigation, "update checksums" and "make
+default" signed with the key from the backup drive; then a TPM reset, which creates a new
+counter, signs /boot again (the backup drive once more) and seals a new TOTP secret.
+Boot 4: clean: the new code, /boot verifies, the OS boots.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow, pytest.mark.swtpm, pytest.mark
 REPO = Path(__file__).resolve().parents[2]
 OWNER = "Owner-Pass-4711"
 BACKUP = "Backup-Pass-0815"
+NEW_OWNER = "Owner-Pass-2nd"
 USER_ID = "Heads QEMU owner <owner@heads.invalid>"
 
 
@@ -70,10 +73,10 @@ def _said(result: BootResult, pattern: str) -> re.Match[str] | None:
     return next((m for ln in result.lines if (m := re.search(pattern, ln.text))), None)
 
 
-def _no_secret_shown(result: BootResult) -> None:
+def _no_secret_shown(result: BootResult, *more: str) -> None:
     text = result.transcript.read_text(encoding="utf-8", errors="replace")
-    assert OWNER not in text, _where(result)
-    assert BACKUP not in text, _where(result)
+    for secret in (OWNER, BACKUP, *more):
+        assert secret not in text, _where(result)
 
 
 def _gpg(home: Path, *args: str, stdin: bytes | None = None, check: bool = True) -> int:
@@ -176,7 +179,10 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
     assert second.os_up, _where(second)
     _no_secret_shown(second)
 
-    # Boot 3: a tampered kernel; "update checksums" signs with the key from the backup drive.
+    # Boot 3: a tampered kernel; "update checksums" signs with the key from the backup drive,
+    # the stale default entry is made default again (signed again: the key is dropped after
+    # each signature), then the TPM reset path: new owner passphrase, counter, signature and
+    # TOTP secret.
     tamper_os_kernel(machine)
     third = boot_machine(
         machine,
@@ -189,13 +195,37 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
             ("backup-key-passphrase", BACKUP),
             ("signed", "ok"),
             ("main-menu", "d"),
+            ("default-hash-mismatch", "s"),
+            ("boot-select", "1"),
+            ("boot-confirm", "d"),
+            ("backup-key-passphrase", BACKUP),
+            ("signed", "ok"),
+            ("main-menu", "o"),
+            ("options", "t"),
+            ("tpm-options", "r"),
+            ("tpm-reset-confirm", "y"),
+            ("tpm-owner-passphrase", NEW_OWNER),
+            ("tpm-owner-passphrase-again", NEW_OWNER),
+            ("backup-key-passphrase", BACKUP),
+            ("tpm-reset-done", "ok"),
         ],
         usb_disks=[backup],
         disks_writable=True,
     )
     assert any("ERROR: Boot Hash Mismatch" in ln.text for ln in third.lines), _where(third)
-    assert _said(third, rf"heads: key backup: owner key {fpr} loaded from ") is not None
-    assert _said(third, r"heads: /boot signed: \d+ files hashed") is not None, _where(third)
     assert totp_matches(second.otpauth_uri, third.totp), _where(third)
-    assert third.os_up, _where(third)
-    _no_secret_shown(third)
+    loaded = [ln for ln in third.lines if f"key backup: owner key {fpr} loaded" in ln.text]
+    assert len(loaded) == 3, _where(third)
+    signed = [ln for ln in third.lines if re.search(r"heads: /boot signed: \d+ files", ln.text)]
+    assert len(signed) == 2, _where(third)  # update checksums, then the TPM reset
+    assert _said(third, r"heads: entry 1 \(.*\) is the default; /boot signed") is not None
+    assert third.otpauth_uri is not None, _where(third)  # the TPM reset sealed a new secret
+    assert third.otpauth_uri != second.otpauth_uri
+    assert not third.os_up, _where(third)
+    _no_secret_shown(third, NEW_OWNER)
+
+    # Boot 4: clean: the new secret's code, /boot verifies, the OS boots.
+    fourth = boot_machine(machine, answers=[("main-menu", "d")])
+    assert totp_matches(third.otpauth_uri, fourth.totp), _where(fourth)
+    assert fourth.refusal is None, _where(fourth)
+    assert fourth.os_up, _where(fourth)
