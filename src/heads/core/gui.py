@@ -16,8 +16,9 @@ Rules it keeps (Heads' own, docs/runtime-menus.md §Rules):
 * Basic mode boots the first entry without attestation or signature checks;
 * Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and USB
   boot; turning it off first wipes the TOTP secret;
-* the owner passphrase typed for a TPM reset lives only until the reset is requested, and
-  :meth:`Gui.wipe_secrets` drops it (the runtime calls it on recovery entry).
+* the owner passphrase typed for a TPM reset lives only until the reset is requested, the
+  factory reset's passphrases until :class:`FactoryReset` is requested, and
+  :meth:`Gui.wipe_secrets` drops them (the runtime calls it on recovery entry).
 """
 
 from __future__ import annotations
