@@ -107,9 +107,7 @@ def _read_config_user(root: Path) -> bytes | None:
     return data
 
 
-def backup_owner_key(
-    disk: UsbDisk, key: OwnerKey, passphrase: Secret, *, say: Say, format_drive: bool = True
-) -> None:
+def backup_owner_key(disk: UsbDisk, key: OwnerKey, passphrase: Secret, *, say: Say) -> None:
     """Format ``disk`` and write the owner's key to it (secret protected, public in clear).
 
     The protected export is opened again with ``passphrase`` before the drive is touched,
@@ -132,13 +130,12 @@ def backup_owner_key(
     if again.fingerprint != key.fingerprint:
         raise VerificationError("the key backup does not open to the same key")
     public = export_public(key)
-    if format_drive:
-        with disk.device.open("r+b") as f:
-            f.write(bytes(min(_WIPE_BYTES, disk.size or _WIPE_BYTES)))
-            f.flush()
-            os.fsync(f.fileno())
-        run(["mkdosfs", "-n", BACKUP_LABEL, str(disk.device)], desc=f"format {disk.device}")
-        say(f"key backup: {disk.device} formatted (FAT, label {BACKUP_LABEL})")
+    with disk.device.open("r+b") as f:
+        f.write(bytes(min(_WIPE_BYTES, disk.size or _WIPE_BYTES)))
+        f.flush()
+        os.fsync(f.fileno())
+    run(["mkdosfs", "-n", BACKUP_LABEL, str(disk.device)], desc=f"format {disk.device}")
+    say(f"key backup: {disk.device} formatted (FAT, label {BACKUP_LABEL})")
     with mounted(disk.device, writable=True, fstype="vfat") as where:
         write_atomic(where / BACKUP_SECRET, secret, mode=0o600)
         write_atomic(where / BACKUP_PUBLIC_BINARY, public)
