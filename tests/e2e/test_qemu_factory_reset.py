@@ -7,7 +7,7 @@ checks what the guest wrote: the flash image, /boot verified with gpgv and the T
 and a key backup that gpg imports and opens with the passphrase only.
 Boot 2: the new user files moved PCR 7; the owner generates the TOTP secret behind the gate
 (typing the TPM owner passphrase) and the OS boots.
-Boot 3: a tampered kernel: "Boot Hash Mismatch", investigation, "update checksums" and "make
+Boot 3: a changed grub.cfg: "Boot Hash Mismatch", investigation, "update checksums" and "make
 default" signed with the key from the backup drive; then a TPM reset, which creates a new
 counter, signs /boot again (the backup drive once more) and seals a new TOTP secret.
 Boot 4: clean: the new code, /boot verifies, the OS boots.
@@ -22,6 +22,7 @@ import pytest
 
 from conftest import require, require_tools
 from heads.adapters._run import run
+from heads.adapters.atomic import write_atomic
 from heads.adapters.qemu import OVMF_BIOS
 from heads.adapters.swtpm import serve_tcp
 from heads.adapters.tpm import open_tpm
@@ -41,10 +42,10 @@ from heads.flows.qemu_blank import (
 )
 from heads.flows.qemu_platform import (
     BootResult,
+    Machine,
     boot_machine,
     cached_payload,
     flash_size_for,
-    tamper_os_kernel,
     totp_matches,
 )
 from heads.runtime.factory_reset import KEYRING_FILE
@@ -77,6 +78,14 @@ def _no_secret_shown(result: BootResult, *more: str) -> None:
     text = result.transcript.read_text(encoding="utf-8", errors="replace")
     for secret in (OWNER, BACKUP, *more):
         assert secret not in text, _where(result)
+
+
+def _change_grub_timeout(machine: Machine) -> None:
+    """Change /boot/grub/grub.cfg inside the OS disk image, same length, as an update would."""
+    image = machine.os_disk.read_bytes()
+    old, new = b"set timeout=5\n", b"set timeout=7\n"
+    assert image.count(old) == 1
+    write_atomic(machine.os_disk, image.replace(old, new))
 
 
 def _gpg(home: Path, *args: str, stdin: bytes | None = None, check: bool = True) -> int:
@@ -153,15 +162,16 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
     sign = ("--pinentry-mode", "loopback", "--passphrase-fd", "0", "-u", fpr, "--detach-sign")
     target = tmp_path / "data"
     target.write_bytes(b"restored")
-    assert _gpg(
-        home, *sign, "-o", str(tmp_path / "bad.sig"), str(target), stdin=b"wrong\n", check=False
-    )
-    assert (
-        _gpg(
-            home, *sign, "-o", str(tmp_path / "ok.sig"), str(target), stdin=BACKUP.encode() + b"\n"
+    try:
+        assert _gpg(
+            home, *sign, "-o", str(tmp_path / "bad.sig"), str(target), stdin=b"wrong\n", check=False
         )
-        == 0
-    )
+        ok_sig = tmp_path / "ok.sig"
+        _gpg(home, *sign, "-o", str(ok_sig), str(target), stdin=BACKUP.encode() + b"\n")
+    finally:
+        run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], desc="stop", check=False)
+    # Signed by the key whose public half the firmware holds.
+    run(["gpgv", "--keyring", str(keyring), str(ok_sig), str(target)], desc="gpgv")
 
     # Boot 2: PCR 7 moved; the TOTP secret is generated behind the gate, then the OS boots.
     second = boot_machine(
@@ -179,11 +189,11 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
     assert second.os_up, _where(second)
     _no_secret_shown(second)
 
-    # Boot 3: a tampered kernel; "update checksums" signs with the key from the backup drive,
-    # the stale default entry is made default again (signed again: the key is dropped after
-    # each signature), then the TPM reset path: new owner passphrase, counter, signature and
-    # TOTP secret.
-    tamper_os_kernel(machine)
+    # Boot 3: /boot changed (as an OS update changes it): "Boot Hash Mismatch", investigation,
+    # "update checksums" signed with the key from the backup drive, "make default" signed
+    # again (the key is dropped after each signature), then the TPM reset path: new owner
+    # passphrase, counter, signature and TOTP secret.
+    _change_grub_timeout(machine)
     third = boot_machine(
         machine,
         answers=[
@@ -194,8 +204,9 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
             ("update-checksums", "y"),
             ("backup-key-passphrase", BACKUP),
             ("signed", "ok"),
-            ("main-menu", "d"),
-            ("default-hash-mismatch", "s"),
+            ("main-menu", "o"),
+            ("options", "b"),
+            ("boot-options", "m"),
             ("boot-select", "1"),
             ("boot-confirm", "d"),
             ("backup-key-passphrase", BACKUP),
@@ -213,6 +224,7 @@ def test_factory_reset_takes_ownership_in_the_guest(tmp_path: Path) -> None:
         disks_writable=True,
     )
     assert any("ERROR: Boot Hash Mismatch" in ln.text for ln in third.lines), _where(third)
+    assert any("./grub/grub.cfg" in ln.text for ln in third.lines), _where(third)
     assert totp_matches(second.otpauth_uri, third.totp), _where(third)
     loaded = [ln for ln in third.lines if f"key backup: owner key {fpr} loaded" in ln.text]
     assert len(loaded) == 3, _where(third)
