@@ -12,7 +12,13 @@ update on the owner's machine.
 from __future__ import annotations
 
 from heads.core.openpgp.backup import export_secret, import_secret
-from heads.core.openpgp.key import OwnerKey, export_public, generate_owner_key, sign_detached
+from heads.core.openpgp.key import (
+    OwnerKey,
+    export_public,
+    export_public_armored,
+    generate_owner_key,
+    sign_detached,
+)
 from heads.core.openpgp.signer import OwnerKeySigner
 from heads.core.openpgp.transferable import PublicKey, read_public
 
@@ -21,6 +27,7 @@ __all__ = [
     "OwnerKeySigner",
     "PublicKey",
     "export_public",
+    "export_public_armored",
     "export_secret",
     "generate_owner_key",
     "import_secret",

@@ -61,20 +61,31 @@ def _random(rng: Callable[[int], bytes], size: int) -> bytes:
     return value
 
 
-def export_secret(key: OwnerKey, passphrase: Secret, *, rng: Callable[[int], bytes]) -> bytes:
+def export_secret(
+    key: OwnerKey,
+    passphrase: Secret,
+    *,
+    rng: Callable[[int], bytes],
+    s2k_count: int = S2K_CODED_COUNT,
+) -> bytes:
     """The ASCII-armored transferable secret key, protected by ``passphrase``.
+
+    ``s2k_count`` is the coded S2K count (RFC 4880 §3.7.1.3); tests lower it, the product
+    keeps the default.
 
     Raises:
         UsageError: an empty passphrase (the backup would be readable by whoever finds it).
     """
     if not passphrase.reveal():
         raise UsageError("the key backup needs a passphrase")
+    if not 0 <= s2k_count <= 0xFF:
+        raise ValueError("the coded S2K count is one byte")
     salt = _random(rng, _SALT_BYTES)
     iv = _random(rng, aes.BLOCK)
     clear = bytearray(encode_mpi(key.seed.reveal()))
     clear += hashlib.sha1(clear, usedforsecurity=False).digest()
     cipher_key = derive_key(
-        passphrase, hash_id=_HASH_SHA256, salt=salt, coded_count=S2K_CODED_COUNT, size=32
+        passphrase, hash_id=_HASH_SHA256, salt=salt, coded_count=s2k_count, size=32
     )
     try:
         encrypted = bytes(aes.cfb_encrypt(bytes(cipher_key), iv, clear))
@@ -85,7 +96,7 @@ def export_secret(key: OwnerKey, passphrase: Secret, *, rng: Callable[[int], byt
         key.public_body
         + bytes((_USAGE_SHA1, _CIPHER_AES256, _S2K_ITERATED, _HASH_SHA256))
         + salt
-        + bytes((S2K_CODED_COUNT,))
+        + bytes((s2k_count,))
         + iv
         + encrypted
     )
@@ -148,9 +159,24 @@ def _decrypt(reader: Reader, passphrase: Secret, *, source: str) -> bytearray:
         _wipe(clear)
         raise WrongPassphraseError(
             f"the passphrase does not unlock the secret key in {source}",
-            hint="type the passphrase chosen when the key backup was made",
+            hint="type the passphrase chosen when the key backup was made; if it is right,"
+            " the backup is damaged",
         )
     return clear
+
+
+def _seed_of(clear: bytearray, *, source: str) -> bytes:
+    """The 32-byte seed in the decrypted MPI, read in place (no copy of the whole field)."""
+    where = f"{source} (decrypted secret)"
+    if len(clear) < 2:
+        raise FormatError("truncated secret seed", source=where, offset=0)
+    bits = int.from_bytes(clear[:2], "big")
+    size = (bits + 7) // 8
+    if size > ed25519.SEED_BYTES:
+        raise FormatError(f"a secret seed of {bits} bits, not 256", source=where, offset=0)
+    if len(clear) != 2 + size:
+        raise FormatError("the secret seed does not fill its field", source=where, offset=2)
+    return bytes(clear[2:]).rjust(ed25519.SEED_BYTES, b"\x00")
 
 
 def import_secret(data: bytes, passphrase: Secret, *, source: str) -> OwnerKey:
@@ -174,11 +200,7 @@ def import_secret(data: bytes, passphrase: Secret, *, source: str) -> OwnerKey:
     reader.take(primary.body_end, "public key")
     clear = _decrypt(reader, passphrase, source=source)
     try:
-        fields = Reader(bytes(clear), source=f"{source} (decrypted secret)", base=0)
-        seed = fields.mpi("secret seed", max_bytes=ed25519.SEED_BYTES)
-        if fields.remaining:
-            raise fields.fail("trailing bytes after the secret seed")
-        seed = seed.rjust(ed25519.SEED_BYTES, b"\x00")
+        seed = _seed_of(clear, source=source)
     finally:
         _wipe(clear)
     if not hmac.compare_digest(ed25519.public_key(seed), primary.public):

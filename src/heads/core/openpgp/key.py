@@ -22,13 +22,16 @@ from heads.errors import UsageError
 
 __all__ = [
     "ED25519_OID",
+    "MAX_USER_ID_BYTES",
     "OwnerKey",
     "export_public",
+    "export_public_armored",
     "generate_owner_key",
     "public_key_body",
     "sign_detached",
     "signature_body",
     "user_id_prefix",
+    "user_id_problem",
 ]
 
 ED25519_OID: Final = bytes.fromhex("2b06010401da470f01")  # 1.3.6.1.4.1.11591.15.1
@@ -40,8 +43,8 @@ TAG_PUBLIC_KEY: Final = 6
 TAG_USER_ID: Final = 13
 SIG_BINARY: Final = 0x00
 SIG_POSITIVE_CERT: Final = 0x13
-_NATIVE_POINT: Final = 0x40  # the MPI prefix of a native (compressed-less) EdDSA point
-_MAX_USER_ID_BYTES: Final = 1024
+_NATIVE_POINT: Final = 0x40  # marks the MPI's payload as a native RFC 8032 point encoding
+MAX_USER_ID_BYTES: Final = 1024
 _MAX_TIME: Final = 0xFFFFFFFF
 
 # Signature subpacket types (RFC 4880 §5.2.3.1, RFC 9580 §5.2.3.35 for the fingerprint).
@@ -73,14 +76,22 @@ def check_user_id(user_id: str) -> bytes:
     Raises:
         UsageError: empty, too long, or holding control or format characters.
     """
-    encoded = user_id.encode("utf-8", "surrogatepass")
-    if not user_id.strip():
-        raise UsageError("the key's user ID is empty")
-    if len(encoded) > _MAX_USER_ID_BYTES:
-        raise UsageError(f"the key's user ID is longer than {_MAX_USER_ID_BYTES} bytes")
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise UsageError(f"the key's user ID {problem}")
+    return user_id.encode("utf-8")
+
+
+def user_id_problem(user_id: str) -> str | None:
+    """Why ``user_id`` is unfit for the owner's key (a phrase), or None when it is fit."""
     if shown(user_id) != user_id:
-        raise UsageError(f"the key's user ID holds control characters: {shown(user_id)}")
-    return encoded
+        # Also catches lone surrogates, which have no UTF-8 encoding.
+        return f"holds control characters: {shown(user_id)}"
+    if not user_id.strip():
+        return "is empty"
+    if len(user_id.encode("utf-8")) > MAX_USER_ID_BYTES:
+        return f"is longer than {MAX_USER_ID_BYTES} bytes"
+    return None
 
 
 def public_key_body(public: bytes, created: int) -> bytes:
@@ -120,6 +131,11 @@ class OwnerKey:
     public: bytes
     created: int
     user_id: str
+
+    def __post_init__(self) -> None:
+        if len(self.seed) != ed25519.SEED_BYTES or len(self.public) != 32:
+            raise ValueError("an Ed25519 key has a 32-byte seed and a 32-byte public key")
+        _check_time(self.created, "the key creation time")
 
     @property
     def public_body(self) -> bytes:
@@ -226,13 +242,26 @@ def export_public(key: OwnerKey) -> bytes:
     )
 
 
+def export_public_armored(key: OwnerKey) -> bytes:
+    """:func:`export_public` in ASCII armor (``public-key.asc`` beside a key backup)."""
+    return armor("PUBLIC KEY BLOCK", export_public(key))
+
+
 def sign_detached(key: OwnerKey, data: bytes, *, created: int) -> bytes:
     """An ASCII-armored detached signature of binary ``data`` (type 0x00, SHA-256).
 
     Raises:
-        UsageError: ``created`` outside OpenPGP's 32-bit time range.
+        UsageError: ``created`` outside OpenPGP's 32-bit time range, or before the key's
+            creation (a clock that is wrong).
     """
     _check_time(created, "the signature time")
+    if created < key.created:
+        # gpgv refuses a signature older than its key; better to say why here, where the
+        # wrong clock can still be fixed, than to leave /boot signed but unverifiable.
+        raise UsageError(
+            f"the signature time {created} is before the key was made ({key.created})",
+            hint="set the system clock to the current date and sign again",
+        )
     hashed, unhashed = _issuer_subpackets(key, created)
     body = signature_body(key, SIG_BINARY, prefix=data, hashed=hashed, unhashed=unhashed)
     return armor("SIGNATURE", encode_packet(TAG_SIGNATURE, body))

@@ -24,8 +24,9 @@ __all__ = [
     "read_subpackets",
 ]
 
-# A key, a user ID or a signature is a few hundred bytes; anything far larger is not ours.
-MAX_PACKET_BYTES: Final = 64 * 1024
+# A key, a user ID or a signature is a few hundred bytes; a photo ID (user attribute) in a
+# key gpg exported may reach some KiB.  Anything beyond 1 MiB is not a key.
+MAX_PACKET_BYTES: Final = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

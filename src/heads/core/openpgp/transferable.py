@@ -12,24 +12,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from heads.core.openpgp.armor import dearmor
+from heads.core.openpgp.armor import MAX_ARMOR_BYTES, dearmor
 from heads.core.openpgp.key import (
     ALGO_EDDSA,
     ED25519_OID,
+    SUB_ISSUER,
+    SUB_ISSUER_FINGERPRINT,
     TAG_SIGNATURE,
     TAG_USER_ID,
     fingerprint_of,
     public_key_body,
     user_id_prefix,
+    user_id_problem,
 )
 from heads.core.openpgp.packets import Packet, Reader, read_packets
-from heads.core.openpgp.verify import parse_signature, verify_signature
+from heads.core.openpgp.verify import Signature, parse_signature, verify_signature
 from heads.errors import FormatError
 
-__all__ = ["PrimaryKey", "PublicKey", "read_primary", "read_public", "unarmor"]
+__all__ = [
+    "MAX_SIGNATURE_CHECKS",
+    "PrimaryKey",
+    "PublicKey",
+    "read_primary",
+    "read_public",
+    "unarmor",
+]
 
 _TAG_SUBKEYS: Final = frozenset({7, 14})
 _CERTIFICATIONS: Final = frozenset({0x10, 0x11, 0x12, 0x13})
+MAX_SIGNATURE_CHECKS: Final = 16
 _NATIVE_POINT: Final = 0x40
 
 
@@ -57,7 +68,13 @@ class PublicKey:
 
 
 def unarmor(data: bytes, *, label: str, source: str) -> bytes:
-    """Binary packets as given, or the contents of an armor block with ``label``."""
+    """Binary packets as given, or the contents of an armor block with ``label``.
+
+    Raises:
+        FormatError: larger than any key file (:data:`MAX_ARMOR_BYTES`), or bad armor.
+    """
+    if len(data) > MAX_ARMOR_BYTES:
+        raise FormatError(f"larger than {MAX_ARMOR_BYTES} bytes: not a key file", source=source)
     if data.lstrip()[:5] == b"-----":
         return dearmor(data, label=label, source=source)
     return data
@@ -89,12 +106,29 @@ def read_primary(packet: Packet, *, source: str) -> PrimaryKey:
     return PrimaryKey(point[1:], created, reader.pos, packet.body[: reader.pos])
 
 
+def _names_another_issuer(signature: Signature, fingerprint: bytes) -> bool:
+    """Whether the signature says it was made by a key other than ``fingerprint``'s."""
+    for kind, _, body in (*signature.hashed, *signature.unhashed):
+        if kind == SUB_ISSUER_FINGERPRINT and body[1:] != fingerprint:
+            return True
+        if kind == SUB_ISSUER and body != fingerprint[-8:]:
+            return True
+    return False
+
+
 def certified_user_id(packets: list[Packet], primary: PrimaryKey, *, source: str) -> str:
     """The first user ID of the primary key that has a valid certification by that key.
 
+    Signatures that name another issuer (certifications by other people) are skipped
+    unchecked, and at most :data:`MAX_SIGNATURE_CHECKS` are verified: a file stuffed with
+    signatures cannot keep the Ed25519 arithmetic busy for minutes.
+
     Raises:
-        FormatError: no user ID, a user ID that is not UTF-8, or none certified.
+        FormatError: no user ID, a certified user ID that is unfit (not UTF-8, control
+            characters, empty), none certified, or too many signatures to check.
     """
+    fingerprint = bytes.fromhex(fingerprint_of(primary.public_body))
+    checks = 0
     seen_user_id = False
     index = 1
     while index < len(packets) and packets[index].tag not in _TAG_SUBKEYS:
@@ -107,19 +141,39 @@ def certified_user_id(packets: list[Packet], primary: PrimaryKey, *, source: str
         while index < len(packets) and packets[index].tag == TAG_SIGNATURE:
             sig_packet = packets[index]
             index += 1
-            signature = parse_signature(sig_packet.body, source=source, base=sig_packet.offset)
-            if signature.sig_type in _CERTIFICATIONS and verify_signature(
-                primary.public, signature, prefix
+            try:
+                signature = parse_signature(sig_packet.body, source=source, base=sig_packet.offset)
+            except FormatError:
+                continue  # a signature we cannot read certifies nothing; others may
+            if signature.sig_type not in _CERTIFICATIONS or _names_another_issuer(
+                signature, fingerprint
             ):
-                try:
-                    return packet.body.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise FormatError(
-                        "a user ID that is not UTF-8", source=source, offset=packet.offset
-                    ) from None
+                continue
+            checks += 1
+            if checks > MAX_SIGNATURE_CHECKS:
+                raise FormatError(
+                    f"more than {MAX_SIGNATURE_CHECKS} certifications to check",
+                    source=source,
+                    offset=sig_packet.offset,
+                )
+            if verify_signature(primary.public, signature, prefix):
+                return _fit_user_id(packet, source=source)
     if not seen_user_id:
         raise FormatError("the key has no user ID", source=source)
     raise FormatError("no user ID of the key carries a valid self-certification", source=source)
+
+
+def _fit_user_id(packet: Packet, *, source: str) -> str:
+    try:
+        user_id = packet.body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(
+            "a user ID that is not UTF-8", source=source, offset=packet.offset
+        ) from None
+    problem = user_id_problem(user_id)
+    if problem is not None:
+        raise FormatError(f"the user ID {problem}", source=source, offset=packet.offset)
+    return user_id
 
 
 def read_public(data: bytes, *, source: str) -> PublicKey:
