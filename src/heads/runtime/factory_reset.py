@@ -120,10 +120,10 @@ def backup_owner_key(disk: UsbDisk, key: OwnerKey, passphrase: Secret, *, say: S
     """
     from heads.core.openpgp import (  # noqa: PLC0415 - factory reset only
         export_public,
+        export_public_armored,
         export_secret,
         import_secret,
     )
-    from heads.core.openpgp.armor import armor  # noqa: PLC0415
 
     secret = export_secret(key, passphrase, rng=os.urandom)
     again = import_secret(secret, passphrase, source="the new key backup")
@@ -139,7 +139,7 @@ def backup_owner_key(disk: UsbDisk, key: OwnerKey, passphrase: Secret, *, say: S
     with mounted(disk.device, writable=True, fstype="vfat") as where:
         write_atomic(where / BACKUP_SECRET, secret, mode=0o600)
         write_atomic(where / BACKUP_PUBLIC_BINARY, public)
-        write_atomic(where / BACKUP_PUBLIC_ARMORED, armor("PUBLIC KEY BLOCK", public))
+        write_atomic(where / BACKUP_PUBLIC_ARMORED, export_public_armored(key))
     with mounted(disk.device) as where:
         if read_backup(where) != secret:
             raise VerificationError(f"{disk.device} does not hold the key backup just written")
