@@ -160,10 +160,11 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"heads qemu demo summary (machine {report.machine}, {time.monotonic() - start:.0f} s)")
     print(f"  payload: {report.payload_bytes / 2**20:.1f} MiB (kernel + zstd initramfs)")
-    for n, result in enumerate(report.boots, start=1):
+    # Boot 0 is the factory reset; the TOTP secret is provisioned on the first boot after it.
+    for n, result in enumerate(report.boots):
         print(f"  boot {n}: console transcript {result.transcript}")
         _print_boot(result)
-    uri = report.boots[0].otpauth_uri if report.boots else None
+    uri = next((b.otpauth_uri for b in report.boots if b.otpauth_uri), None)
     if uri is not None:
         # What the guest showed on its console at provisioning: scan it to follow along.
         print("  TOTP secret provisioned on boot 1 (scan with an authenticator app):")
@@ -173,7 +174,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not report.ok:
         print("demo FAILED: see the console transcripts above", file=sys.stderr)
         return ExitCode.VERIFICATION_FAILED
-    print("demo passed: attested boots, verified /boot, tampering refused")
+    print("demo passed: ownership taken, attested boots, verified /boot, tampering refused")
     return ExitCode.OK
 
 
@@ -220,7 +221,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=_boot)
 
-    p = qsub.add_parser("demo", help="build, provision, boot twice, tamper, boot refused")
+    p = qsub.add_parser(
+        "demo",
+        help="build, take ownership in the guest, boot twice, tamper, boot refused",
+    )
     p.add_argument("--dir", type=Path, default=_DEFAULT_DEMO_DIR, help="machine directory")
     p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="payload directory")
     p.add_argument(

@@ -877,26 +877,75 @@ def run_demo(
     say: Say,
     echo: Callable[[ConsoleLine], None] | None = None,
 ) -> DemoReport:
-    """Create a machine, provision it, boot twice, tamper with the OS kernel, boot again.
+    """Create a blank machine, take ownership of it in the guest (the factory reset), boot
+    with the menus (the TOTP secret generated, the OS booted), boot unattended, tamper with
+    the OS kernel, boot again.
 
     Raises:
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
             the wrong thing is reported in the checks instead.
     """
-    machine = create_machine(root, force=True, say=say, flash_size=demo_flash_size(payload, say))
-    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs, say=say)
+    from heads.flows import qemu_blank as blank  # noqa: PLC0415 - it builds on this module
+
+    machine = blank.create_blank_machine(
+        root,
+        kernel=payload.kernel,
+        initramfs=payload.initramfs,
+        flash_size=demo_flash_size(payload, say),
+        force=True,
+        say=say,
+    )
+    backup = blank.blank_usb_disk(machine.root / "key-backup.img")
     boots: list[BootResult] = []
     checks: list[tuple[str, bool]] = []
 
-    def boot(n: int, what: str) -> BootResult:
+    def boot(
+        n: int, what: str, answers: Sequence[tuple[str, str]] = (), *, owner: bool = False
+    ) -> BootResult:
         say(f"boot {n}: {what}")
-        result = boot_machine(machine, echo=echo)
+        result = boot_machine(
+            machine,
+            echo=echo,
+            answers=answers,
+            usb_disks=[backup] if owner else [],
+            disks_writable=owner,
+        )
         boots.append(result)
         marks = ", ".join(f"{k} {v:.1f} s" for k, v in result.marks.items())
         say(f"boot {n}: done ({marks}); console: {result.transcript}")
         return result
 
-    first = boot(1, "first boot: provision the TOTP secret, verify /boot, kexec the OS")
+    say(
+        "the demo's passphrases are published (heads.flows.qemu_blank): TPM owner "
+        f"{blank.DEMO_OWNER_PASSPHRASE!r}, key backup {blank.DEMO_BACKUP_PASSPHRASE!r}"
+    )
+    owned = boot(
+        0,
+        "factory reset in the guest: TPM reset, owner key generated and backed up to a USB "
+        "drive, keyring and config.user flashed, /boot signed",
+        blank.factory_reset_answers(
+            blank.DEMO_OWNER_PASSPHRASE, blank.DEMO_BACKUP_PASSPHRASE, user_id=OWNER_UID
+        ),
+        owner=True,
+    )
+    checks.append(
+        (
+            "boot 0: factory reset complete (owner key generated, /boot signed)",
+            any("OEM Factory Reset / Re-Ownership Complete" in ln.text for ln in owned.lines),
+        )
+    )
+    first = boot(
+        1,
+        "first boot with the menus: generate the TOTP secret behind the integrity gate, "
+        "verify /boot, kexec the OS",
+        (
+            ("totp-failed", "g"),
+            ("gate-passed", "y"),
+            ("tpm-owner-auth", blank.DEMO_OWNER_PASSPHRASE),
+            ("totp-sealed", "ok"),
+            ("main-menu", "d"),
+        ),
+    )
     uri = first.otpauth_uri
     checks.append(("boot 1: TOTP secret provisioned (otpauth URI shown)", uri is not None))
     checks.append(
