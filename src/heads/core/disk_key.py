@@ -201,12 +201,15 @@ def predicted_values(
     pcr4_firmware: bytes,
     listing: bytes,
     pcr5: bytes | None = None,
+    pcr6_firmware: bytes | None = None,
 ) -> dict[int, bytes]:
     """The PCR values the key is sealed to: the boot's values at the moment it unseals.
 
     ``measured`` holds what firmware and payload set before the runtime's own boot-mode
-    extends (PCRs 0-3, 7 and 9); PCR 4 is its firmware-only value, PCR 5 zero (the payload
-    loads no modules) unless given, PCR 6 the listing measured once from zero.
+    extends (PCRs 0-3, 7 and 9); PCR 4 is its firmware-only value; PCR 5 what the firmware
+    left in it (the payload loads no modules; zero on coreboot, OVMF extends a separator and
+    ExitBootServices); PCR 6 the listing measured once over the firmware's value (zero on
+    coreboot, a separator on OVMF).
 
     Raises:
         UsageError: a selected PCR has no value.
@@ -214,7 +217,7 @@ def predicted_values(
     values = dict(measured)
     values[PCR_BOOT_MODE] = pcr4_firmware
     values[PCR_MODULES] = pcr5 if pcr5 is not None else zero_digest(HashAlg.SHA256)
-    values[PCR_LUKS_HEADERS] = pcr6_after(listing)
+    values[PCR_LUKS_HEADERS] = pcr6_after(listing, previous=pcr6_firmware)
     missing = [i for i in selection.indices if i not in values]
     if missing:
         raise UsageError(f"no value to seal PCR {', '.join(map(str, missing))} to")
