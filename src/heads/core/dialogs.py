@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "EFFECT_DIALOGS",
     "NO",
     "OK",
     "PASSPHRASE_IDS",
@@ -121,12 +122,23 @@ class DialogId(enum.StrEnum):
     FLASH_FILE = "flash-file"
     FACTORY_RESET_CONFIRM = "factory-reset-confirm"
     RECOVERY_CONFIRM = "recovery-confirm"
+    # Disk unlock key (docs/disk-key.md)
+    DISK_KEY_PASSPHRASE = "disk-key-passphrase"  # noqa: S105 - a dialog id
+    DISK_KEY_RECOVERY = "disk-key-recovery"
 
+
+#: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
+#: menu state machine itself; they are scripted by id like the others.
+EFFECT_DIALOGS: Final = frozenset({DialogId.DISK_KEY_PASSPHRASE, DialogId.DISK_KEY_RECOVERY})
 
 #: Dialogs whose answer is a secret: never given on a command line (``--answer`` refuses
 #: them; an answer file carries them).
 PASSPHRASE_IDS: Final = frozenset(
-    {DialogId.TPM_OWNER_PASSPHRASE, DialogId.TPM_OWNER_PASSPHRASE_AGAIN}
+    {
+        DialogId.TPM_OWNER_PASSPHRASE,
+        DialogId.TPM_OWNER_PASSPHRASE_AGAIN,
+        DialogId.DISK_KEY_PASSPHRASE,
+    }
 )
 
 
