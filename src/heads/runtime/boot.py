@@ -68,6 +68,8 @@ from heads.core.platform import (
     EVENT_LOG,
     FIRMWARE_EVENT_LOG,
     PCR_BOOT_MODE,
+    PCR_LUKS_HEADERS,
+    PCR_MODULES,
     PCR_PAYLOAD_STUB,
     PCR_USER_FILES,
     PROFILES,
@@ -266,6 +268,11 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
         f"firmware event log: {len(log.events)} events; replay of PCRs "
         f"{','.join(map(str, firmware_pcrs))} {verdict}"
     )
+    # What the firmware leaves in PCRs 5 and 6, for whoever predicts the disk key's policy
+    # for this machine (docs/disk-key.md §Sealing for a machine that is off).
+    for pcr in (PCR_MODULES, PCR_LUKS_HEADERS):
+        value = replayed.get(pcr, bytes(HashAlg.SHA256.digest_size))
+        con.say(f"firmware PCR {pcr} {value.hex()}")
     if env.profile == "uefi":
         # The kernel's EFI stub, not OVMF, measures the initrd and command line
         # (docs/qemu-platform.md §What OVMF measures): a stub without TPM support would leave
