@@ -132,11 +132,18 @@ def test_truncated_device_is_refused(images: dict[int, Path]) -> None:
         _ours(data)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.fixture(scope="module")
+def prefixes(images: dict[int, Path]) -> dict[int, bytes]:
+    return {v: p.read_bytes()[: 1 << 16] for v, p in images.items()}
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
-def test_fuzz_mutated_headers(images: dict[int, Path], data: st.DataObject) -> None:
+def test_fuzz_mutated_headers(prefixes: dict[int, bytes], data: st.DataObject) -> None:
     version = data.draw(st.sampled_from([1, 2]))
-    raw = bytearray(images[version].read_bytes()[: 1 << 16])
+    raw = bytearray(prefixes[version])
     for _ in range(data.draw(st.integers(1, 8))):
         pos = data.draw(st.integers(0, 700 if version == 1 else FIRST_READ + 600))
         raw[pos] = data.draw(st.integers(0, 255))

@@ -33,6 +33,7 @@ __all__ = [
     "FIRST_READ",
     "MAX_BACKUP_BYTES",
     "LuksHeader",
+    "backup_padding",
     "header_backup",
     "header_bytes_needed",
     "parse_header",
@@ -223,6 +224,9 @@ def header_backup(header: LuksHeader, data: bytes, *, source: str) -> bytes:
             f"({header.backup_size} bytes)",
             source=source,
         )
-    out = bytearray(data[: header.backup_size])
-    out += bytes(_round_up(len(out), _PAGE) - len(out))
-    return bytes(out)
+    return data[: header.backup_size] + bytes(backup_padding(header))
+
+
+def backup_padding(header: LuksHeader) -> int:
+    """Zero bytes after the device's ``backup_size`` bytes in the backup (page rounding)."""
+    return _round_up(header.backup_size, _PAGE) - header.backup_size

@@ -19,6 +19,7 @@ preparing a machine that is switched off: the TOTP record holds the same PCRs).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +41,13 @@ from heads.core.disk_key import (
     header_listing,
     predicted_values,
 )
-from heads.core.luks import FIRST_READ, header_backup, header_bytes_needed, parse_header
+from heads.core.luks import (
+    FIRST_READ,
+    LuksHeader,
+    backup_padding,
+    header_bytes_needed,
+    parse_header,
+)
 from heads.core.platform import PCR_BOOT_MODE, PCR_LUKS_HEADERS
 from heads.core.sealing import SealRecord
 from heads.core.secret import Secret
@@ -51,11 +58,11 @@ __all__ = [
     "BootValues",
     "DiskTarget",
     "SealResult",
+    "backup_digest",
     "check_listing",
     "disk_key_exists",
     "firmware_pcrs",
     "measure_headers",
-    "read_backup",
     "read_listing",
     "seal_disk_key",
     "unseal_disk_key",
@@ -66,6 +73,7 @@ __all__ = [
 
 _BASE_PCRS: Final = (0, 1, 2, 3, 7, 9)
 _FIRMWARE_REPLAYED: Final = (4, 5, 6)
+_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,24 +127,40 @@ class SealResult:
     slot: int
 
 
-def read_backup(target: DiskTarget) -> tuple[str, bytes]:
-    """(LUKS UUID, the header backup Heads measures) of one device.
+def backup_digest(target: DiskTarget) -> tuple[LuksHeader, bytes]:
+    """The header of one device and the SHA-256 of the header backup Heads measures.
+
+    The header area (16 MiB with LUKS2's defaults) is hashed as it is read, in 1 MiB pieces:
+    in a slow guest, copying it whole costs seconds.
 
     Raises:
-        FormatError: not LUKS, or a damaged header.
+        FormatError: not LUKS, a damaged header, or a device that ends inside the header area.
         UsageError: the device cannot be read.
     """
     source = target.device if str(target.path) == target.device else str(target.path)
+    digest = hashlib.sha256()
     try:
         with target.path.open("rb") as f:
             first = f.read(FIRST_READ)
             need = header_bytes_needed(first, source=source)
             data = first + f.read(max(0, need - len(first)))
             header = parse_header(data, source=source)
-            data += f.read(max(0, header.backup_size - len(data)))
+            done = min(len(data), header.backup_size)
+            digest.update(data[:done])
+            while done < header.backup_size:
+                chunk = f.read(min(_CHUNK, header.backup_size - done))
+                if not chunk:
+                    raise FormatError(
+                        f"device ends at {done} bytes, inside its LUKS header area "
+                        f"({header.backup_size} bytes)",
+                        source=source,
+                    )
+                digest.update(chunk)
+                done += len(chunk)
     except OSError as exc:
         raise UsageError(f"cannot read {source}: {exc.strerror}") from None
-    return header.uuid, header_backup(header, data, source=source)
+    digest.update(bytes(backup_padding(header)))
+    return header, digest.digest()
 
 
 def read_listing(targets: Sequence[DiskTarget]) -> tuple[bytes, tuple[KeyDevice, ...], int]:
@@ -150,10 +174,10 @@ def read_listing(targets: Sequence[DiskTarget]) -> tuple[bytes, tuple[KeyDevice,
     devices: list[KeyDevice] = []
     versions: set[int] = set()
     for target in targets:
-        uuid, backup = read_backup(target)
-        versions.add(2 if backup[6:8] == b"\0\2" else 1)
-        digests[target.device] = HashAlg.SHA256.hash(backup)
-        devices.append(KeyDevice(target.device, uuid))
+        header, digest = backup_digest(target)
+        versions.add(header.version)
+        digests[target.device] = digest
+        devices.append(KeyDevice(target.device, header.uuid))
     if len(versions) > 1:
         raise UsageError("LUKS1 and LUKS2 devices cannot share one disk unlock key")
     return header_listing(digests), tuple(devices), versions.pop() if versions else 2
