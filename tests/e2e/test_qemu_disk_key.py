@@ -7,7 +7,8 @@ and each scenario boots a copy of that machine:
 
 * right passphrase: the OS opens the volume with /secret.key, no prompt;
 * wrong passphrase three times, then "boot with the recovery key": the OS asks the DRK;
-* a LUKS header changed after sealing: no passphrase asked, the recovery key path.
+* a LUKS header changed after sealing: no passphrase asked, the recovery key path;
+* the firmware's config.user changed (PCR 7): the TPM refuses the key, the recovery key path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import pytest
 from conftest import require, require_tools
 from heads.adapters import cryptsetup
 from heads.adapters.qemu import OVMF_BIOS
+from heads.core.cbfs import CbfsFile
+from heads.core.flash_image import FlashImage
+from heads.core.qemu_flash import CONFIG_USER
 from heads.core.secret import Secret
 from heads.flows.image_build import default_cache_dir
 from heads.flows.qemu_luks import (
@@ -139,3 +143,34 @@ def test_changed_header_refuses_the_key(machine: Machine, tmp_path: Path) -> Non
     assert _dialogs(result) == ["main-menu", "disk-key-recovery"], _where(result)
     assert _has(result, "Encrypted disk keys have changed"), _where(result)
     assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+
+
+def test_changed_config_refuses_the_key(machine: Machine, tmp_path: Path) -> None:
+    m = _copy(machine, tmp_path)
+    # The owner's config.user changes in the flash chip (an external programmer): PCR 7 moves.
+    image = FlashImage.from_bytes(m.flash.read_bytes(), expected_size=m.flash_size)
+    config = image.file(CONFIG_USER)
+    assert config is not None
+    changed = CbfsFile(CONFIG_USER, config.content() + b'export CONFIG_CHANGED="y"\n')
+    m.flash.write_bytes(image.with_file(changed, replace=True).to_bytes())
+    result = boot_machine(
+        m,
+        answers=[
+            ("totp-failed", "i"),
+            MAIN,
+            ("disk-key-passphrase", DUK),
+            ("disk-key-recovery", "y"),
+        ],
+        replies=[(re.escape(OS_LUKS_PROMPT), DRK)],
+    )
+    assert _dialogs(result) == [
+        "totp-failed",
+        "main-menu",
+        "disk-key-passphrase",
+        "disk-key-recovery",
+    ], _where(result)
+    assert _has(result, "disk key: the TPM refused to unseal 0x81000003: PCR 7 changed"), _where(
+        result
+    )
+    assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+    assert not _has(result, OS_LUKS_BY_KEY_FILE), _where(result)

@@ -93,10 +93,10 @@ while read -r name spec keyfile opts; do
      /sbin/cryptsetup open $ro --key-file "$keyfile" "$dev" "$name"; then
     /bin/busybox echo "{OS_LUKS_BY_KEY_FILE}"
   else
-    /bin/busybox stty -echo 2>/dev/null
+    /bin/busybox stty -F /dev/console -echo || /bin/busybox echo "heads-demo-os: stty failed"
     /bin/busybox echo "{OS_LUKS_PROMPT}"
     read -r pw < /dev/console
-    /bin/busybox stty echo 2>/dev/null
+    /bin/busybox stty -F /dev/console echo
     if /bin/busybox printf %s "$pw" |
        /sbin/cryptsetup open $ro --key-file=- "$dev" "$name"; then
       /bin/busybox echo "{OS_LUKS_BY_PASSPHRASE}"
