@@ -50,6 +50,8 @@ def test_seal_then_check(
             str(_fd(b"twelve chars ok\n")),
             "--event-log",
             str(tmp_path / "none"),
+            "--profile",
+            "coreboot",
             "--gnupghome",
             str(owner.home),
             "--key",

@@ -70,7 +70,8 @@ def _seal(args: argparse.Namespace) -> int:
     recovery = _secret(args.recovery_fd, "Disk Recovery Key passphrase: ", "recovery passphrase")
     passphrase = _new_passphrase(args)
     owner = read_secret_fd(args.owner_passphrase_fd) if args.owner_passphrase_fd else None
-    profile = args.profile
+    # As `heads totp seal`: UEFI firmware exposes /sys/firmware/efi, coreboot does not.
+    profile = args.profile or ("uefi" if Path("/sys/firmware/efi").is_dir() else "coreboot")
     event_log = Path(args.event_log)
     with open_tpm(tcti_from(args)) as tpm:
         if args.pcrs_from == "totp-record":
@@ -162,7 +163,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     seal.add_argument("--recovery-fd", type=int, metavar="FD", help="read the DRK passphrase")
     seal.add_argument("--passphrase-fd", type=int, metavar="FD", help="read the DUK passphrase")
     seal.add_argument("--owner-passphrase-fd", type=int, metavar="FD")
-    seal.add_argument("--profile", choices=sorted(PROFILES), default="coreboot")
+    seal.add_argument(
+        "--profile", choices=sorted(PROFILES), help="platform profile (default: detected)"
+    )
     seal.add_argument(
         "--pcrs-from",
         choices=("live", "totp-record"),
