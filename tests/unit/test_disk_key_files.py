@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import TESTDATA
 from heads.core.cpio import read_newc
 from heads.core.digest import HashAlg, zero_digest
 from heads.core.disk_key import (
@@ -28,7 +30,8 @@ from heads.core.disk_key import (
     predicted_values,
 )
 from heads.core.secret import Secret
-from heads.errors import FormatError, UsageError
+from heads.errors import FormatError, HeadsError, UsageError
+from heads.flows.disk_key import firmware_pcrs
 
 UUID = "4c6d2dfc-6882-492b-8e20-db173e996234"
 UUID2 = "b6a69c3e-9690-4111-98d0-5ae0dec98217"
@@ -149,3 +152,19 @@ def test_fuzz_boot_files(data: bytes) -> None:
     for parse in (parse_devices, parse_lvm, parse_overrides):
         with contextlib.suppress(FormatError):
             parse(data)
+
+
+def test_firmware_pcrs_replay_the_lab_ovmf_log() -> None:
+    # PCRs 4-6 as OVMF left them, from a real guest's log and the values its sysfs showed.
+    lab = TESTDATA / "eventlogs" / "lab"
+    expected = json.loads((lab / "expected.json").read_text())["logs"]["ovmf-swtpm.bin"]
+    values = firmware_pcrs((lab / "ovmf-swtpm.bin").read_bytes(), source="ovmf-swtpm.bin")
+    for pcr in (4, 5, 6):
+        assert values[pcr].hex().upper() == expected["pcrs"]["sha256"][str(pcr)]
+
+
+def test_firmware_pcrs_refuse_a_damaged_log() -> None:
+    data = (TESTDATA / "eventlogs" / "lab" / "ovmf-swtpm.bin").read_bytes()
+    with pytest.raises(HeadsError) as exc:
+        firmware_pcrs(data[:-7], source="cut.bin")
+    assert "cut.bin" in exc.value.message
