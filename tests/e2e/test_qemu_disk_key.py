@@ -33,6 +33,7 @@ from heads.flows.qemu_luks import (
     OS_LUKS_PROMPT,
     add_disk_key,
     firmware_values,
+    firmware_values_from_transcripts,
 )
 from heads.flows.qemu_platform import (
     LUKS_DISK_NAME,
@@ -83,6 +84,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory) -> Machine:
     provision_machine(m, kernel=payload.kernel, initramfs=payload.initramfs)
     first = boot_machine(m)  # unattended: seals the TOTP secret, boots the OS
     assert first.os_up, _where(first)
+    assert firmware_values_from_transcripts(m) == firmware_values(first)
     add_disk_key(
         m,
         recovery=Secret(DRK.encode()),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -168,3 +169,24 @@ def test_firmware_pcrs_refuse_a_damaged_log() -> None:
     with pytest.raises(HeadsError) as exc:
         firmware_pcrs(data[:-7], source="cut.bin")
     assert "cut.bin" in exc.value.message
+
+
+def test_firmware_values_from_the_newest_transcript_that_shows_them(tmp_path: Path) -> None:
+    from heads.flows.qemu_luks import firmware_values_from_transcripts
+    from heads.flows.qemu_platform import Machine
+
+    machine = Machine(root=tmp_path)
+    with pytest.raises(UsageError, match="PCRs 5 and 6") as exc:
+        firmware_values_from_transcripts(machine)
+    assert exc.value.hint is not None
+    assert "boot it once first" in exc.value.hint
+    for n, byte in (("001", "aa"), ("002", "bb")):
+        (tmp_path / "boots" / n).mkdir(parents=True)
+        (tmp_path / "boots" / n / "console.log").write_text(
+            f"[  71.258] heads: firmware PCR 5 {byte * 32}\n"
+            f"[  71.259] heads: firmware PCR 6 {'cc' * 32}\n"
+        )
+    (tmp_path / "boots" / "003").mkdir()
+    (tmp_path / "boots" / "003" / "console.log").write_text("[ 1.0] heads: init\n")
+    values = firmware_values_from_transcripts(machine)
+    assert values == {5: bytes.fromhex("bb" * 32), 6: bytes.fromhex("cc" * 32)}

@@ -54,6 +54,7 @@ __all__ = [
     "OS_LUKS_PROMPT",
     "add_disk_key",
     "firmware_values",
+    "firmware_values_from_transcripts",
     "luks_os_initramfs",
 ]
 
@@ -160,6 +161,27 @@ def firmware_values(boot: BootResult) -> dict[int, bytes]:
             f"the boot did not show the firmware's PCRs 5 and 6 (see {boot.transcript})"
         )
     return values
+
+
+def firmware_values_from_transcripts(machine: Machine) -> dict[int, bytes]:
+    """PCRs 5 and 6 as the firmware left them, from the newest boot transcript showing them.
+
+    Raises:
+        UsageError: no boot of this machine showed them (boot it once first).
+    """
+    pattern = re.compile(MARK_FIRMWARE_PCR[1:])  # transcript lines start with "[  t] "
+    for transcript in sorted((machine.root / "boots").glob("*/console.log"), reverse=True):
+        values: dict[int, bytes] = {}
+        for line in transcript.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = pattern.search(line)
+            if m is not None:
+                values[int(m.group(1))] = bytes.fromhex(m.group(2))
+        if 5 in values and 6 in values:
+            return values
+    raise UsageError(
+        f"no boot of {machine.root} showed the firmware's PCRs 5 and 6",
+        hint=f"boot it once first: heads qemu boot {machine.root}",
+    )
 
 
 def add_disk_key(
