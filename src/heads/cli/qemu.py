@@ -132,6 +132,31 @@ def _boot(args: argparse.Namespace) -> int:
     return ExitCode.OK if result.os_up else ExitCode.ERROR
 
 
+def _disk_key(args: argparse.Namespace) -> int:
+    import getpass
+
+    from heads.cli.common import read_secret_fd
+    from heads.core.disk_key import check_passphrase
+    from heads.core.secret import Secret
+    from heads.flows.qemu_luks import add_disk_key, firmware_values_from_transcripts
+    from heads.flows.qemu_platform import Machine
+
+    def secret(fd: int | None, prompt: str) -> Secret:
+        if fd is not None:
+            return read_secret_fd(fd)
+        return Secret(getpass.getpass(prompt).encode("utf-8"))
+
+    machine = Machine.load(args.dir)
+    firmware = firmware_values_from_transcripts(machine)
+    recovery = secret(args.recovery_fd, "New LUKS Disk Recovery Key passphrase: ")
+    passphrase = secret(args.passphrase_fd, "Disk unlock key passphrase (12+ characters): ")
+    again = passphrase if args.passphrase_fd is not None else secret(None, "Again: ")
+    check_passphrase(passphrase, again)
+    add_disk_key(machine, recovery=recovery, passphrase=passphrase, firmware=firmware, say=_say)
+    _say("next boot: the OS opens its LUKS volume with the key, after the passphrase")
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from heads.flows.image_build import default_cache_dir
     from heads.flows.qemu_platform import (
@@ -220,6 +245,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="ID=CHOICE lines (passphrases go here, never in --answer)",
     )
     p.set_defaults(func=_boot)
+
+    p = qsub.add_parser(
+        "disk-key", help="give the OS a LUKS volume and seal a disk unlock key for it"
+    )
+    p.add_argument("dir", type=Path, help="the machine directory (booted once)")
+    p.add_argument("--recovery-fd", type=int, metavar="FD", help="read the DRK passphrase")
+    p.add_argument("--passphrase-fd", type=int, metavar="FD", help="read the DUK passphrase")
+    p.set_defaults(func=_disk_key)
 
     p = qsub.add_parser(
         "demo",

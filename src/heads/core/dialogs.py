@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "EFFECT_DIALOGS",
     "NO",
     "OK",
     "PASSPHRASE_IDS",
@@ -139,7 +140,14 @@ class DialogId(enum.StrEnum):
     # Signing with the owner key's backup
     BACKUP_KEY_PASSPHRASE = "backup-key-passphrase"  # noqa: S105 - a dialog id
     RECOVERY_CONFIRM = "recovery-confirm"
+    # Disk unlock key (docs/disk-key.md)
+    DISK_KEY_PASSPHRASE = "disk-key-passphrase"  # noqa: S105 - a dialog id
+    DISK_KEY_RECOVERY = "disk-key-recovery"
 
+
+#: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
+#: menu state machine itself; they are scripted by id like the others.
+EFFECT_DIALOGS: Final = frozenset({DialogId.DISK_KEY_PASSPHRASE, DialogId.DISK_KEY_RECOVERY})
 
 #: Dialogs whose answer is a secret: never given on a command line (``--answer`` refuses
 #: them; an answer file carries them).
@@ -153,6 +161,7 @@ PASSPHRASE_IDS: Final = frozenset(
         DialogId.FACTORY_RESET_BACKUP_PASSPHRASE_AGAIN,
         DialogId.BACKUP_KEY_PASSPHRASE,
         DialogId.TPM_OWNER_AUTH,
+        DialogId.DISK_KEY_PASSPHRASE,
     }
 )
 

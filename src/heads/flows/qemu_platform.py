@@ -115,6 +115,8 @@ OS_INITRD_NAME: Final = "initrd.img-demo"
 OS_APPEND: Final = "console=ttyS0 quiet heads_demo_os=1"
 OWNER_UID: Final = "Heads QEMU owner <owner@heads.invalid>"
 _DISK_MIB: Final = 64
+#: A LUKS volume of the demo OS (flows/qemu_luks.py), attached after the OS disk when present.
+LUKS_DISK_NAME: Final = "os-luks.img"
 _BUSYBOX: Final = Path("/bin/busybox")
 _BOOT_TIMEOUT_S: Final = 300.0
 
@@ -626,7 +628,7 @@ def _spec(
         tpm_socket=tpm_socket,
         fw_cfg=(("opt/heads/rom", machine.rom), *extra_fw_cfg),
         fw_cfg_strings=(("opt/heads/mode", mode),),
-        disks=(machine.os_disk,),
+        disks=(machine.os_disk, *[d for d in (machine.root / LUKS_DISK_NAME,) if d.is_file()]),
         disks_writable=disks_writable,
         usb_disks=usb_disks,
         flash=machine.flash,
@@ -696,6 +698,7 @@ def boot_machine(
     usb_disks: Sequence[Path] = (),
     disks_writable: bool = False,
     typed: Sequence[tuple[str, str]] = (),
+    replies: Sequence[tuple[str, str]] = (),
 ) -> BootResult:
     """Boot the machine once from its flash image, non-interactively, until it powers off.
 
@@ -711,6 +714,8 @@ def boot_machine(
             previous one's), type the text and Enter.  Such a boot is interactive (fw_cfg
             ``opt/heads/mode``): the recovery shell starts instead of a power-off, so the
             text must end the boot (``poweroff -f``).
+        replies: (pattern, line) pairs, in order: once a console line matches the next
+            pattern, the line is typed on the serial console (the demo OS's prompts).
 
     ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
     guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
@@ -745,9 +750,19 @@ def boot_machine(
                 usb_disks=tuple(usb_disks),
                 disks_writable=disks_writable,
             )
+            pending = list(replies)
+            typing: list[QemuConsole] = []
+
+            def on_line(line: ConsoleLine) -> None:
+                if echo is not None:
+                    echo(line)
+                if pending and typing and re.search(pending[0][0], line.text):
+                    typing[0].send_line(pending.pop(0)[1])
+
             with QemuConsole(
-                spec, transcript=transcript, echo=echo, redact=redact_console
+                spec, transcript=transcript, echo=on_line, redact=redact_console
             ) as console:
+                typing.append(console)
                 after = 0
                 for pattern, text in typed:
                     after, _match = console.expect(pattern, timeout_s=timeout_s, start=after)

@@ -140,6 +140,7 @@ class _Performer:
         self.con = con
         self.pcr4_firmware = pcr4_firmware
         self.session = _Session()
+        self.renderer: Renderer | None = None  # asks the disk key passphrase at kexec
 
     @property
     def keyring(self) -> Path:
@@ -327,8 +328,14 @@ class _Performer:
         for line in lines:
             self.con.say(f"  {line}")
 
-    def kexec(self, plan: KexecPlan) -> int:
-        return _kexec(self.env, plan, self.tpm, self.log, self.con)
+    def kexec(self, plan: KexecPlan) -> Outcome | int:
+        from heads.runtime.disk_key import DiskKeyDeclinedError  # noqa: PLC0415
+
+        try:
+            return _kexec(self.env, plan, self.tpm, self.log, self.con, renderer=self.renderer)
+        except DiskKeyDeclinedError as err:
+            # Heads: "no" to the recovery key aborts the boot back to the menu.
+            return Failed(shown(err.message))
 
     def list_entries(self, *, verified: bool) -> Outcome:
         from heads.flows.boot_entries import (  # noqa: PLC0415
@@ -616,6 +623,7 @@ def run_menus(
             reports it and takes the recovery path).
     """
     performer = _Performer(env, tpm, log, con, pcr4_firmware)
+    performer.renderer = renderer
     gui = Gui(_facts(env, performer))
     step = gui.start()
     for _ in range(_MAX_STEPS):
