@@ -1,40 +1,53 @@
 """Entry point: builds the parser from the command groups, runs one, maps errors to exit codes.
 
 This is the only place that prints an error or chooses an exit status (docs/architecture.md
-§Errors).
+§Errors).  Start-up is kept short (docs/architecture.md §Performance targets): the group
+list below is all ``heads --help`` needs, and only the group being run is imported.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-import traceback
-from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING
 
 from heads import __version__
-from heads.core.text import scrub
-from heads.errors import ExitCode, HeadsError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from heads.errors import HeadsError
+
+    Handler = Callable[[argparse.Namespace], int]
 
 __all__ = ["main"]
 
-# Each group module defines register(subparsers); its parsers set `func` (args -> exit code).
-_GROUPS: Final = ("tpm", "pcr", "boot", "totp", "hotp", "build", "qemu", "rom")
+# Each group is a module heads.cli.<name> with register(parser) adding its arguments and
+# subcommands; its parsers set `func` (args -> exit code).  The one-line help lives here so
+# that `heads --help` lists every group without importing any of them.
+GROUPS = {
+    "tpm": "inspect and drive the TPM 2.0",
+    "pcr": "replay, list, check and predict PCRs from event logs",
+    "boot": "sign and verify /boot, list and boot its entries",
+    "totp": "TOTP code that proves the firmware to your phone",
+    "hotp": "HOTP code checked by a USB security token",
+    "build": "build the boot payload (kernel, initramfs, manifest)",
+    "qemu": "boot the payload in QEMU with a software TPM",
+    "rom": "firmware image: files, config, keys, packages, flashing",
+}
 
-Handler = Callable[[argparse.Namespace], int]
 
-
-def _wanted_groups(argv: Sequence[str]) -> tuple[str, ...]:
-    """Only the group being run is imported (each pulls in heavy modules); all for help."""
+def _wanted_group(argv: Sequence[str]) -> str | None:
+    """The group the command line runs (the first word that is not an option), if any."""
     for arg in argv:
         if arg.startswith("-"):
             continue
-        return (arg,) if arg in _GROUPS else _GROUPS
-    return _GROUPS
+        return arg if arg in GROUPS else None
+    return None
 
 
-def _build_parser(groups: Sequence[str] = _GROUPS) -> argparse.ArgumentParser:
+def _build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
+    """Every group's parser; only ``wanted``'s module is imported and fills its parser."""
     parser = argparse.ArgumentParser(
         prog="heads",
         description="Tamper-evident boot: TPM measurements, owner attestation, signed /boot.",
@@ -42,18 +55,18 @@ def _build_parser(groups: Sequence[str] = _GROUPS) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"heads {__version__}")
     parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for name in groups:
-        try:
-            module = importlib.import_module(f"heads.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"heads.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+    for name, help_text in GROUPS.items():
+        group = sub.add_parser(name, help=help_text)
+        if name == wanted:
+            import importlib
+
+            importlib.import_module(f"heads.cli.{name}").register(group)
     return parser
 
 
 def _render(err: HeadsError) -> None:
+    from heads.core.text import scrub
+
     # Messages name files and entries an attacker may have chosen (/boot): each line is
     # scrubbed of control characters so none can forge another line or hide text.
     print(f"error: {scrub(err.message)}", file=sys.stderr)
@@ -66,10 +79,13 @@ def _render(err: HeadsError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(_wanted_groups(args_list))
+    parser = _build_parser(_wanted_group(args_list))
     args = parser.parse_args(args_list)
-    # Imported only now: --help and usage errors exit above without paying for it.
+    # Imported only now: --help and usage errors exit above without paying for them.
     import logging
+    import traceback
+
+    from heads.errors import ExitCode, HeadsError
 
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.WARNING,

@@ -69,27 +69,22 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
-from heads.core.digest import HashAlg
-from heads.core.eventlog import (
-    FORMAT_CHOICES,
-    EventLog,
-    Measurement,
-    Replay,
-    decode_event,
-    event_summary,
-    event_type_name,
-    replay_logs,
-)
-from heads.core.eventlog.events import decode_startup_locality
-from heads.core.eventlog.model import EV_NO_ACTION
-from heads.core.eventlog.replay import has_payload_digest
-from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
+from heads.core.log_formats import FORMAT_CHOICES
 from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.core.text import shown
 from heads.errors import ExitCode, MeasurementError, UsageError
+
+if TYPE_CHECKING:
+    from heads.core.digest import HashAlg
+    from heads.core.eventlog.model import EventLog
+    from heads.core.eventlog.predict import Measurement
+    from heads.core.eventlog.replay import Replay
+
+# The event-log modules are imported by each command from their own submodules, not from the
+# heads.core.eventlog package: `replay` needs neither the comparison nor the prediction code.
 
 __all__ = ["register"]
 
@@ -97,6 +92,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _bank(text: str) -> HashAlg:
+    from heads.core.digest import HashAlg
+
     try:
         return HashAlg.from_name(text)
     except ValueError as exc:
@@ -125,7 +122,8 @@ def _notes(replay: Replay) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from heads.flows.pcr_check import read_log
+    from heads.core.eventlog.replay import replay_logs
+    from heads.flows.log_files import read_log
 
     several = len(args.log) > 1
     results: list[dict[str, object]] = []
@@ -155,6 +153,16 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _log_json(log: EventLog) -> dict[str, object]:
+    from heads.core.eventlog.events import (
+        decode_event,
+        decode_startup_locality,
+        event_summary,
+        event_type_name,
+    )
+    from heads.core.eventlog.model import EV_NO_ACTION
+    from heads.core.eventlog.replay import has_payload_digest, replay_logs
+    from heads.core.pcr import PCR_COUNT
+
     replay = replay_logs([log])
     mismatched = {(m.event.number, m.alg) for m in replay.mismatches}
     spec: dict[str, object] | None = None
@@ -210,7 +218,10 @@ def _log_json(log: EventLog) -> dict[str, object]:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from heads.flows.pcr_check import read_log
+    from heads.core.digest import HashAlg
+    from heads.core.eventlog.events import event_summary, event_type_name
+    from heads.core.eventlog.replay import replay_logs
+    from heads.flows.log_files import read_log
 
     log = read_log(Path(args.log), args.format)
     if args.json:
@@ -237,6 +248,7 @@ def _log(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from heads.adapters.tpm import open_tpm
+    from heads.core.pcr import parse_pcr_list
     from heads.flows.pcr_check import FIRMWARE_LOG_PATH, check_pcrs, default_logs, read_log
 
     logs = [read_log(Path(p), args.format) for p in args.log] if args.log else default_logs()
@@ -287,6 +299,7 @@ class _ExtendAction(argparse.Action):
 
 
 def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
+    from heads.core.eventlog.predict import Measurement
     from heads.flows.pcr_check import read_measurement_file
 
     out: list[Measurement] = []
@@ -302,6 +315,8 @@ def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
 
 def _predict(args: argparse.Namespace) -> int:
     from heads.adapters.tpm import open_tpm
+    from heads.core.eventlog.replay import replay_logs
+    from heads.core.pcr import PcrSelection, parse_pcr_list
     from heads.flows.pcr_check import (
         FIRMWARE_LOG_PATH,
         predict_from_logs,
@@ -370,9 +385,7 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-
-    parser = sub.add_parser("pcr", help="replay, list, check and predict PCRs from event logs")
+def register(parser: argparse.ArgumentParser) -> None:
     pcr_sub = parser.add_subparsers(dest="pcr_command", metavar="SUBCOMMAND", required=True)
 
     p = pcr_sub.add_parser("replay", help="PCR values a log replays to")
@@ -409,7 +422,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log", action="append", metavar="LOG", help="firmware log (repeatable)")
     p.add_argument("--no-log", action="store_true", help="start from the PCR's reset value")
     _add_format(p)
-    p.add_argument("--bank", type=_bank, default=HashAlg.SHA256, help="bank (default sha256)")
+    # A string default goes through type=_bank like a given one (argparse), so HashAlg is
+    # imported only when `predict` runs.
+    p.add_argument("--bank", type=_bank, default="sha256", help="bank (default sha256)")
     p.add_argument("--string", action=_ExtendAction, metavar="STRING", help="extend H(STRING)")
     p.add_argument("--file", action=_ExtendAction, metavar="FILE", help="extend H(FILE bytes)")
     p.add_argument("--digest", action=_ExtendAction, metavar="HEX", help="extend HEX as is")

@@ -177,8 +177,7 @@ def _demo(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("qemu", help="boot the payload in QEMU with a software TPM")
+def register(parser: argparse.ArgumentParser) -> None:
     qsub = parser.add_subparsers(dest="qemu_command", metavar="SUBCOMMAND", required=True)
 
     p = qsub.add_parser("create", help="create a machine directory with a new TPM")

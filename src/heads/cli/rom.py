@@ -528,8 +528,7 @@ def _add_keyring(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("rom", help="firmware image: files, config, keys, packages, flashing")
+def register(parser: argparse.ArgumentParser) -> None:
     rom = parser.add_subparsers(dest="rom_command", metavar="SUBCOMMAND", required=True)
 
     p = _add(rom, "create", _create, "a fresh image with the standard FMAP layout")
