@@ -133,11 +133,12 @@ def test_building_the_parser_imports_nothing_heavy(argv: tuple[str, ...]) -> Non
 
 def test_the_top_level_help_lists_every_group() -> None:
     # The group list is kept in heads.cli.main so that `heads --help` imports no group.
-    rows = dict((path, help_text) for path, _, help_text in _every_help())
+    rows = {path: help_text for path, _, help_text in _every_help()}
     from heads.cli.main import GROUPS
 
     for name, help_text in GROUPS.items():
-        assert name in rows[()] and help_text in rows[()]
+        assert name in rows[()]
+        assert help_text in rows[()]
 
 
 def test_the_probe_sees_what_a_command_imports() -> None:

@@ -38,8 +38,13 @@ GROUPS = {
 
 
 def _wanted_group(argv: Sequence[str]) -> str | None:
-    """The group the command line runs (the first word that is not an option), if any."""
+    """The group the command line runs (the first word that is not an option), if any.
+
+    None when the top-level help comes first (``heads --help tpm`` lists every group).
+    """
     for arg in argv:
+        if arg in ("-h", "--help"):
+            return None
         if arg.startswith("-"):
             continue
         return arg if arg in GROUPS else None
@@ -47,7 +52,11 @@ def _wanted_group(argv: Sequence[str]) -> str | None:
 
 
 def _build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
-    """Every group's parser; only ``wanted``'s module is imported and fills its parser."""
+    """The parser of ``wanted``, or of every group (for the list) when none is wanted.
+
+    Only ``wanted``'s module is imported.  Each parser argparse creates costs a fraction of a
+    millisecond (it looks up translations), so a command does not create the others.
+    """
     parser = argparse.ArgumentParser(
         prog="heads",
         description="Tamper-evident boot: TPM measurements, owner attestation, signed /boot.",
@@ -56,10 +65,12 @@ def _build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log debug output and tracebacks")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND")
     for name, help_text in GROUPS.items():
-        group = sub.add_parser(name, help=help_text)
-        if name == wanted:
+        if wanted is None:
+            sub.add_parser(name, help=help_text)
+        elif name == wanted:
             import importlib
 
+            group = sub.add_parser(name, help=help_text)
             importlib.import_module(f"heads.cli.{name}").register(group)
     return parser
 
@@ -81,16 +92,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = _build_parser(_wanted_group(args_list))
     args = parser.parse_args(args_list)
-    # Imported only now: --help and usage errors exit above without paying for them.
-    import logging
-    import traceback
-
     from heads.errors import ExitCode, HeadsError
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # Importing logging takes longer than some commands' whole work (`heads pcr replay`): a
+    # command that never logs says so (uses_logging=False) and skips it; --debug still sets
+    # it up.
+    if args.debug or getattr(args, "uses_logging", True):
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG if args.debug else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
     func: Handler | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
@@ -99,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except HeadsError as err:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         _render(err)
         return err.exit_code
@@ -108,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         return ExitCode.ERROR
     except Exception:
+        import traceback
+
         traceback.print_exc()
         print("error: internal error in heads (this is a bug; please report it)", file=sys.stderr)
         return ExitCode.BUG

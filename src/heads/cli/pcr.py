@@ -130,7 +130,7 @@ def _replay(args: argparse.Namespace) -> int:
     for path in args.log:
         log = read_log(Path(path), args.format)
         _warn(log)
-        replay = replay_logs([log])
+        replay = replay_logs([log], record_steps=False)
         _notes(replay)
         if args.json:
             results.append({"path": path, "pcrs": replay.to_json()})
@@ -392,13 +392,14 @@ def register(parser: argparse.ArgumentParser) -> None:
     p.add_argument("log", metavar="LOG", nargs="+", help="one or more logs, each replayed alone")
     _add_format(p)
     add_json_option(p)
-    p.set_defaults(func=_replay)
+    # Neither replay nor log logs anything: they skip setting up logging (heads.cli.main).
+    p.set_defaults(func=_replay, uses_logging=False)
 
     p = pcr_sub.add_parser("log", help="the events of a log, decoded")
     p.add_argument("log", metavar="LOG")
     _add_format(p)
     add_json_option(p)
-    p.set_defaults(func=_log)
+    p.set_defaults(func=_log, uses_logging=False)
 
     p = pcr_sub.add_parser(
         "check", help="compare the TPM's PCRs with the logs and explain every difference"
