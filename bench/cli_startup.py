@@ -7,9 +7,11 @@ pays for.  The target: no more than 50 ms over bare ``python -c pass``
 (docs/architecture.md §Performance targets).  Runs are interleaved so drift affects every
 command alike; heads' bytecode caches are written first, as an installed package has them.
 Besides the wall-clock medians (the target), the CPU time (user + system) of each process is
-printed: on a loaded machine it moves less than the wall clock.
+printed: on a loaded machine it moves less than the wall clock.  With ``--instructions``,
+each command also runs once under valgrind (callgrind), which counts the instructions it
+executes: a figure the load does not move, to compare runs made at different times.
 
-    .venv/bin/python bench/cli_startup.py [--runs 21]
+    .venv/bin/python bench/cli_startup.py [--runs 21] [--instructions]
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,10 +57,30 @@ def once(argv: list[str]) -> tuple[float, float]:
     return wall, cpu
 
 
+def instructions(argv: list[str]) -> float:
+    """Millions of instructions one run of ``argv`` executes (valgrind's callgrind)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind printed no instruction count: {done.stderr[-500:]}")
+    return int(found.group(1)) / 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=21)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian package valgrind)")
     compileall.compile_dir(Path(heads.__file__).parent, quiet=1)
     launcher = heads_command()
     runs: list[tuple[str, list[str]]] = [("python -c pass", [sys.executable, "-c", "pass"])]
@@ -90,6 +114,10 @@ def main() -> None:
         print(f"{name:28s} {ms:7.1f} ms  (+{over:5.1f} ms; CPU +{cpu_over:5.1f} ms){mark}")
     verdict = "met" if worst <= GOAL_MS else "NOT met"
     print(f"slowest command: +{worst:.1f} ms over bare Python (goal +{GOAL_MS:.0f} ms): {verdict}")
+    if args.instructions:
+        print("instructions executed, one run each (valgrind):")
+        for name, argv in runs:
+            print(f"{name:28s} {instructions(argv):7.1f} M")
 
 
 if __name__ == "__main__":

@@ -13,9 +13,11 @@ in tests/data/SOURCES.md) are replayed:
 `heads` is the console script next to this interpreter (``python -m heads`` when there is
 none), with heads' bytecode caches written first, as an installed package has them.  Prints
 the medians of the whole-set times, the ratios and the load average.  Logs `tpm2_eventlog`
-fails on are reported (and still timed: the time to fail).
+fails on are reported (and still timed: the time to fail).  With ``--instructions``, the
+instructions executed by the one heads call and by the `tpm2_eventlog` processes are also
+counted (valgrind): a ratio the machine's load does not move.
 
-    .venv/bin/python bench/eventlog_replay.py [--rounds N]
+    .venv/bin/python bench/eventlog_replay.py [--rounds N] [--instructions]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -83,11 +86,32 @@ def _tool(paths: list[Path], failures: set[str]) -> float:
     return time.perf_counter() - start
 
 
+def _instructions(argv: list[str]) -> float:
+    """Millions of instructions one run of ``argv`` executes (valgrind's callgrind)."""
+    done = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"valgrind printed no instruction count: {done.stderr[-500:]}")
+    return int(found.group(1)) / 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--cli-rounds", type=int, default=3)
+    parser.add_argument(
+        "--instructions", action="store_true", help="also count instructions (valgrind)"
+    )
     args = parser.parse_args()
+    if args.instructions and shutil.which("valgrind") is None:
+        print("--instructions needs valgrind (Debian package valgrind)")
+        return 1
     if shutil.which("tpm2_eventlog") is None:
         print("tpm2_eventlog is not installed (Debian package tpm2-tools)")
         return 1
@@ -124,6 +148,14 @@ def main() -> int:
     verdict = "met" if ratio >= GOAL else "NOT met"
     print(f"ratio tpm2_eventlog / heads CLI, one call: {ratio:.2f}x (goal {GOAL:.0f}x): {verdict}")
     print(f"ratio tpm2_eventlog / heads CLI:        {tool_ms / cli_ms:.2f}x")
+    if args.instructions:
+        ours_mi = _instructions([*HEADS, "pcr", "replay", "--json", *map(str, paths)])
+        tool_mi = sum(_instructions(["tpm2_eventlog", str(p)]) for p in paths)
+        bare_mi = _instructions([sys.executable, "-c", "pass"])
+        print(
+            f"instructions: heads CLI, one call {ours_mi:.1f} M (python -c pass {bare_mi:.1f} M); "
+            f"tpm2_eventlog, one per log {tool_mi:.1f} M; ratio {tool_mi / ours_mi:.2f}x"
+        )
     if failures:
         print(f"tpm2_eventlog failed on: {', '.join(sorted(failures))}")
     return 0
