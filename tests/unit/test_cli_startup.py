@@ -16,8 +16,10 @@ from conftest import TESTDATA
 # What a --help must not import: segno takes about 30 ms; the flows and adapters pull in the
 # TPM layer and the payload builder; the event-log and TPM core modules define many
 # dataclasses (each one compiles code when imported); hashlib loads OpenSSL; json, datetime
-# and dataclasses are only needed by commands that run.
+# and dataclasses are only needed by commands that run; typing alone is a tenth of a --help's
+# instructions (the start-up modules test a local TYPE_CHECKING instead).
 HEAVY = (
+    "typing",
     "segno",
     "heads.flows",
     "heads.adapters",

@@ -26,10 +26,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import add_json_option, print_json
 from heads.errors import ExitCode, FormatError, HeadsError, UsageError, VerificationError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.flows.image_build import Payload

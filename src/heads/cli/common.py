@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Final
 
 from heads.core import platform
 from heads.errors import UsageError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+    from typing import Final
 
     from heads.adapters.tpm import Tpm
     from heads.core.secret import Secret

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import (
     add_json_option,
@@ -21,6 +20,9 @@ from heads.cli.common import (
 )
 from heads.cli.tpm import pcr_selection_arg
 from heads.errors import UsageError, VerificationError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.core.secret import Secret

@@ -69,7 +69,6 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
 
 from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
 from heads.core.log_formats import FORMAT_CHOICES
@@ -77,7 +76,12 @@ from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.core.text import shown
 from heads.errors import ExitCode, MeasurementError, UsageError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from heads.core.digest import HashAlg
     from heads.core.eventlog.model import EventLog
     from heads.core.eventlog.predict import Measurement
@@ -145,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
         for alg, pcr in sorted(replay.incomplete, key=lambda x: (x[0].value, x[1])):
             print(f"{alg.value:<8} PCR {pcr:>2}: (some events carry no {alg.value} digest)")
     if args.json:
-        print_json({"logs": results} if several else cast(dict[str, object], results[0]["pcrs"]))
+        print_json({"logs": results} if several else results[0]["pcrs"])
     return ExitCode.OK
 
 
@@ -294,7 +298,7 @@ class _ExtendAction(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         items = list(getattr(namespace, "extends", None) or [])
-        items.append((self.metavar, cast(str, values)))
+        items.append((self.metavar, str(values)))
         namespace.extends = items
 
 
@@ -346,6 +350,7 @@ def _predict(args: argparse.Namespace) -> int:
         logs, args.bank, args.pcr, _measurements(getattr(args, "extends", None) or [])
     )
     out = prediction.to_json()
+    policy_line = ""
     if args.policy:
         selection = PcrSelection(args.bank, parse_pcr_list(args.policy))
         if args.others == "tpm":
@@ -359,6 +364,7 @@ def _predict(args: argparse.Namespace) -> int:
             "digest": digest.hex(),
             "values": {str(i): v.hex() for i, v in sorted(values.items())},
         }
+        policy_line = f"PolicyPCR({selection}) digest: {digest.hex()}"
     if args.json:
         print_json(out)
         return ExitCode.OK
@@ -366,9 +372,8 @@ def _predict(args: argparse.Namespace) -> int:
     for m, d, after in prediction.steps:
         print(f"  + {m.kind} {m.label[:60]!r} ({d.hex()[:16]}...) -> {after.hex()}")
     print(f"{args.bank.value} PCR {args.pcr} predicted: {prediction.value.hex()}")
-    if "policy" in out:
-        policy = cast(dict[str, Any], out["policy"])
-        print(f"PolicyPCR({policy['selection']}) digest: {policy['digest']}")
+    if policy_line:
+        print(policy_line)
     return ExitCode.OK
 
 

@@ -18,12 +18,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
 
 from heads.core.qr import qr_matrix, render_half_blocks
 from heads.errors import ExitCode, UsageError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from typing import Final
+
     from heads.adapters.qemu import ConsoleLine
     from heads.flows.qemu_platform import (
         BootResult,

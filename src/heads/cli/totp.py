@@ -14,7 +14,6 @@ import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import (
     add_json_option,
@@ -27,6 +26,9 @@ from heads.cli.common import (
 from heads.cli.tpm import pcr_selection_arg
 from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
 from heads.errors import UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from datetime import datetime

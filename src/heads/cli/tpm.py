@@ -9,7 +9,6 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import (
     add_json_option,
@@ -22,6 +21,9 @@ from heads.cli.common import (
     tcti_from,
 )
 from heads.errors import UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.adapters.tpm import LockoutState, TpmInfo
