@@ -6,8 +6,10 @@ interleaved, with a warm page cache (a boot verifies a /boot just read from disk
 firmware's neighbour anyway; a cold cache would measure the disk).  Ours includes the gpgv
 signature check and the tree scan, i.e. more work than `sha256sum -c`; the shell Heads sequence
 (gpgv + sha256sum -c + find | sort -z) is printed too.  Ours is timed twice: in this process,
-and as a user runs it (`heads boot verify --no-rollback`, a whole process: interpreter start,
-imports and all); the target is the whole process at least 4x faster than `sha256sum -c`.
+and as a user runs it (`heads boot verify --no-rollback` through the console script next to
+this interpreter, a whole process: interpreter start, imports and all, with heads' bytecode
+caches written first as an installed package has them); the target is the whole process at
+least 4x faster than `sha256sum -c` (docs/architecture.md §Performance targets).
 
     .venv/bin/python bench/verify_boot.py [--runs 5] [--scale 1.0]
 """
@@ -15,6 +17,7 @@ imports and all); the target is the whole process at least 4x faster than `sha25
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import subprocess
@@ -24,11 +27,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import heads
 from heads.flows.boot_signing import sign_boot, verify_boot
 from heads.testing.gpghome import GpgHome, export_public_keyring, make_owner_key
 
 MB = 1_000_000
-HEADS = (sys.executable, "-m", "heads")
+GOAL = 4.0
+
+
+def heads_command() -> list[str]:
+    """How a user starts heads: the console script, else ``python -m heads``."""
+    script = Path(sys.executable).with_name("heads")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "heads"]
+
+
+HEADS = heads_command()
 
 
 def make_boot(root: Path, scale: float) -> None:
@@ -55,6 +68,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scale", type=float, default=1.0, help="multiply kernel/initrd sizes")
     args = parser.parse_args()
+    compileall.compile_dir(Path(heads.__file__).parent, quiet=1)
+    load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp, GpgHome() as home:
         boot = Path(tmp) / "boot"
@@ -109,13 +124,22 @@ def main() -> None:
     m_proc = statistics.median(t_proc)
     m_sum = statistics.median(t_sum)
     m_shell = statistics.median(t_shell)
-    print(f"/boot: {total / MB:.0f} MB in 306 files, {os.cpu_count()} CPUs, {args.runs} runs")
+    load_after = os.getloadavg()[0]
+    print(
+        f"/boot: {total / MB:.0f} MB in 306 files, {os.cpu_count()} CPUs, {args.runs} runs, "
+        f"load {load_before:.1f} -> {load_after:.1f}"
+    )
     print(f"heads verify_boot (gpgv + scan + hashes)   median {m_ours * 1000:8.1f} ms")
     print(f"heads boot verify, whole process           median {m_proc * 1000:8.1f} ms")
     print(f"sha256sum -c kexec_hashes.txt              median {m_sum * 1000:8.1f} ms")
     print(f"shell Heads (gpgv + sha256sum -c + tree)   median {m_shell * 1000:8.1f} ms")
     print(f"ratio vs sha256sum -c: {m_sum / m_ours:.2f}x faster in-process")
-    print(f"ratio vs sha256sum -c: {m_sum / m_proc:.2f}x faster as a whole process (goal 4x)")
+    ratio = m_sum / m_proc
+    verdict = "met" if ratio >= GOAL else "NOT met"
+    print(
+        f"ratio vs sha256sum -c: {ratio:.2f}x faster as a whole process "
+        f"(goal {GOAL:.0f}x): {verdict}"
+    )
     print(f"ratio vs shell Heads:  {m_shell / m_ours:.2f}x faster")
 
 

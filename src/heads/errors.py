@@ -8,7 +8,12 @@ contain a secret.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import ClassVar
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import ClassVar
 
 __all__ = [
     "AuthError",

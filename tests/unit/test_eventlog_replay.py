@@ -197,3 +197,15 @@ def test_untouched_pcr0_still_reports_its_locality_start() -> None:
     assert 0 not in replay.pcrs[HashAlg.SHA256]
     assert replay.value(HashAlg.SHA256, 0) == b"\0" * 31 + b"\x03"
     assert replay.value(HashAlg.SHA256, 9) == Z32
+
+
+@pytest.mark.parametrize("path", sorted((TESTDATA / "eventlogs").glob("*.bin")), ids=str)
+def test_a_replay_without_steps_gives_the_same_values(path: Path) -> None:
+    log = parse_log(path.read_bytes(), str(path))
+    full = replay_logs([log])
+    quick = replay_logs([log], record_steps=False)
+    assert quick.steps == ()
+    assert (quick.pcrs, quick.start, quick.incomplete) == (full.pcrs, full.start, full.incomplete)
+    assert (quick.mismatches, quick.skipped) == (full.mismatches, full.skipped)
+    assert quick.to_json() == full.to_json()
+    assert full.steps or not any(full.pcrs.values())

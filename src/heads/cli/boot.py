@@ -10,8 +10,7 @@ __all__ = ["register"]
 _PARTS = ("boot_trust", "boot_entries")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("boot", help="sign and verify /boot, list and boot its entries")
+def register(parser: argparse.ArgumentParser) -> None:
     boot_sub = parser.add_subparsers(dest="boot_command", metavar="SUBCOMMAND", required=True)
     for name in _PARTS:
         try:

@@ -12,12 +12,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
 from heads.errors import ExitCode, TpmNotFoundError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from typing import Final
+
     from heads.flows.boot_signing import Progress, RollbackCounter
 
 __all__ = ["register_boot"]

@@ -23,14 +23,15 @@ second build changed), ``first`` (the build summary).  ``--export-inputs --json`
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import add_json_option, print_json
 from heads.errors import ExitCode, FormatError, HeadsError, UsageError, VerificationError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.flows.image_build import Payload
@@ -38,18 +39,16 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``build`` command."""
-    p = sub.add_parser(
-        "build",
-        help="build the boot payload (kernel, initramfs, manifest)",
-        description="Build the payload from the pinned inputs in the lock file: a kernel "
+def register(p: argparse.ArgumentParser) -> None:
+    """Fill the ``build`` command's parser."""
+    p.description = (
+        "Build the payload from the pinned inputs in the lock file: a kernel "
         "compiled from Debian's kernel source for the platform (cached once built) and a "
         "deterministic zstd initramfs with busybox, kexec, gpgv, a trimmed Python, "
         "tpm2-pytss and heads.  Inputs are downloaded once into the cache and checked "
         "against their SHA-256 on every build.  When pinned Debian versions are gone from the "
         "archive, the current ones are used and the summary says the result is not the "
-        "published payload (--locked refuses instead).",
+        "published payload (--locked refuses instead)."
     )
     p.add_argument("--out", type=Path, default=Path("out/payload"), help="output directory")
     p.add_argument(
@@ -266,6 +265,8 @@ def _build(args: argparse.Namespace) -> int:
     )
     manifest = read_manifest(payload.manifest)
     if args.publish is not None:
+        import json
+
         digests = {"format": 1, **published_digests(manifest)}
         write_atomic(args.publish, (json.dumps(digests, indent=1, sort_keys=True) + "\n").encode())
     differences: list[str] = []
@@ -291,6 +292,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _read_published(path: Path) -> dict[str, object]:
+    import json
+
     try:
         obj = json.loads(path.read_bytes())
     except FileNotFoundError:

@@ -1,27 +1,31 @@
 """Pieces every command group shares: TCTI option, JSON output, secrets from file descriptors.
 
-Command modules import only this module, ``heads.core`` and ``heads.errors`` at their top:
-the flows and adapters a command needs (tpm2-pytss, cryptography, the payload builder...) are
-imported when it runs, so ``heads --help`` and every other command start in tens of
-milliseconds (a test checks that building the parser imports none of them).
+Command modules import only this module, light ``heads.core`` modules and ``heads.errors``
+at their top: the flows, adapters and core modules a command needs (the TPM layer, event
+logs, hashlib, json, dataclasses, the payload builder...) are imported when it runs, so
+``heads --help`` and every other command start in tens of milliseconds
+(docs/architecture.md §Performance targets; a test checks that building the parser imports
+none of them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Final
-
-if TYPE_CHECKING:
-    from heads.adapters.tpm import Tpm
 
 from heads.core import platform
-from heads.core.pcr import PCR_COUNT
-from heads.core.secret import Secret
 from heads.errors import UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+    from typing import Final
+
+    from heads.adapters.tpm import Tpm
+    from heads.core.secret import Secret
 
 __all__ = [
     "DEFAULT_TCTI",
@@ -66,6 +70,8 @@ def tcti_from(args: argparse.Namespace) -> str:
 
 
 def print_json(obj: object) -> None:
+    import json
+
     json.dump(obj, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
@@ -91,6 +97,8 @@ def _read_all(fd: int, what: str) -> bytes:
 
 def read_secret_fd(fd: int, what: str = "passphrase") -> Secret:
     """Read a passphrase from an open file descriptor; one trailing newline is dropped."""
+    from heads.core.secret import Secret
+
     data = _read_all(fd, what)
     if data.endswith(b"\n"):
         data = data[:-1]
@@ -101,6 +109,8 @@ def read_secret_fd(fd: int, what: str = "passphrase") -> Secret:
 
 def read_secret_stdin(what: str = "secret") -> Secret:
     """Read raw secret bytes from stdin (kept exactly as given)."""
+    from heads.core.secret import Secret
+
     data = _read_all(sys.stdin.fileno(), what)
     if not data:
         raise UsageError(f"no {what} on standard input")
@@ -109,6 +119,8 @@ def read_secret_stdin(what: str = "secret") -> Secret:
 
 def pcr_index(text: str) -> int:
     """argparse type: a PCR index 0-23."""
+    from heads.core.pcr import PCR_COUNT
+
     try:
         value = int(text, 10)
     except ValueError:

@@ -10,22 +10,26 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-from collections.abc import Callable
 from pathlib import Path
 
 from heads.cli.common import add_tcti_option, open_tpm, read_secret_fd, tcti_from
 from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
-from heads.core.secret import Secret
 from heads.core.text import shown
 from heads.errors import UsageError
 
-__all__ = ["register"]
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from heads.core.secret import Secret
 
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["register"]
 
 
 def _secret(fd: int | None, prompt: str, what: str) -> Secret:
+    import getpass  # only when a passphrase is typed
+
+    from heads.core.secret import Secret
+
     if fd is not None:
         return read_secret_fd(fd, what)
     value = getpass.getpass(prompt).encode("utf-8")
@@ -146,9 +150,8 @@ def _wipe(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("disk", help="the disk unlock key sealed in the TPM")
-    cmds = group.add_subparsers(dest="disk_command", metavar="COMMAND", required=True)
+def register(parser: argparse.ArgumentParser) -> None:
+    cmds = parser.add_subparsers(dest="disk_command", metavar="COMMAND", required=True)
 
     seal = cmds.add_parser("seal", help="add a disk unlock key to LUKS devices and seal it")
     add_tcti_option(seal)

@@ -7,7 +7,6 @@ the token verified the code and 3 when it refused it (possible tampering).
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from pathlib import Path
 
@@ -20,8 +19,13 @@ from heads.cli.common import (
     tcti_from,
 )
 from heads.cli.tpm import pcr_selection_arg
-from heads.core.secret import Secret
 from heads.errors import UsageError, VerificationError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from heads.core.secret import Secret
 
 __all__ = ["register"]
 
@@ -31,6 +35,10 @@ def _admin_pin(args: argparse.Namespace) -> Secret:
         return read_secret_fd(args.admin_pin_fd, "Admin PIN")
     if not sys.stdin.isatty():
         raise UsageError("the token's Admin PIN is needed", hint="pass --admin-pin-fd FD")
+    import getpass
+
+    from heads.core.secret import Secret
+
     pin = getpass.getpass("Security token Admin PIN: ").encode()
     if not pin:
         raise UsageError("empty Admin PIN")
@@ -115,8 +123,7 @@ def _add_pcrs_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("hotp", help="HOTP code checked by a USB security token")
+def register(parser: argparse.ArgumentParser) -> None:
     hotp_sub = parser.add_subparsers(dest="hotp_command", metavar="SUBCOMMAND", required=True)
 
     help_text = "program the token's HOTP slot with the sealed secret"

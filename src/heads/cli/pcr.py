@@ -69,27 +69,26 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
 
 from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
-from heads.core.digest import HashAlg
-from heads.core.eventlog import (
-    FORMAT_CHOICES,
-    EventLog,
-    Measurement,
-    Replay,
-    decode_event,
-    event_summary,
-    event_type_name,
-    replay_logs,
-)
-from heads.core.eventlog.events import decode_startup_locality
-from heads.core.eventlog.model import EV_NO_ACTION
-from heads.core.eventlog.replay import has_payload_digest
-from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
+from heads.core.log_formats import FORMAT_CHOICES
 from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.core.text import shown
 from heads.errors import ExitCode, MeasurementError, UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from heads.core.digest import HashAlg
+    from heads.core.eventlog.model import EventLog
+    from heads.core.eventlog.predict import Measurement
+    from heads.core.eventlog.replay import Replay
+
+# The event-log modules are imported by each command from their own submodules, not from the
+# heads.core.eventlog package: `replay` needs neither the comparison nor the prediction code.
 
 __all__ = ["register"]
 
@@ -97,6 +96,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _bank(text: str) -> HashAlg:
+    from heads.core.digest import HashAlg
+
     try:
         return HashAlg.from_name(text)
     except ValueError as exc:
@@ -125,14 +126,15 @@ def _notes(replay: Replay) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from heads.flows.pcr_check import read_log
+    from heads.core.eventlog.replay import replay_logs
+    from heads.flows.log_files import read_log
 
     several = len(args.log) > 1
     results: list[dict[str, object]] = []
     for path in args.log:
         log = read_log(Path(path), args.format)
         _warn(log)
-        replay = replay_logs([log])
+        replay = replay_logs([log], record_steps=False)
         _notes(replay)
         if args.json:
             results.append({"path": path, "pcrs": replay.to_json()})
@@ -147,7 +149,7 @@ def _replay(args: argparse.Namespace) -> int:
         for alg, pcr in sorted(replay.incomplete, key=lambda x: (x[0].value, x[1])):
             print(f"{alg.value:<8} PCR {pcr:>2}: (some events carry no {alg.value} digest)")
     if args.json:
-        print_json({"logs": results} if several else cast(dict[str, object], results[0]["pcrs"]))
+        print_json({"logs": results} if several else results[0]["pcrs"])
     return ExitCode.OK
 
 
@@ -155,6 +157,16 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _log_json(log: EventLog) -> dict[str, object]:
+    from heads.core.eventlog.events import (
+        decode_event,
+        decode_startup_locality,
+        event_summary,
+        event_type_name,
+    )
+    from heads.core.eventlog.model import EV_NO_ACTION
+    from heads.core.eventlog.replay import has_payload_digest, replay_logs
+    from heads.core.pcr import PCR_COUNT
+
     replay = replay_logs([log])
     mismatched = {(m.event.number, m.alg) for m in replay.mismatches}
     spec: dict[str, object] | None = None
@@ -210,7 +222,10 @@ def _log_json(log: EventLog) -> dict[str, object]:
 
 
 def _log(args: argparse.Namespace) -> int:
-    from heads.flows.pcr_check import read_log
+    from heads.core.digest import HashAlg
+    from heads.core.eventlog.events import event_summary, event_type_name
+    from heads.core.eventlog.replay import replay_logs
+    from heads.flows.log_files import read_log
 
     log = read_log(Path(args.log), args.format)
     if args.json:
@@ -237,6 +252,7 @@ def _log(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from heads.adapters.tpm import open_tpm
+    from heads.core.pcr import parse_pcr_list
     from heads.flows.pcr_check import FIRMWARE_LOG_PATH, check_pcrs, default_logs, read_log
 
     logs = [read_log(Path(p), args.format) for p in args.log] if args.log else default_logs()
@@ -282,11 +298,12 @@ class _ExtendAction(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         items = list(getattr(namespace, "extends", None) or [])
-        items.append((self.metavar, cast(str, values)))
+        items.append((self.metavar, str(values)))
         namespace.extends = items
 
 
 def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
+    from heads.core.eventlog.predict import Measurement
     from heads.flows.pcr_check import read_measurement_file
 
     out: list[Measurement] = []
@@ -302,6 +319,8 @@ def _measurements(items: Sequence[tuple[str, str]]) -> list[Measurement]:
 
 def _predict(args: argparse.Namespace) -> int:
     from heads.adapters.tpm import open_tpm
+    from heads.core.eventlog.replay import replay_logs
+    from heads.core.pcr import PcrSelection, parse_pcr_list
     from heads.flows.pcr_check import (
         FIRMWARE_LOG_PATH,
         predict_from_logs,
@@ -331,6 +350,7 @@ def _predict(args: argparse.Namespace) -> int:
         logs, args.bank, args.pcr, _measurements(getattr(args, "extends", None) or [])
     )
     out = prediction.to_json()
+    policy_line = ""
     if args.policy:
         selection = PcrSelection(args.bank, parse_pcr_list(args.policy))
         if args.others == "tpm":
@@ -344,6 +364,7 @@ def _predict(args: argparse.Namespace) -> int:
             "digest": digest.hex(),
             "values": {str(i): v.hex() for i, v in sorted(values.items())},
         }
+        policy_line = f"PolicyPCR({selection}) digest: {digest.hex()}"
     if args.json:
         print_json(out)
         return ExitCode.OK
@@ -351,9 +372,8 @@ def _predict(args: argparse.Namespace) -> int:
     for m, d, after in prediction.steps:
         print(f"  + {m.kind} {m.label[:60]!r} ({d.hex()[:16]}...) -> {after.hex()}")
     print(f"{args.bank.value} PCR {args.pcr} predicted: {prediction.value.hex()}")
-    if "policy" in out:
-        policy = cast(dict[str, Any], out["policy"])
-        print(f"PolicyPCR({policy['selection']}) digest: {policy['digest']}")
+    if policy_line:
+        print(policy_line)
     return ExitCode.OK
 
 
@@ -370,22 +390,21 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-
-    parser = sub.add_parser("pcr", help="replay, list, check and predict PCRs from event logs")
+def register(parser: argparse.ArgumentParser) -> None:
     pcr_sub = parser.add_subparsers(dest="pcr_command", metavar="SUBCOMMAND", required=True)
 
     p = pcr_sub.add_parser("replay", help="PCR values a log replays to")
     p.add_argument("log", metavar="LOG", nargs="+", help="one or more logs, each replayed alone")
     _add_format(p)
     add_json_option(p)
-    p.set_defaults(func=_replay)
+    # Neither replay nor log logs anything: they skip setting up logging (heads.cli.main).
+    p.set_defaults(func=_replay, uses_logging=False)
 
     p = pcr_sub.add_parser("log", help="the events of a log, decoded")
     p.add_argument("log", metavar="LOG")
     _add_format(p)
     add_json_option(p)
-    p.set_defaults(func=_log)
+    p.set_defaults(func=_log, uses_logging=False)
 
     p = pcr_sub.add_parser(
         "check", help="compare the TPM's PCRs with the logs and explain every difference"
@@ -409,7 +428,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--log", action="append", metavar="LOG", help="firmware log (repeatable)")
     p.add_argument("--no-log", action="store_true", help="start from the PCR's reset value")
     _add_format(p)
-    p.add_argument("--bank", type=_bank, default=HashAlg.SHA256, help="bank (default sha256)")
+    # A string default goes through type=_bank like a given one (argparse), so HashAlg is
+    # imported only when `predict` runs.
+    p.add_argument("--bank", type=_bank, default="sha256", help="bank (default sha256)")
     p.add_argument("--string", action=_ExtendAction, metavar="STRING", help="extend H(STRING)")
     p.add_argument("--file", action=_ExtendAction, metavar="FILE", help="extend H(FILE bytes)")
     p.add_argument("--digest", action=_ExtendAction, metavar="HEX", help="extend HEX as is")

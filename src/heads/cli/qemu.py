@@ -18,12 +18,16 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
 
 from heads.core.qr import qr_matrix, render_half_blocks
 from heads.errors import ExitCode, UsageError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from typing import Final
+
     from heads.adapters.qemu import ConsoleLine
     from heads.flows.qemu_platform import (
         BootResult,
@@ -203,8 +207,7 @@ def _demo(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("qemu", help="boot the payload in QEMU with a software TPM")
+def register(parser: argparse.ArgumentParser) -> None:
     qsub = parser.add_subparsers(dest="qemu_command", metavar="SUBCOMMAND", required=True)
 
     p = qsub.add_parser("create", help="create a machine directory with a new TPM")

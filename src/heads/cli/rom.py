@@ -41,12 +41,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import add_json_option, print_json
 from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
 from heads.core.text import shown
 from heads.errors import ExitCode, UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.core.flash_image import FlashImage
@@ -528,8 +530,7 @@ def _add_keyring(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("rom", help="firmware image: files, config, keys, packages, flashing")
+def register(parser: argparse.ArgumentParser) -> None:
     rom = parser.add_subparsers(dest="rom_command", metavar="SUBCOMMAND", required=True)
 
     p = _add(rom, "create", _create, "a fresh image with the standard FMAP layout")

@@ -13,9 +13,7 @@ import termios
 import tty
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import (
     add_json_option,
@@ -26,13 +24,17 @@ from heads.cli.common import (
     tcti_from,
 )
 from heads.cli.tpm import pcr_selection_arg
-from heads.core.otp import DEFAULT_LABEL, TotpCode, group_base32
 from heads.core.platform import FIRMWARE_EVENT_LOG, PROFILES
-from heads.core.qr import qr_matrix, render_half_blocks
-from heads.core.secret import Secret
 from heads.errors import UsageError
 
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from heads.core.otp import TotpCode
+    from heads.core.secret import Secret
     from heads.flows.totp import TotpProvisioning
 
 __all__ = ["register"]
@@ -71,6 +73,8 @@ def _pcr4_arg(text: str) -> bytes:
 
 
 def _time_arg(text: str) -> datetime:
+    from datetime import datetime
+
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
@@ -87,6 +91,9 @@ def _utf8_stdout() -> bool:
 
 
 def _print_provisioning(prov: TotpProvisioning, *, qr: bool) -> None:
+    from heads.core.otp import group_base32
+    from heads.core.qr import qr_matrix, render_half_blocks
+
     # Shown once and never stored elsewhere: the owner scans it now or types the base32.
     if qr and _utf8_stdout():
         print(render_half_blocks(qr_matrix(prov.uri)))
@@ -102,6 +109,7 @@ def _print_provisioning(prov: TotpProvisioning, *, qr: bool) -> None:
 
 
 def _seal(args: argparse.Namespace) -> int:
+    from heads.core.otp import DEFAULT_LABEL
     from heads.flows.totp import seal_totp, totp_exists
 
     owner_auth = _owner_auth(args)
@@ -115,7 +123,7 @@ def _seal(args: argparse.Namespace) -> int:
             tpm,
             pcr4_firmware=args.pcr4,
             profile=args.profile or _default_profile(),
-            label=args.label,
+            label=args.label if args.label is not None else DEFAULT_LABEL,
             rng=os.urandom,
             event_log=Path(args.event_log) if args.event_log else FIRMWARE_EVENT_LOG,
             owner_auth=owner_auth,
@@ -162,6 +170,8 @@ def _key_pressed(timeout_s: float) -> bool:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
     from heads.flows.totp import UnsealedSecretCache, show_totp
 
     if args.watch and args.json:
@@ -218,12 +228,12 @@ def _add(
     return parser
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("totp", help="TOTP code that proves the firmware to your phone")
+def register(parser: argparse.ArgumentParser) -> None:
     totp_sub = parser.add_subparsers(dest="totp_command", metavar="SUBCOMMAND", required=True)
 
     p = _add(totp_sub, "seal", _seal, "generate and seal a new TOTP secret; show its QR code")
-    p.add_argument("--label", default=DEFAULT_LABEL, help="name in the authenticator app")
+    # The default (heads.core.otp.DEFAULT_LABEL) is filled in by _seal: it is not imported here.
+    p.add_argument("--label", help="name in the authenticator app")
     p.add_argument("--force", action="store_true", help="replace an existing secret, no prompt")
     p.add_argument(
         "--profile",

@@ -9,7 +9,6 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from heads.cli.common import (
     add_json_option,
@@ -21,13 +20,16 @@ from heads.cli.common import (
     read_secret_stdin,
     tcti_from,
 )
-from heads.core.digest import HashAlg
-from heads.core.pcr import PCR_COUNT, PcrSelection, parse_pcr_list
-from heads.core.secret import Secret
 from heads.errors import UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.adapters.tpm import LockoutState, TpmInfo
+    from heads.core.digest import HashAlg
+    from heads.core.pcr import PcrSelection
+    from heads.core.secret import Secret
 
 __all__ = ["pcr_selection_arg", "register"]
 
@@ -98,6 +100,9 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _pcrs(args: argparse.Namespace) -> int:
+    from heads.core.digest import HashAlg
+    from heads.core.pcr import PCR_COUNT
+
     with open_tpm(tcti_from(args)) as tpm:
         banks = tpm.banks()
         if args.bank:
@@ -122,6 +127,8 @@ def _pcrs(args: argparse.Namespace) -> int:
 
 
 def _digest_arg(text: str) -> tuple[HashAlg, bytes]:
+    from heads.core.digest import HashAlg
+
     bank, sep, hex_value = text.rpartition(":")
     try:
         value = bytes.fromhex(hex_value)
@@ -187,6 +194,9 @@ def _pcr_values(items: list[str], alg: HashAlg) -> dict[int, bytes]:
 
 
 def _seal(args: argparse.Namespace) -> int:
+    from heads.core.digest import HashAlg
+    from heads.core.pcr import PcrSelection, parse_pcr_list
+
     selection = PcrSelection(HashAlg.SHA256, parse_pcr_list(args.pcrs))
     values = _pcr_values(args.pcr_value, selection.alg)
     stray = set(values) - set(selection.indices)
@@ -213,6 +223,9 @@ def _seal(args: argparse.Namespace) -> int:
 
 def pcr_selection_arg(text: str) -> PcrSelection:
     """argparse type: ``sha256:0,1,2,3,4,7``, or a bare list/range (``0-7``) meaning sha256."""
+    from heads.core.digest import HashAlg
+    from heads.core.pcr import PcrSelection, parse_pcr_list
+
     try:
         if ":" in text:
             return PcrSelection.parse(text)
@@ -304,8 +317,7 @@ def _add(
     return parser
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("tpm", help="inspect and drive the TPM 2.0")
+def register(parser: argparse.ArgumentParser) -> None:
     tpm_sub = parser.add_subparsers(dest="tpm_command", metavar="SUBCOMMAND", required=True)
 
     _add(tpm_sub, "status", _status, "vendor, banks, lockout state, heads' objects", json=True)

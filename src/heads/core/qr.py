@@ -12,7 +12,12 @@ symbol has them.  The quiet zone of 4 modules (ISO/IEC 18004 §6.3.8) is part of
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["QUIET_ZONE", "qr_matrix", "render_half_blocks"]
 

@@ -24,7 +24,12 @@ JSON output needs none of this: ``json.dumps`` escapes control characters itself
 from __future__ import annotations
 
 import unicodedata
-from typing import Final
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["scrub", "shown", "shown_bytes"]
 

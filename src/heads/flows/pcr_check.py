@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Final
 from heads.adapters._run import run
 from heads.core.digest import HashAlg
 from heads.core.eventlog import (
-    MAX_LOG_BYTES,
     EventLog,
     LogFormat,
     Measurement,
@@ -32,6 +31,8 @@ from heads.core.eventlog import (
 from heads.core.pcr import PcrSelection
 from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.errors import ToolError, UsageError
+from heads.flows.log_files import read_capped as _read_capped
+from heads.flows.log_files import read_log
 from heads.flows.measure import default_log_path
 
 if TYPE_CHECKING:
@@ -57,33 +58,6 @@ FIRMWARE_LOG_PATH: Final = FIRMWARE_EVENT_LOG
 # (docs/pcr-layout.md §Checking PCRs against the logs).
 _ALWAYS_CHECKED: Final = range(8)
 _MAX_MEASURED_FILE: Final = 512 * 1024 * 1024
-
-
-def _read_capped(path: Path, cap: int, what: str) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(cap + 1)
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} does not exist") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what} {path} is a directory") from None
-    except OSError as exc:
-        hint = "reading the firmware log needs root" if path == FIRMWARE_LOG_PATH else None
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from None
-    if len(data) > cap:
-        raise UsageError(f"{what} {path} is larger than {cap} bytes")
-    return data
-
-
-def read_log(path: Path, fmt: str = "auto") -> EventLog:
-    """Read and parse one log file (any format; ``fmt`` as for ``parse_log``).
-
-    Raises:
-        UsageError: the file cannot be read or is larger than the cap.
-        FormatError: the file is not a log of that format (offset/line and event named).
-    """
-    data = _read_capped(path, MAX_LOG_BYTES, "event log")
-    return parse_log(data, str(path), fmt)
 
 
 def read_measurement_file(path: Path) -> Measurement:

@@ -6,39 +6,43 @@ and the TPM; ``heads.cli.pcr`` presents the results.
 
 from __future__ import annotations
 
-from heads.core.eventlog.compare import PcrComparison, PcrResult, compare_pcrs
-from heads.core.eventlog.coreboot import parse_cb_table, parse_cbmem_text
-from heads.core.eventlog.events import (
-    EVENT_TYPE_NAMES,
-    decode_event,
-    device_path_text,
-    event_summary,
-    event_type_name,
-    guid_text,
-)
-from heads.core.eventlog.model import (
-    EV_EFI_HCRTM_EVENT,
-    EV_NO_ACTION,
-    MAX_LOG_BYTES,
-    Event,
-    EventLog,
-    LogFormat,
-    LogWarning,
-    SpecIdEvent,
-    bank_hash,
-)
-from heads.core.eventlog.parse import FORMAT_CHOICES, detect_format, parse_log
-from heads.core.eventlog.predict import Measurement, Prediction, policy_pcr_digest, predict_pcr
-from heads.core.eventlog.replay import (
-    DigestMismatch,
-    ExtendStep,
-    Replay,
-    cel_to_log,
-    check_event_digests,
-    initial_value,
-    replay_logs,
-)
-from heads.core.eventlog.tcg import parse_tcg
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from heads.core.eventlog.compare import PcrComparison, PcrResult, compare_pcrs
+    from heads.core.eventlog.coreboot import parse_cb_table, parse_cbmem_text
+    from heads.core.eventlog.events import (
+        EVENT_TYPE_NAMES,
+        decode_event,
+        device_path_text,
+        event_summary,
+        event_type_name,
+        guid_text,
+    )
+    from heads.core.eventlog.model import (
+        EV_EFI_HCRTM_EVENT,
+        EV_NO_ACTION,
+        MAX_LOG_BYTES,
+        Event,
+        EventLog,
+        LogFormat,
+        LogWarning,
+        SpecIdEvent,
+        bank_hash,
+    )
+    from heads.core.eventlog.parse import FORMAT_CHOICES, detect_format, parse_log
+    from heads.core.eventlog.predict import Measurement, Prediction, policy_pcr_digest, predict_pcr
+    from heads.core.eventlog.replay import (
+        DigestMismatch,
+        ExtendStep,
+        Replay,
+        cel_to_log,
+        check_event_digests,
+        initial_value,
+        replay_logs,
+    )
+    from heads.core.eventlog.tcg import parse_tcg
 
 __all__ = [
     "EVENT_TYPE_NAMES",
@@ -77,3 +81,53 @@ __all__ = [
     "predict_pcr",
     "replay_logs",
 ]
+
+# Each name is imported from its submodule on first use (PEP 562), so a caller that needs only
+# the parser and the replay does not pay for the comparison and prediction code
+# (docs/architecture.md §Performance targets).
+_SUBMODULE = {
+    "PcrComparison": "compare",
+    "PcrResult": "compare",
+    "compare_pcrs": "compare",
+    "parse_cb_table": "coreboot",
+    "parse_cbmem_text": "coreboot",
+    "EVENT_TYPE_NAMES": "events",
+    "decode_event": "events",
+    "device_path_text": "events",
+    "event_summary": "events",
+    "event_type_name": "events",
+    "guid_text": "events",
+    "EV_EFI_HCRTM_EVENT": "model",
+    "EV_NO_ACTION": "model",
+    "Event": "model",
+    "EventLog": "model",
+    "LogFormat": "model",
+    "LogWarning": "model",
+    "MAX_LOG_BYTES": "model",
+    "SpecIdEvent": "model",
+    "bank_hash": "model",
+    "FORMAT_CHOICES": "parse",
+    "detect_format": "parse",
+    "parse_log": "parse",
+    "Measurement": "predict",
+    "Prediction": "predict",
+    "policy_pcr_digest": "predict",
+    "predict_pcr": "predict",
+    "DigestMismatch": "replay",
+    "ExtendStep": "replay",
+    "Replay": "replay",
+    "cel_to_log": "replay",
+    "check_event_digests": "replay",
+    "initial_value": "replay",
+    "replay_logs": "replay",
+    "parse_tcg": "tcg",
+}
+
+
+def __getattr__(name: str) -> object:
+    submodule = _SUBMODULE.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value

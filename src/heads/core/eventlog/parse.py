@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from heads.core.cel import parse_cel
 from heads.core.eventlog.coreboot import (
     looks_like_cb_table,
@@ -14,12 +12,10 @@ from heads.core.eventlog.coreboot import (
 from heads.core.eventlog.model import MAX_LOG_BYTES, EventLog, LogFormat
 from heads.core.eventlog.replay import cel_to_log
 from heads.core.eventlog.tcg import parse_tcg
+from heads.core.log_formats import FORMAT_CHOICES
 from heads.errors import FormatError
 
 __all__ = ["FORMAT_CHOICES", "detect_format", "parse_log"]
-
-# The names `--format` accepts: "tcg" covers both TCG layouts, "coreboot" both coreboot forms.
-FORMAT_CHOICES: Final = ("auto", "tcg", "coreboot", "cel")
 
 
 def _has_spec_id(data: bytes) -> bool:

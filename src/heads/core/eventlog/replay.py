@@ -276,10 +276,18 @@ def _find_start(logs: Iterable[EventLog]) -> tuple[int | None, bool]:
     return locality, hcrtm
 
 
-def replay_logs(logs: Sequence[EventLog], banks: Sequence[HashAlg] | None = None) -> Replay:
+def replay_logs(
+    logs: Sequence[EventLog],
+    banks: Sequence[HashAlg] | None = None,
+    *,
+    record_steps: bool = True,
+) -> Replay:
     """Replay ``logs`` in order (firmware log first, then our CEL log).
 
-    ``banks`` defaults to every bank any log records, in order of appearance.
+    ``banks`` defaults to every bank any log records, in order of appearance.  With
+    ``record_steps=False`` the result's ``steps`` is empty: a caller that wants only the
+    values (`heads pcr replay`) skips one object per extend; explaining a PCR
+    (:func:`heads.core.eventlog.compare.compare_pcrs`) needs the steps.
     """
     if banks is None:
         found: list[HashAlg] = []
@@ -318,7 +326,8 @@ def replay_logs(logs: Sequence[EventLog], banks: Sequence[HashAlg] | None = None
                 before = bank[pcr]
                 after = bank_hash(alg, before + digest)
                 bank[pcr] = after
-                steps.append(ExtendStep(ev, alg, pcr, digest, before, after))
+                if record_steps:
+                    steps.append(ExtendStep(ev, alg, pcr, digest, before, after))
     pcrs = {
         alg: {pcr: v for pcr, v in sorted(bank.items()) if (alg, pcr) not in incomplete}
         for alg, bank in state.items()

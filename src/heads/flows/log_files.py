@@ -1,0 +1,54 @@
+"""Read an event log file and parse it (docs/eventlog.md).
+
+Apart from heads.flows.pcr_check so that `heads pcr replay` and `heads pcr log` load only the
+parsers and the replay, not the comparison, prediction and `cbmem` code
+(docs/architecture.md §Performance targets).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from heads.core.eventlog.model import MAX_LOG_BYTES
+from heads.core.eventlog.parse import parse_log
+from heads.core.platform import FIRMWARE_EVENT_LOG
+from heads.errors import UsageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from heads.core.eventlog.model import EventLog
+
+__all__ = ["read_capped", "read_log"]
+
+
+def read_capped(path: Path, cap: int, what: str) -> bytes:
+    """The bytes of ``path``, refused when larger than ``cap``.
+
+    Raises:
+        UsageError: missing, a directory, unreadable, or larger than ``cap``.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(cap + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is a directory") from None
+    except OSError as exc:
+        hint = "reading the firmware log needs root" if path == FIRMWARE_EVENT_LOG else None
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from None
+    if len(data) > cap:
+        raise UsageError(f"{what} {path} is larger than {cap} bytes")
+    return data
+
+
+def read_log(path: Path, fmt: str = "auto") -> EventLog:
+    """Read and parse one log file (any format; ``fmt`` as for ``parse_log``).
+
+    Raises:
+        UsageError: the file cannot be read or is larger than the cap.
+        FormatError: the file is not a log of that format (offset/line and event named).
+    """
+    data = read_capped(path, MAX_LOG_BYTES, "event log")
+    return parse_log(data, str(path), fmt)
