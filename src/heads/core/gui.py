@@ -1390,8 +1390,10 @@ class Gui:
                 DialogId.CONFIG_PCR7_WARNING,
                 "Save the configuration",
                 f"{listed}\n\nThe settings are written into config.user in the firmware "
-                "image. It is measured into PCR 7: after the restart the TOTP secret no "
-                "longer unseals and must be generated again (behind the integrity gate).\n"
+                "image. It is measured into PCR 7: when this boot showed the TOTP and /boot "
+                "verifies, the secret is resealed to the new value first; otherwise it no "
+                "longer unseals after the restart and must be generated again (behind the "
+                "integrity gate).\n"
                 "Save and restart?",
                 tone=Tone.WARNING,
             ),
@@ -1437,7 +1439,13 @@ class Gui:
             ),
             {
                 "l": lambda: self._do(ListKeys(), keys),
-                "r": lambda: self._do(AddKey(), lambda o: self._not_available(o, then)),
+                "r": lambda: self._do(
+                    AddKey(),
+                    # The key went into the firmware: restart to boot with it.
+                    lambda o: (
+                        self._do(Reboot()) if isinstance(o, Ok) else self._not_available(o, then)
+                    ),
+                ),
                 "x": then,
             },
         )
@@ -1462,7 +1470,8 @@ class Gui:
                     text_input(
                         DialogId.FLASH_FILE,
                         "Firmware image",
-                        "Path of the image (*.rom) or update package (*.zip)",
+                        "Name of the image (*.rom) or update package (*.zip) on the USB "
+                        "drive (empty: the only one there)",
                     ),
                     typed,
                 )

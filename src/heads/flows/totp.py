@@ -441,6 +441,7 @@ def _settle_pending(tpm: Tpm, owner_auth: Secret | None, say: Callable[[str], No
 def _unseal_pending(
     tpm: Tpm, refused: UnsealError, owner_auth: Secret | None, say: Callable[[str], None]
 ) -> Secret:
+    say(f"pending seal: the current object was refused: {refused.message.split(': ', 1)[-1]}")
     record = tpm.seal_record(PENDING_HANDLE)
     lines = _pending_lines(tpm, record)
     try:

@@ -96,6 +96,9 @@ class _Session:
     #: The owner passphrase set by a TPM reset, for the counter and the seal that follow it
     #: in the same session; dropped on recovery entry.
     owner: Secret | None = None
+    #: The TOTP secret was released in this boot: half of the gate a reseal before a flash
+    #: needs (docs/firmware-update.md).
+    totp_released: bool = False
 
 
 class _OwnerCounter:
@@ -210,13 +213,12 @@ class _Performer:
                     return Ok(self.system_info())
                 case ListKeys():
                     return self.list_keys()
-                case SaveConfig() | Flash() | FactoryReset() | UsbBoot() | AddKey():
+                case SaveConfig() | Flash() | AddKey():
+                    return self.firmware(effect)
+                case FactoryReset() | UsbBoot():
                     what = {
-                        SaveConfig: "saving config.user into the firmware image",
-                        Flash: "flashing the firmware",
                         FactoryReset: "the OEM factory reset / re-ownership",
                         UsbBoot: "USB boot",
-                        AddKey: "adding a key to the firmware image",
                     }[type(effect)]
                     self.con.say(f"{what}: {NOT_IN_THIS_BUILD}")
                     return NotAvailable(what)
@@ -248,6 +250,19 @@ class _Performer:
         self.session.owner = None
         return _recovery(self.env, self.tpm, self.log, self.con)
 
+    def firmware(self, effect: SaveConfig | Flash | AddKey) -> Outcome:
+        from heads.runtime.firmware_menu import FirmwareContext, perform  # noqa: PLC0415
+
+        context = FirmwareContext(
+            self.env,
+            self.tpm,
+            self.con.say,
+            totp_released=self.session.totp_released,
+            recovered=self.session.recovered,
+            owner=self.session.owner,
+        )
+        return perform(context, effect)
+
     def refresh_totp(self) -> Outcome:
         from heads.flows.totp import show_totp, totp_exists  # noqa: PLC0415
 
@@ -257,12 +272,13 @@ class _Performer:
             self.con.say("no TOTP secret in the TPM")
             return Failed("No TOTP secret is sealed in this TPM.", FailureKind.NO_SECRET)
         try:
-            code = show_totp(self.tpm, now=self.env.now())
+            code = show_totp(self.tpm, now=self.env.now(), say=self.con.say)
         except HeadsError as err:
             self.con.say(f"TOTP secret not released: {err.message}")
             for line in err.details:
                 self.con.say(f"  {line}")
             return Failed(shown(err.message), lines=tuple(shown(d) for d in err.details))
+        self.session.totp_released = True
         stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
         self.con.say(f"TOTP {code.code} at {stamp} ({code.seconds_left} s left)")
         return TotpCode(code.code, code.at)
