@@ -18,6 +18,7 @@ import pytest
 from heads.adapters.tpm import TOTP_HANDLE, Tpm, open_tpm
 from heads.core.digest import HashAlg, extend_string
 from heads.core.otp import totp_code
+from heads.core.sealing import seal_policy_digest
 from heads.core.secret import Secret
 from heads.errors import HeadsError, UnsealError, UsageError
 from heads.flows.totp import (
@@ -164,3 +165,16 @@ def test_a_promotion_cut_after_any_command_keeps_a_copy_that_releases(swtpm: Swt
         assert cuts > total // 2
     with open_tpm(swtpm.tcti) as tpm:
         assert not tpm.object_exists(PENDING_HANDLE)
+
+
+def test_the_copy_policy_is_the_predicted_values_policy(tpm: Tpm) -> None:
+    """Prediction -> policy digest: ours, the record's and the TPM's trial session agree."""
+    secret = _sealed(tpm)
+    values = _after(tpm, "predicted")
+    record = seal_pending(tpm, secret, values, profile="coreboot")
+    ours = seal_policy_digest(SELECTION, values, with_auth=False)
+    assert record.policy == ours
+    assert tpm.policy_pcr_digest_trial(SELECTION, values) == ours
+    assert tpm.seal_record(PENDING_HANDLE) == record
+    # A different prediction gives another policy.
+    assert seal_policy_digest(SELECTION, _after(tpm, "other"), with_auth=False) != ours
