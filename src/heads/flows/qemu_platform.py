@@ -840,7 +840,8 @@ def run_demo(
     say: Say,
     echo: Callable[[ConsoleLine], None] | None = None,
 ) -> DemoReport:
-    """Create a machine, provision it, boot twice, tamper with the OS kernel, boot again.
+    """Create a machine, provision it, boot twice, update the firmware from the guest and
+    boot it, tamper with the OS kernel, boot again.
 
     Raises:
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
@@ -872,6 +873,13 @@ def run_demo(
         ("boot 2: TOTP code matches the provisioned secret", totp_matches(uri, second.totp))
     )
     checks.append(("boot 2: OS booted (marker seen)", second.os_up))
+    # A firmware update from a USB drive in the guest, the TOTP resealed to the new PCRs
+    # (docs/firmware-update.md); before the tamper step, which would close the gate.
+    from heads.flows.qemu_update import demo_update  # noqa: PLC0415 - imports this module
+
+    update_boots, update_checks = demo_update(machine, uri, say=say, echo=echo)
+    boots.extend(update_boots)
+    checks.extend(update_checks)
     tampered = tamper_os_kernel(machine)
     say(f"tamper: flipped one byte of {tampered} on the OS disk")
     third = boot(3, "third boot: the tampered kernel must be refused")
