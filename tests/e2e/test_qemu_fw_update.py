@@ -53,6 +53,7 @@ CONFIG_ANSWERS = (
     ("config-menu", "M"),
     ("config-auto-boot", "5"),
     ("config-pcr7-warning", "y"),
+    ("config-saved", "ok"),
 )
 
 

@@ -73,6 +73,7 @@ def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcom
 
     device = find_flash_device()
     if device is None:
+        ctx.say("flash: no flash device in this machine")
         return Failed("There is no flash device in this machine.")
     if isinstance(effect, Flash):
         return _update(ctx, device, effect)
