@@ -53,6 +53,9 @@ class FirmwareContext:
         totp_released: the TOTP secret was unsealed in this boot (half of the gate).
         recovered: PCR 4 holds ``recovery``: nothing unseals, so nothing is resealed.
         owner: the TPM owner passphrase typed in this session, if any.
+        device: the flash device (None: the NVMe disk with the flash serial); host tests
+            pass a file.
+        media: a directory to take files from instead of the USB drives (host tests).
     """
 
     env: RuntimeEnv
@@ -61,6 +64,8 @@ class FirmwareContext:
     totp_released: bool
     recovered: bool
     owner: Secret | None = None
+    device: Path | None = None
+    media: Path | None = None
 
 
 def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcome:
@@ -71,7 +76,7 @@ def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcom
     """
     from heads.runtime.flash_update import find_flash_device  # noqa: PLC0415
 
-    device = find_flash_device()
+    device = ctx.device or find_flash_device()
     if device is None:
         ctx.say("flash: no flash device in this machine")
         return Failed("There is no flash device in this machine.")
@@ -171,6 +176,11 @@ def _pick(
 
     if "/" in wanted or wanted in (".", ".."):
         return Failed(f"{shown(wanted)}: give a file name on the USB drive, not a path")
+    if ctx.media is not None:
+        names = _candidates(ctx.media, suffixes)
+        if wanted in names or (not wanted and len(names) == 1):
+            return use(ctx.media / (wanted or names[0]))
+        return Failed(f"{shown(wanted) or 'no single file'} in {ctx.media}")
     seen: list[str] = []
     disks = usb_disks()
     if not disks:
