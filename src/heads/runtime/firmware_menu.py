@@ -31,7 +31,7 @@ from heads.adapters.tpm import Tpm
 from heads.core.gui import AddKey, Failed, Flash, Ok, Outcome, SaveConfig
 from heads.core.secret import Secret
 from heads.core.text import shown
-from heads.errors import UsageError
+from heads.errors import HeadsError, UsageError
 
 if TYPE_CHECKING:
     from heads.core.flash_image import FlashImage
@@ -52,7 +52,7 @@ class FirmwareContext:
     Attributes:
         totp_released: the TOTP secret was unsealed in this boot (half of the gate).
         recovered: PCR 4 holds ``recovery``: nothing unseals, so nothing is resealed.
-        owner: the TPM owner passphrase typed in this session, if any.
+        owner: the TPM owner passphrase typed in this boot, if any.
         device: the flash device (None: the NVMe disk with the flash serial); host tests
             pass a file.
         media: a directory to take files from instead of the USB drives (host tests).
@@ -126,15 +126,24 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         line = f"No reseal ({refused}): the TOTP secret will not unseal after the restart."
         ctx.say(line)
         return line
-    result = reseal_for_update(
-        ctx.tpm,
-        new=new,
-        current=current,
-        profile=ctx.env.profile,
-        firmware_log=_firmware_log(ctx),
-        clean=clean,
-        owner_auth=ctx.owner,
-    )
+    try:
+        result = reseal_for_update(
+            ctx.tpm,
+            new=new,
+            current=current,
+            profile=ctx.env.profile,
+            firmware_log=_firmware_log(ctx),
+            clean=clean,
+            owner_auth=ctx.owner,
+        )
+    except HeadsError as err:
+        # The flash is still what the owner asked for (an owner passphrase not typed in this
+        # boot, a log that does not parse...): go on as Heads does, and say so.
+        ctx.say(f"reseal: failed: {err.message}")
+        line = f"No reseal ({shown(err.message)}): the TOTP secret will not unseal after the "
+        line += "restart; generate a new one behind the integrity gate."
+        ctx.say(line)
+        return line
     prediction = result.prediction
     for pcr, value in sorted(prediction.values.items()):
         ctx.say(f"reseal: PCR {pcr} predicted {value.hex()} ({prediction.reasons.get(pcr, '')})")
