@@ -32,6 +32,7 @@ __all__ = [
     "UnsealError",
     "UsageError",
     "VerificationError",
+    "WrongPassphraseError",
 ]
 
 
@@ -115,6 +116,13 @@ class AuthError(HeadsError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.tries_left = tries_left
+
+
+class WrongPassphraseError(AuthError):
+    """A passphrase did not decrypt a protected secret (an OpenPGP key backup, ...).
+
+    The message names the file, never the passphrase or anything derived from it.
+    """
 
 
 class VerificationError(HeadsError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,22 @@ def test_adapter_refuses_bytes_that_differ_from_the_plan_before_running_kexec(
     (tmp_path / "vmlinuz").write_bytes(b"tampered kernel")
     with pytest.raises(HashMismatchError, match="/vmlinuz changed after verification"):
         KexecTools().load(plan, tmp_path)
+
+
+def test_adapter_appends_the_disk_key_archive_in_memory(tmp_path: Path) -> None:
+    # What kexec would read: the verified initrd, zeros to 512 bytes, then the archive.
+    (tmp_path / "vmlinuz").write_bytes(b"verified kernel")
+    (tmp_path / "initrd.img").write_bytes(b"initrd" * 100)
+    digests = VerifiedDigests(
+        {
+            "/vmlinuz": hashlib.sha256(b"verified kernel").digest(),
+            "/initrd.img": hashlib.sha256(b"initrd" * 100).digest(),
+        },
+        "test",
+    )
+    plan = plan_kexec(ELF, digests)
+    with KexecTools()._verified_copies(plan, tmp_path, b"ARCHIVE") as fds:
+        initrd = os.pread(fds["initrd"], 4096, 0)
+        assert str(Path(f"/proc/self/fd/{fds['initrd']}").readlink()).startswith("/memfd:")
+    assert initrd == b"initrd" * 100 + bytes(512 - 600 % 512) + b"ARCHIVE"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["initrd.img", "vmlinuz"]

@@ -51,9 +51,29 @@ def test_cfb128_partial_last_block_is_a_prefix_of_the_full_stream() -> None:
     assert aes.cfb_decrypt(SP800_38A_KEY, SP800_38A_IV, short) == SP800_38A_PLAIN[:21]
 
 
+def test_aes256_fips197_appendix_c3() -> None:
+    key = bytes(range(32))
+    block = bytes.fromhex("00112233445566778899aabbccddeeff")
+    assert aes.encrypt_block(key, block).hex() == "8ea2b7ca516745bfeafc49904b496089"
+
+
+def test_cfb128_aes256_sp800_38a_f_3_17() -> None:
+    key = bytes.fromhex("603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4")
+    cipher = bytes.fromhex(
+        "dc7e84bfda79164b7ecd8486985d3860"
+        "39ffed143b28b1c832113c6331e5407b"
+        "df10132415e54b92a13ed0a8267ae2f9"
+        "75a385741ab9cef82031623d55b1e471"
+    )
+    assert aes.cfb_encrypt(key, SP800_38A_IV, SP800_38A_PLAIN) == cipher
+    assert aes.cfb_decrypt(key, SP800_38A_IV, cipher) == SP800_38A_PLAIN
+
+
 def test_aes_refuses_wrong_sizes() -> None:
     with pytest.raises(ValueError, match="16-byte key"):
         aes.encrypt_block(b"short", bytes(16))
+    with pytest.raises(ValueError, match="16-byte key"):
+        aes.encrypt_block(bytes(24), bytes(16))
     with pytest.raises(ValueError, match="16 bytes"):
         aes.encrypt_block(bytes(16), bytes(15))
 

@@ -38,6 +38,7 @@ __all__ = [
     "parse_verify_status",
     "sign_detached",
     "verify_detached",
+    "verify_detached_file",
 ]
 
 MAX_SIGNATURE_BYTES: Final = 64 * 1024
@@ -271,6 +272,30 @@ def verify_detached(signature: bytes, data: bytes, keyring: Path) -> GpgVerifyRe
             desc="verify a detached OpenPGP signature",
             stdin=data,
             timeout_s=_VERIFY_TIMEOUT_S,
+        )
+    return parse_verify_status(result.stdout, result.returncode)
+
+
+def verify_detached_file(signature: bytes, data: Path, keyring: Path) -> GpgVerifyResult:
+    """:func:`verify_detached` over the file ``data``, which gpgv reads itself: for data too
+    large to pass through memory twice (an ISO image read into RAM once).
+
+    Raises:
+        UsageError: the keyring is unusable (:func:`check_keyring`).
+        GpgError: gpgv is missing or did not finish.
+    """
+    keyring = keyring.resolve()
+    check_keyring(keyring)
+    if len(signature) > MAX_SIGNATURE_BYTES:
+        return GpgVerifyResult(GpgVerdict.NO_DATA, None, None, 0, ())
+    with tempfile.TemporaryDirectory(prefix="heads-gpgv-") as tmp:
+        sig_path = Path(tmp) / "detached.sig"
+        sig_path.write_bytes(signature)
+        result = _run_gpg(
+            ["gpgv", "--status-fd", "1", "--keyring", str(keyring), str(sig_path), str(data)],
+            desc="verify a detached OpenPGP signature",
+            stdin=b"",
+            timeout_s=_VERIFY_TIMEOUT_S * 10,  # a whole ISO image is hashed
         )
     return parse_verify_status(result.stdout, result.returncode)
 

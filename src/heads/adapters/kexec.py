@@ -68,10 +68,14 @@ def _copy_verified(bootdir_fd: int, planned: PlannedFile, out_fd: int) -> int:
             hint="do not boot; investigate /boot (heads boot verify)",
         )
     for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(out_fd, view) :]
+        _write_all(out_fd, chunk)
     return total
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class KexecTools:
@@ -81,33 +85,41 @@ class KexecTools:
         self.timeout_s = timeout_s
 
     @contextmanager
-    def _verified_copies(self, plan: KexecPlan, bootdir: Path) -> Iterator[dict[str, int]]:
+    def _verified_copies(
+        self, plan: KexecPlan, bootdir: Path, appended: bytes
+    ) -> Iterator[dict[str, int]]:
         fds: dict[str, int] = {}
         root_fd = os.open(bootdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             groups: list[tuple[str, tuple[PlannedFile, ...]]] = [("kernel", (plan.kernel,))]
-            if plan.initrds:
+            if plan.initrds or appended:
                 groups.append(("initrd", plan.initrds))
             groups.extend((f"module{i}", (m,)) for i, (m, _) in enumerate(plan.modules))
             for name, members in groups:
                 memfd = os.memfd_create(f"heads-{name}", 0)  # inheritable: kexec opens it
                 fds[name] = memfd
-                for member in members:
-                    _copy_verified(root_fd, member, memfd)
+                size = sum(_copy_verified(root_fd, member, memfd) for member in members)
+                if name == "initrd" and appended:
+                    # Heads pads the OS initrd to 512 bytes before the extra archive; the
+                    # kernel unpacks concatenated archives in order.
+                    _write_all(memfd, bytes(-size % 512) + appended)
             yield fds
         finally:
             os.close(root_fd)
             for fd in fds.values():
                 os.close(fd)
 
-    def load(self, plan: KexecPlan, bootdir: Path) -> list[str]:
+    def load(self, plan: KexecPlan, bootdir: Path, *, appended: bytes = b"") -> list[str]:
         """Runs ``kexec -s -l`` (elf) or ``kexec -l --type=multiboot2-x86`` (xen).
+
+        ``appended`` (the disk key archive) follows the verified initrd in the same anonymous
+        memory file: it never reaches a disk.
 
         Raises:
             HashMismatchError: a file's bytes differ from the plan's digest.
             KexecError: a file cannot be read, or kexec refused to load.
         """
-        with self._verified_copies(plan, bootdir) as fds:
+        with self._verified_copies(plan, bootdir, appended) as fds:
             opened = {plan.kernel.path: f"/proc/self/fd/{fds['kernel']}"}
             for i, (module, _) in enumerate(plan.modules):
                 opened[module.path] = f"/proc/self/fd/{fds[f'module{i}']}"

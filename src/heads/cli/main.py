@@ -20,7 +20,7 @@ from heads.errors import ExitCode, HeadsError
 __all__ = ["main"]
 
 # Each group module defines register(subparsers); its parsers set `func` (args -> exit code).
-_GROUPS: Final = ("tpm", "pcr", "boot", "totp", "hotp", "build", "qemu", "rom")
+_GROUPS: Final = ("tpm", "pcr", "boot", "totp", "hotp", "disk", "build", "qemu", "rom")
 
 Handler = Callable[[argparse.Namespace], int]
 

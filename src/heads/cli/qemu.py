@@ -132,6 +132,31 @@ def _boot(args: argparse.Namespace) -> int:
     return ExitCode.OK if result.os_up else ExitCode.ERROR
 
 
+def _disk_key(args: argparse.Namespace) -> int:
+    import getpass
+
+    from heads.cli.common import read_secret_fd
+    from heads.core.disk_key import check_passphrase
+    from heads.core.secret import Secret
+    from heads.flows.qemu_luks import add_disk_key, firmware_values_from_transcripts
+    from heads.flows.qemu_platform import Machine
+
+    def secret(fd: int | None, prompt: str) -> Secret:
+        if fd is not None:
+            return read_secret_fd(fd)
+        return Secret(getpass.getpass(prompt).encode("utf-8"))
+
+    machine = Machine.load(args.dir)
+    firmware = firmware_values_from_transcripts(machine)
+    recovery = secret(args.recovery_fd, "New LUKS Disk Recovery Key passphrase: ")
+    passphrase = secret(args.passphrase_fd, "Disk unlock key passphrase (12+ characters): ")
+    again = passphrase if args.passphrase_fd is not None else secret(None, "Again: ")
+    check_passphrase(passphrase, again)
+    add_disk_key(machine, recovery=recovery, passphrase=passphrase, firmware=firmware, say=_say)
+    _say("next boot: the OS opens its LUKS volume with the key, after the passphrase")
+    return ExitCode.OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from heads.flows.image_build import default_cache_dir
     from heads.flows.qemu_platform import (
@@ -160,10 +185,11 @@ def _demo(args: argparse.Namespace) -> int:
     print()
     print(f"heads qemu demo summary (machine {report.machine}, {time.monotonic() - start:.0f} s)")
     print(f"  payload: {report.payload_bytes / 2**20:.1f} MiB (kernel + zstd initramfs)")
-    for n, result in enumerate(report.boots, start=1):
+    # Boot 0 is the factory reset; the TOTP secret is provisioned on the first boot after it.
+    for n, result in enumerate(report.boots):
         print(f"  boot {n}: console transcript {result.transcript}")
         _print_boot(result)
-    uri = report.boots[0].otpauth_uri if report.boots else None
+    uri = next((b.otpauth_uri for b in report.boots if b.otpauth_uri), None)
     if uri is not None:
         # What the guest showed on its console at provisioning: scan it to follow along.
         print("  TOTP secret provisioned on boot 1 (scan with an authenticator app):")
@@ -173,7 +199,7 @@ def _demo(args: argparse.Namespace) -> int:
     if not report.ok:
         print("demo FAILED: see the console transcripts above", file=sys.stderr)
         return ExitCode.VERIFICATION_FAILED
-    print("demo passed: attested boots, verified /boot, tampering refused")
+    print("demo passed: ownership taken, attested boots, verified /boot, tampering refused")
     return ExitCode.OK
 
 
@@ -220,7 +246,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.set_defaults(func=_boot)
 
-    p = qsub.add_parser("demo", help="build, provision, boot twice, tamper, boot refused")
+    p = qsub.add_parser(
+        "disk-key", help="give the OS a LUKS volume and seal a disk unlock key for it"
+    )
+    p.add_argument("dir", type=Path, help="the machine directory (booted once)")
+    p.add_argument("--recovery-fd", type=int, metavar="FD", help="read the DRK passphrase")
+    p.add_argument("--passphrase-fd", type=int, metavar="FD", help="read the DUK passphrase")
+    p.set_defaults(func=_disk_key)
+
+    p = qsub.add_parser(
+        "demo",
+        help="build, take ownership in the guest, boot twice, tamper, boot refused",
+    )
     p.add_argument("--dir", type=Path, default=_DEFAULT_DEMO_DIR, help="machine directory")
     p.add_argument("--payload", type=Path, default=_DEFAULT_PAYLOAD, help="payload directory")
     p.add_argument(

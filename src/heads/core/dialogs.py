@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "EFFECT_DIALOGS",
     "NO",
     "OK",
     "PASSPHRASE_IDS",
@@ -79,6 +80,10 @@ class DialogId(enum.StrEnum):
     BOOT_ENTRY_CHANGED = "boot-entry-changed"
     NO_DEFAULT = "no-default"
     BOOT_FAILED = "boot-failed"
+    # USB boot
+    USB_SELECT = "usb-select"
+    USB_UNSIGNED = "usb-unsigned"
+    USB_NOTHING = "usb-nothing"
     # Integrity
     INTEGRITY_REPORT = "integrity-report"
     INVESTIGATION = "investigation"
@@ -99,6 +104,7 @@ class DialogId(enum.StrEnum):
     TPM_OWNER_PASSPHRASE_AGAIN = "tpm-owner-passphrase-again"  # noqa: S105 - a dialog id
     PASSPHRASE_MISMATCH = "passphrase-mismatch"  # noqa: S105 - a dialog id
     TPM_RESET_FAILED = "tpm-reset-failed"
+    TPM_OWNER_AUTH = "tpm-owner-auth"
     TPM_RESET_DONE = "tpm-reset-done"
     TIME_TROUBLESHOOT = "time-troubleshoot"
     # Time
@@ -120,13 +126,43 @@ class DialogId(enum.StrEnum):
     FLASH_MENU = "flash-menu"
     FLASH_FILE = "flash-file"
     FACTORY_RESET_CONFIRM = "factory-reset-confirm"
+    FACTORY_RESET_OWNER_PASSPHRASE = "factory-reset-owner-passphrase"  # noqa: S105 - a dialog id
+    FACTORY_RESET_OWNER_PASSPHRASE_AGAIN = "factory-reset-owner-passphrase-again"  # noqa: S105
+    FACTORY_RESET_BACKUP_DRIVE = "factory-reset-backup-drive"
+    FACTORY_RESET_BACKUP_PASSPHRASE = "factory-reset-backup-passphrase"  # noqa: S105 - a dialog id
+    FACTORY_RESET_BACKUP_PASSPHRASE_AGAIN = "factory-reset-backup-passphrase-again"  # noqa: S105
+    FACTORY_RESET_RETRY = "factory-reset-retry"
+    FACTORY_RESET_KEY_UID = "factory-reset-key-uid"
+    FACTORY_RESET_DEFAULT = "factory-reset-default"
+    FACTORY_RESET_FAILED = "factory-reset-failed"
+    FACTORY_RESET_SECRETS = "factory-reset-secrets"
+    FACTORY_RESET_DONE = "factory-reset-done"
+    # Signing with the owner key's backup
+    BACKUP_KEY_PASSPHRASE = "backup-key-passphrase"  # noqa: S105 - a dialog id
     RECOVERY_CONFIRM = "recovery-confirm"
+    # Disk unlock key (docs/disk-key.md)
+    DISK_KEY_PASSPHRASE = "disk-key-passphrase"  # noqa: S105 - a dialog id
+    DISK_KEY_RECOVERY = "disk-key-recovery"
 
+
+#: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
+#: menu state machine itself; they are scripted by id like the others.
+EFFECT_DIALOGS: Final = frozenset({DialogId.DISK_KEY_PASSPHRASE, DialogId.DISK_KEY_RECOVERY})
 
 #: Dialogs whose answer is a secret: never given on a command line (``--answer`` refuses
 #: them; an answer file carries them).
 PASSPHRASE_IDS: Final = frozenset(
-    {DialogId.TPM_OWNER_PASSPHRASE, DialogId.TPM_OWNER_PASSPHRASE_AGAIN}
+    {
+        DialogId.TPM_OWNER_PASSPHRASE,
+        DialogId.TPM_OWNER_PASSPHRASE_AGAIN,
+        DialogId.FACTORY_RESET_OWNER_PASSPHRASE,
+        DialogId.FACTORY_RESET_OWNER_PASSPHRASE_AGAIN,
+        DialogId.FACTORY_RESET_BACKUP_PASSPHRASE,
+        DialogId.FACTORY_RESET_BACKUP_PASSPHRASE_AGAIN,
+        DialogId.BACKUP_KEY_PASSPHRASE,
+        DialogId.TPM_OWNER_AUTH,
+        DialogId.DISK_KEY_PASSPHRASE,
+    }
 )
 
 

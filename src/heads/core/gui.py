@@ -14,10 +14,11 @@ Rules it keeps (Heads' own, docs/runtime-menus.md §Rules):
   of a TPM reset or when the owner chooses "generate" behind the integrity gate, never on its
   own;
 * Basic mode boots the first entry without attestation or signature checks;
-* Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and USB
-  boot; turning it off first wipes the TOTP secret;
-* the owner passphrase typed for a TPM reset lives only until the reset is requested, and
-  :meth:`Gui.wipe_secrets` drops it (the runtime calls it on recovery entry).
+* Restricted mode refuses the recovery shell, the forced boot, flashing, Basic mode and
+  unsigned USB media; turning it off first wipes the TOTP secret;
+* the owner passphrase typed for a TPM reset lives only until the reset is requested, the
+  factory reset's passphrases until :class:`FactoryReset` is requested, and
+  :meth:`Gui.wipe_secrets` drops them (the runtime calls it on recovery entry).
 """
 
 from __future__ import annotations
@@ -83,7 +84,9 @@ __all__ = [
     "Step",
     "SystemInfo",
     "TotpCode",
+    "UnlockBackupKey",
     "UsbBoot",
+    "UsbEntries",
     "WipeTotp",
     "config_changes",
     "mode_from_config",
@@ -184,7 +187,13 @@ class SignBoot:
 
 @dataclass(frozen=True, slots=True)
 class SealTotp:
-    """Seal a new TOTP secret and show it (QR code and URI)."""
+    """Seal a new TOTP secret and show it (QR code and URI).
+
+    ``owner``: the TPM owner passphrase, when the runtime does not have it yet (after a
+    factory reset, sealing in a later boot needs it: :attr:`FailureKind.OWNER_AUTH`).
+    """
+
+    owner: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,12 +232,40 @@ class Flash:
 
 @dataclass(frozen=True, slots=True)
 class FactoryReset:
-    """The OEM factory reset / re-ownership flow."""
+    """The OEM factory reset up to signing /boot (docs/runtime-menus.md §Factory reset).
+
+    Reset the TPM with ``owner``; generate the owner's signing key (``user_id``) in memory;
+    write it, protected with ``backup``, to the key-backup USB drive; flash its public key and
+    ``config.user`` into the firmware image.  The key stays in memory for the
+    :class:`SaveDefault` that follows.  :class:`Ok` lines say what was done.
+    """
+
+    owner: Secret = field(repr=False)
+    backup: Secret = field(repr=False)
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockBackupKey:
+    """Load the owner's key from the key-backup USB drive into memory with ``passphrase``,
+    for the next signature only."""
+
+    passphrase: Secret = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class UsbBoot:
-    """Boot from a USB drive."""
+    """Boot from a USB drive (docs/runtime-menus.md §USB boot).
+
+    Without ``index``: scan the USB drives and list their boot entries (:class:`UsbEntries`).
+    With it: boot entry ``index`` (1-based) of a new scan, provided its title is still
+    ``title`` (the drive may have been swapped meanwhile); ``unsigned``: the owner accepted
+    booting it without a signature.
+    """
+
+    index: int | None = None
+    title: str = ""
+    unsigned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +317,7 @@ Effect = (
     | SaveConfig
     | Flash
     | FactoryReset
+    | UnlockBackupKey
     | UsbBoot
     | AddKey
     | ListKeys
@@ -306,6 +344,7 @@ class FailureKind(enum.Enum):
     NO_DEFAULT = "no-default"  #: no default entry saved
     NO_SECRET = "no-secret"  # noqa: S105 - a kind of failure: no TOTP secret in the TPM
     NO_SIGNING_KEY = "no-signing-key"  #: no key to sign /boot with
+    OWNER_AUTH = "owner-auth"  #: the TPM wants its owner passphrase
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +394,20 @@ class Report:
     mismatches: tuple[str, ...] = ()
 
 
-Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report
+@dataclass(frozen=True, slots=True)
+class UsbEntries:
+    """The boot entries found on the USB drives, in menu order: the titles (escaped) and
+    whether a signature the firmware keyring verifies covers each one."""
+
+    titles: tuple[str, ...]
+    signed: tuple[bool, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.titles) != len(self.signed):
+            raise ValueError("UsbEntries: one signed flag per title")
+
+
+Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report | UsbEntries
 
 # -- configuration values ------------------------------------------------------------------
 
@@ -365,6 +417,10 @@ _TIME_RE: Final = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d)(?::(\d\d))
 _MIN_YEAR: Final = 2024
 _MAX_YEAR: Final = 2200
 _MAX_OWNER_PASSPHRASE: Final = 32
+#: Heads' factory reset takes passphrases of at least 8 characters (its custom mode); the
+#: backup passphrase stands for the card's Admin PIN, at most 25 characters.
+_MIN_FACTORY_PASSPHRASE: Final = 8
+_MAX_BACKUP_PASSPHRASE: Final = 25
 
 
 def config_changes(before: ModeConfig, after: ModeConfig) -> tuple[tuple[str, str], ...]:
@@ -427,6 +483,7 @@ class Gui:
         self._on_answer: _Answer | None = None
         self._on_result: _Result | None = None
         self._owner: Secret | None = None
+        self._fr: _FactoryAnswers | None = None
         self.current: Step | None = None
 
     # -- driving -------------------------------------------------------------------------
@@ -466,6 +523,7 @@ class Gui:
     def wipe_secrets(self) -> None:
         """Forget every secret typed into the menus (recovery entry)."""
         self._owner = None
+        self._fr = None
 
     def _show(self, dialog: Dialog, on_answer: _Answer) -> Step:
         self.current = dialog
@@ -868,9 +926,63 @@ class Gui:
         )
 
     def _usb_boot(self) -> Step:
+        # Restricted mode still lists the drive: a signed medium may boot, an unsigned one
+        # is refused when chosen.
+        return self._do(UsbBoot(), self._usb_listed)
+
+    def _usb_listed(self, outcome: Outcome) -> Step:
+        if isinstance(outcome, NotAvailable):
+            return self._not_available(outcome, self._boot_options)
+        if not isinstance(outcome, UsbEntries) or not outcome.titles:
+            reason = "No bootable entry was found on the USB drives."
+            if not isinstance(outcome, UsbEntries):
+                lines = outcome.lines if isinstance(outcome, Failed) else ()
+                reason = "\n".join((_reason(outcome), *lines))
+            return self._ack(
+                message(DialogId.USB_NOTHING, "USB boot", reason, tone=Tone.WARNING),
+                self._boot_options,
+            )
+        entries = outcome
+        numbered = tuple(
+            (str(i), title if signed else f"{title} (unsigned)")
+            for i, (title, signed) in enumerate(zip(entries.titles, entries.signed, strict=True), 1)
+        )
+
+        def pick(index: int) -> _Then:
+            return lambda: self._usb_pick(index, entries)
+
+        actions: dict[str, _Then] = {key: pick(int(key)) for key, _label in numbered}
+        actions["b"] = self._boot_options
+        return self._choice(
+            menu(
+                DialogId.USB_SELECT,
+                "Select your USB boot option",
+                "",
+                (*numbered, ("b", "<-- Back to the boot options")),
+            ),
+            actions,
+        )
+
+    def _usb_pick(self, index: int, entries: UsbEntries) -> Step:
+        title = entries.titles[index - 1]
+        if entries.signed[index - 1]:
+            return self._do(UsbBoot(index, title), self._boot_failed)
         if self.config.restricted:
-            return self._refused("Booting an unsigned USB drive", then=self._boot_options)
-        return self._do(UsbBoot(), lambda o: self._not_available(o, self._boot_options))
+            return self._refused("Booting unsigned USB media", then=self._boot_options)
+        return self._choice(
+            yesno(
+                DialogId.USB_UNSIGNED,
+                "UNSIGNED USB MEDIA WARNING",
+                f"{title}\n\nNo signature from a key in the firmware's keyring covers this "
+                "medium: its kernel and initrd are booted as they are.\nBoot unsigned USB "
+                "media?",
+                tone=Tone.DANGER,
+            ),
+            {
+                YES: lambda: self._do(UsbBoot(index, title, unsigned=True), self._boot_failed),
+                NO: self._boot_options,
+            },
+        )
 
     def _force_boot(self) -> Step:
         if self.config.restricted:
@@ -930,7 +1042,7 @@ class Gui:
             ),
             {
                 "y": lambda: self._do(BootEntry(index), self._boot_failed),
-                "d": lambda: self._do(SaveDefault(index), self._signed(self._main_menu)),
+                "d": lambda: self._signing(SaveDefault(index), self._signed(self._main_menu)),
                 "b": lambda: self._boot_select(titles, force=False),
             },
         )
@@ -1006,7 +1118,7 @@ class Gui:
                 "Continue?",
                 tone=Tone.WARNING,
             ),
-            {YES: lambda: self._do(SignBoot(), self._signed(then)), NO: then},
+            {YES: lambda: self._signing(SignBoot(), self._signed(then)), NO: then},
         )
 
     def _signed(self, then: _Then) -> _Result:
@@ -1102,8 +1214,28 @@ class Gui:
                 "stops working; scan the new QR code.",
                 default=YES,
             ),
-            {YES: lambda: self._do(SealTotp(), self._sealed(then)), NO: then},
+            {YES: lambda: self._sealing(then), NO: then},
         )
+
+    def _sealing(self, then: _Then) -> Step:
+        """Seal; if the TPM wants its owner passphrase, ask for it once (Heads does too)."""
+
+        def first(outcome: Outcome) -> Step:
+            if not (isinstance(outcome, Failed) and outcome.kind is FailureKind.OWNER_AUTH):
+                return self._sealed(then)(outcome)
+            return self._show(
+                passphrase(
+                    DialogId.TPM_OWNER_AUTH,
+                    "TPM owner passphrase",
+                    f"{outcome.reason}\nType the TPM owner passphrase set at the last TPM "
+                    "reset or factory reset.",
+                ),
+                lambda value: self._do(
+                    SealTotp(value if isinstance(value, Secret) else None), self._sealed(then)
+                ),
+            )
+
+        return self._do(SealTotp(), first)
 
     def _sealed(self, then: _Then) -> _Result:
         def done(outcome: Outcome) -> Step:
@@ -1238,7 +1370,7 @@ class Gui:
                 lambda: self._do(Reboot()),
             )
 
-        return self._do(SignBoot(), signed)
+        return self._signing(SignBoot(), signed)
 
     def _troubleshoot_time(self) -> Step:
         return self._choice(
@@ -1494,26 +1626,247 @@ class Gui:
         )
 
     def _factory_reset(self) -> Step:
+        """Heads' oem-factory-reset without a card (docs/runtime-menus.md §Factory reset)."""
+        self._fr = _FactoryAnswers()
         return self._choice(
             yesno(
                 DialogId.FACTORY_RESET_CONFIRM,
                 "OEM Factory Reset / Re-Ownership",
-                "This resets the TPM, generates a new signing key, signs /boot and writes "
-                "the keys and settings into the firmware.\nContinue?",
+                "This erases the TPM (its TOTP secret and rollback counter) and replaces the "
+                "owner's signing key: a new key is generated, backed up to a USB drive, its "
+                "public key written into the firmware, and /boot signed with it.\nContinue?",
                 tone=Tone.DANGER,
             ),
-            {
-                YES: lambda: self._do(
-                    FactoryReset(),
-                    lambda o: (
-                        self._do(Reboot())
-                        if isinstance(o, Ok)
-                        else self._not_available(o, self._main_menu)
-                    ),
+            {YES: self._fr_owner, NO: self._fr_abort},
+        )
+
+    def _fr_abort(self) -> Step:
+        self._fr = None
+        return self._main_menu()
+
+    def _fr_owner(self) -> Step:
+        def keep(value: Secret) -> Step:
+            if self._fr is None:  # pragma: no cover - the flow sets it first
+                return self._fr_abort()
+            self._fr.owner = value
+            return self._fr_backup_drive()
+
+        return self._twice(
+            (
+                DialogId.FACTORY_RESET_OWNER_PASSPHRASE,
+                DialogId.FACTORY_RESET_OWNER_PASSPHRASE_AGAIN,
+            ),
+            "TPM owner passphrase",
+            f"New TPM owner passphrase ({_MIN_FACTORY_PASSPHRASE} to {_MAX_OWNER_PASSPHRASE} "
+            "characters).",
+            (_MIN_FACTORY_PASSPHRASE, _MAX_OWNER_PASSPHRASE),
+            keep,
+        )
+
+    def _fr_backup_drive(self) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.FACTORY_RESET_BACKUP_DRIVE,
+                "GPG key backup drive",
+                "This machine has no OpenPGP card: the owner's key is generated here and its "
+                "only copy is written, protected by a passphrase, to a USB drive you keep "
+                "safe. You need it to sign /boot again.\nInsert the USB drive now: EVERYTHING "
+                "ON IT IS ERASED.\nContinue?",
+                tone=Tone.WARNING,
+            ),
+            {YES: self._fr_backup, NO: self._fr_abort},
+        )
+
+    def _fr_backup(self) -> Step:
+        def keep(value: Secret) -> Step:
+            if self._fr is None:  # pragma: no cover - the flow sets it first
+                return self._fr_abort()
+            self._fr.backup = value
+            return self._fr_user_id()
+
+        return self._twice(
+            (
+                DialogId.FACTORY_RESET_BACKUP_PASSPHRASE,
+                DialogId.FACTORY_RESET_BACKUP_PASSPHRASE_AGAIN,
+            ),
+            "Key backup passphrase",
+            f"Passphrase protecting the key on the backup drive ({_MIN_FACTORY_PASSPHRASE} "
+            f"to {_MAX_BACKUP_PASSPHRASE} characters).",
+            (_MIN_FACTORY_PASSPHRASE, _MAX_BACKUP_PASSPHRASE),
+            keep,
+        )
+
+    def _twice(
+        self,
+        ids: tuple[DialogId, DialogId],
+        title: str,
+        text: str,
+        length: tuple[int, int],
+        then: Callable[[Secret], Step],
+    ) -> Step:
+        """A new passphrase typed twice; a short, long or differing one asks again."""
+        lo, hi = length
+
+        def retry(why: str) -> Step:
+            return self._choice(
+                yesno(
+                    DialogId.FACTORY_RESET_RETRY,
+                    "Passphrase not accepted",
+                    f"{why}\nTry again?",
+                    default=YES,
+                    tone=Tone.WARNING,
                 ),
-                NO: self._main_menu,
+                {YES: lambda: self._twice(ids, title, text, length, then), NO: self._fr_abort},
+            )
+
+        def first(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if not lo <= len(value) <= hi:
+                return retry(f"The passphrase must be {lo} to {hi} characters.")
+            return self._show(
+                passphrase(ids[1], title, "Type it again."),
+                lambda again: then(value) if again == value else retry("The two differ."),
+            )
+
+        return self._show(passphrase(ids[0], title, text), first)
+
+    def _fr_user_id(self) -> Step:
+        stamp = self.now.astimezone(UTC).strftime("%Y%m%d%H%M%S")
+        default = f"OEM Key (OEM-generated key) <oem-{stamp}@example.com>"
+
+        def typed(value: str | Secret) -> Step:
+            fr = self._fr
+            if fr is None or fr.owner is None or fr.backup is None:  # pragma: no cover
+                return self._fr_abort()
+            user_id = str(value).strip() or default
+            self._fr = None  # the secrets go with the effect, the machine keeps none
+            return self._do(FactoryReset(fr.owner, fr.backup, user_id), self._fr_keys_done)
+
+        return self._show(
+            text_input(
+                DialogId.FACTORY_RESET_KEY_UID,
+                "GPG key user ID",
+                "The name and e-mail address of the owner's new key.",
+                default=default,
+            ),
+            typed,
+        )
+
+    def _fr_failed(self, outcome: Outcome, step: str) -> Step:
+        return self._ack(
+            message(
+                DialogId.FACTORY_RESET_FAILED,
+                "ERROR: OEM Factory Reset / Re-Ownership failed",
+                f"{step}: {_reason(outcome)}",
+                tone=Tone.DANGER,
+            ),
+            self._main_menu,
+        )
+
+    def _fr_keys_done(self, outcome: Outcome) -> Step:
+        if not isinstance(outcome, Ok):
+            return self._fr_failed(outcome, "The TPM, the key or the firmware")
+        self.tpm_reset_required = False
+        self.gate_required = False
+        self.totp = "N/A (generated at the next boot)"
+        done = outcome.lines
+
+        def listed(result: Outcome) -> Step:
+            if not isinstance(result, Entries):
+                return self._fr_failed(result, "/boot was not signed")
+            numbered = tuple((str(i), t) for i, t in enumerate(result.titles, 1))
+
+            def pick(index: int) -> _Then:
+                return lambda: self._do(SaveDefault(index), signed)
+
+            return self._choice(
+                menu(
+                    DialogId.FACTORY_RESET_DEFAULT,
+                    "Select the default boot option",
+                    "/boot is signed with the new key; this entry boots by default.",
+                    numbered,
+                ),
+                {key: pick(int(key)) for key, _t in numbered},
+            )
+
+        def signed(result: Outcome) -> Step:
+            if not isinstance(result, Ok):
+                return self._fr_failed(result, "/boot was not signed")
+            return self._fr_secrets((*done, *result.lines))
+
+        return self._do(ListEntries(verified=False), listed)
+
+    def _fr_secrets(self, lines: tuple[str, ...]) -> Step:
+        return self._choice(
+            yesno(
+                DialogId.FACTORY_RESET_SECRETS,
+                "Configured secrets",
+                "\n".join(
+                    (
+                        "TPM owner passphrase: set (the one you typed)",
+                        "GPG key backup passphrase: set (the one you typed; it unlocks the "
+                        "key on the backup drive)",
+                        *lines,
+                        "",
+                        "Have you recorded both passphrases somewhere safe?",
+                    )
+                ),
+                tone=Tone.WARNING,
+            ),
+            {
+                YES: lambda: self._ack(
+                    message(
+                        DialogId.FACTORY_RESET_DONE,
+                        "OEM Factory Reset / Re-Ownership Complete",
+                        "The machine restarts now. At the next boot the TOTP code cannot be "
+                        'shown yet: choose "Generate new TOTP/HOTP secret" and scan the QR '
+                        "code.",
+                    ),
+                    lambda: self._do(Reboot()),
+                ),
+                NO: lambda: self._fr_secrets(lines),
             },
         )
+
+    # -- signing with the owner key's backup ----------------------------------------------
+
+    def _signing(self, effect: SignBoot | SaveDefault, on_result: _Result) -> Step:
+        """Sign /boot; without a key at hand, ask for the backup drive's passphrase once."""
+
+        def first(outcome: Outcome) -> Step:
+            if isinstance(outcome, Failed) and outcome.kind is FailureKind.NO_SIGNING_KEY:
+                return self._backup_key(outcome, lambda: self._do(effect, on_result), on_result)
+            return on_result(outcome)
+
+        return self._do(effect, first)
+
+    def _backup_key(self, missing: Failed, retry: _Then, on_result: _Result) -> Step:
+        def typed(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if not value:
+                return on_result(missing)  # nothing typed: the owner gave up
+            return self._do(UnlockBackupKey(value), unlocked)
+
+        def unlocked(outcome: Outcome) -> Step:
+            return retry() if isinstance(outcome, Ok) else on_result(outcome)
+
+        return self._show(
+            passphrase(
+                DialogId.BACKUP_KEY_PASSPHRASE,
+                "GPG key backup drive",
+                f"{missing.reason}\nInsert the USB drive holding the owner key's backup and "
+                "type its passphrase (nothing: cancel).",
+            ),
+            typed,
+        )
+
+
+@dataclass(slots=True)
+class _FactoryAnswers:
+    """The factory reset's answers until they go out with :class:`FactoryReset`."""
+
+    owner: Secret | None = field(default=None, repr=False)
+    backup: Secret | None = field(default=None, repr=False)
 
 
 def _on(flag: bool) -> str:

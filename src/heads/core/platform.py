@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TCTI",
     "EVENT_LOG",
     "FIRMWARE_EVENT_LOG",
+    "MARK_FIRMWARE_PCR",
     "MARK_INIT",
     "MARK_KEXEC",
     "MARK_LOG",
@@ -88,3 +89,5 @@ MARK_URI: Final = r"^heads: TOTP URI (otpauth://\S+)"
 MARK_KEXEC: Final = r"^heads: kexec "
 MARK_REPORT: Final = r"^heads: INTEGRITY REPORT: (.*)"
 MARK_LOG: Final = r"^heads: log #\d+ PCR (\d+) (\w+) (.*)"
+#: PCRs 5 and 6 as the firmware leaves them (replayed from its event log).
+MARK_FIRMWARE_PCR: Final = r"^heads: firmware PCR (\d+) ([0-9a-f]{64})$"

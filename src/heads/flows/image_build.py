@@ -25,6 +25,12 @@ What goes into the initramfs (paths as in the archive):
   found from each ELF file's ``DT_NEEDED`` list and copied to ``/lib/x86_64-linux-gnu``, with
   the loader at ``/lib64/ld-linux-x86-64.so.2``.  heads speaks to the TPM itself (through
   ``/dev/tpmrm0``), so no TSS library is shipped.
+* ``/usr/bin/whiptail`` (the menus on a real console, as Heads' text boards show them) and the
+  terminfo entries it may be started with (:data:`TERMINFO_ENTRIES`, under ``/lib/terminfo``
+  where Debian's ncurses-base puts them and libslang looks).
+* ``/etc/config``: the board's defaults (``payload/boards/PLATFORM.config``, Heads'
+  ``export CONFIG_X="v"`` lines), read before the owner's ``config.user``
+  (docs/guest-host-contract.md §Payload layout).
 * ``/usr/lib/python311.zip``: the stdlib modules the runtime imports, as hash-based
   (``UNCHECKED_HASH``) ``.pyc`` in a stored zip; ``/usr/lib/python3.11/lib-dynload/*.so`` that
   those modules load; third-party packages (segno) and
@@ -100,11 +106,13 @@ from heads.flows.payload_inputs import (
 )
 
 __all__ = [
+    "BOARD_CONFIG",
     "DEFAULT_LOCK",
     "DEFAULT_PLATFORM",
     "KERNEL_CONFIG",
     "LOCK_FORMAT",
     "RESOLVED_LOCK",
+    "TERMINFO_ENTRIES",
     "ExportSummary",
     "KernelConfigError",
     "MissingPinsError",
@@ -113,6 +121,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PythonPin",
     "ReproCheck",
+    "board_config",
     "build_payload",
     "check_reproducible",
     "compare_published",
@@ -140,7 +149,15 @@ ROOT_PACKAGES: Final = (
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
     "flashrom",
+    "whiptail",
+    "ncurses-base",
 )
+#: The terminals whiptail can draw on in the payload: the kernel's console (``linux``, the TERM
+#: the kernel gives /init), a serial terminal and the usual terminal emulators.
+TERMINFO_ENTRIES: Final = ("linux", "vt100", "vt102", "vt220", "xterm", "xterm-256color", "dumb")
+#: The board defaults of each platform (``PLATFORM.config``).
+BOARDS_DIR: Final = DEFAULT_LOCK.parent / "boards"
+BOARD_CONFIG: Final = "etc/config"
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
 _LIBDIR: Final = "/lib/x86_64-linux-gnu"
@@ -382,6 +399,13 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     # Flashing the firmware image from the running system (docs/qemu-platform.md §Flash).
     take("/usr/sbin/flashrom", "usr/sbin/flashrom")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
+    take("/usr/bin/whiptail", "usr/bin/whiptail")
+    for term in TERMINFO_ENTRIES:
+        src = f"/lib/terminfo/{term[0]}/{term}"
+        entry = files.resolve(src)
+        if entry is None or entry.kind != "file":
+            raise FormatError(f"terminfo entry {src} is in no pinned package")
+        tree.add(CpioEntry.file(src.lstrip("/"), entry.data), files.origin(src) or "?")
     tree.add(CpioEntry.symlink("usr/bin/python3", "python3.11"), "heads")
     for link in _busybox_links(busybox):
         path = link.lstrip("/")
@@ -658,7 +682,36 @@ def _add_python(
 
 
 def _in_top(path: str) -> bool:
-    return path == "init" or path.startswith(f"{_SITE}/heads/") or path == f"{_SITE}/heads"
+    # The board defaults come from this checkout, not from a pinned input: top part.
+    return (
+        path in ("init", BOARD_CONFIG)
+        or path.startswith(f"{_SITE}/heads/")
+        or path == f"{_SITE}/heads"
+    )
+
+
+def board_config(platform: str, boards: Path = BOARDS_DIR) -> bytes:
+    """The platform's board defaults, checked as the runtime will read them.
+
+    Raises:
+        UsageError: the platform has no board file.
+        FormatError: the file does not parse (named with its line), or sets a key to a value
+            Heads would not understand.
+    """
+    from heads.core.heads_config import parse_config, problems  # noqa: PLC0415
+
+    path = boards / f"{platform}.config"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(
+            f"platform {platform} has no board defaults ({path}: {exc.strerror})",
+            hint=f"add {path.name} to {boards}",
+        ) from None
+    bad = problems(parse_config(data, source=str(path)))
+    if bad:
+        raise FormatError(f"board defaults Heads would not understand: {'; '.join(bad)}")
+    return data
 
 
 def _compress(data: bytes, cache: Path | None, say: Progress) -> bytes:
@@ -828,6 +881,8 @@ def build_payload(
         if unused:
             say(f"note: pinned but never imported, not shipped: {', '.join(unused)}")
         tree, zip_members = _assemble(files, sel, init, Path(tmp))
+    board = board_config(platform)
+    tree.add(CpioEntry.file(BOARD_CONFIG, board), "board")
     # After every other input was checked and the initramfs assembled: a bad input fails the
     # build before the slow part.
     kernel = build_kernel(
@@ -889,6 +944,7 @@ def build_payload(
             "python": {p.pin.name: p.describe() for p in py_inputs},
         },
         "members": members,
+        "board": {"platform": platform, "file": BOARD_CONFIG, "sha256": _sha(board)},
         # Uncompressed bytes per component (the kernel as shipped): what the size budget
         # check compares with the previous build.
         "components": parts,

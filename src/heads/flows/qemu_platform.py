@@ -100,6 +100,7 @@ __all__ = [
     "run_demo",
     "tamper_os_kernel",
     "totp_matches",
+    "write_os_disk",
     "write_payload",
 ]
 
@@ -114,6 +115,8 @@ OS_INITRD_NAME: Final = "initrd.img-demo"
 OS_APPEND: Final = "console=ttyS0 quiet heads_demo_os=1"
 OWNER_UID: Final = "Heads QEMU owner <owner@heads.invalid>"
 _DISK_MIB: Final = 64
+#: A LUKS volume of the demo OS (flows/qemu_luks.py), attached after the OS disk when present.
+LUKS_DISK_NAME: Final = "os-luks.img"
 _BUSYBOX: Final = Path("/bin/busybox")
 _BOOT_TIMEOUT_S: Final = 300.0
 
@@ -505,6 +508,32 @@ def tamper_os_kernel(machine: Machine) -> str:
     return f"/{OS_KERNEL_NAME}"
 
 
+def write_os_disk(machine: Machine, *, sign: bool) -> None:
+    """Rebuild the OS disk from the host's copy of /boot (``machine.os_boot``) after a change
+    to it, signed first by the owner's key with the machine's TPM counter when ``sign``.
+
+    Raises:
+        UsageError: the machine has no owner key yet (provision it first).
+        HeadsError: from gpg, swtpm, signing or mkfs.
+    """
+    if not sign:
+        _make_disk(machine)
+        return
+    if not machine.gnupghome.is_dir():
+        raise UsageError(f"{machine.root} has no owner key", hint="provision the machine first")
+    fpr = _owner_key(machine)
+    try:
+        with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
+            sign_boot(machine.os_boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
+    finally:
+        run(
+            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+            desc="stop the owner's gpg-agent",
+            check=False,
+        )
+    _make_disk(machine)
+
+
 # ----------------------------------------------------------------------------------- booting
 
 
@@ -599,7 +628,7 @@ def _spec(
         tpm_socket=tpm_socket,
         fw_cfg=(("opt/heads/rom", machine.rom), *extra_fw_cfg),
         fw_cfg_strings=(("opt/heads/mode", mode),),
-        disks=(machine.os_disk,),
+        disks=(machine.os_disk, *[d for d in (machine.root / LUKS_DISK_NAME,) if d.is_file()]),
         disks_writable=disks_writable,
         usb_disks=usb_disks,
         flash=machine.flash,
@@ -668,6 +697,8 @@ def boot_machine(
     flash_config_user: bytes | None = None,
     usb_disks: Sequence[Path] = (),
     disks_writable: bool = False,
+    typed: Sequence[tuple[str, str]] = (),
+    replies: Sequence[tuple[str, str]] = (),
 ) -> BootResult:
     """Boot the machine once from its flash image, non-interactively, until it powers off.
 
@@ -679,6 +710,12 @@ def boot_machine(
             the boot passed the integrity gate (it then powers off instead of kexec).
         usb_disks: disk images plugged in as USB drives (writable).
         disks_writable: the guest may write the OS disk (the runtime signs /boot).
+        typed: (pattern, text) pairs: once a console line matches the pattern (after the
+            previous one's), type the text and Enter.  Such a boot is interactive (fw_cfg
+            ``opt/heads/mode``): the recovery shell starts instead of a power-off, so the
+            text must end the boot (``poweroff -f``).
+        replies: (pattern, line) pairs, in order: once a console line matches the next
+            pattern, the line is typed on the serial console (the demo OS's prompts).
 
     ``answers`` (dialog id, choice) drive the runtime's menus (docs/runtime-menus.md); the
     guest reads them from fw_cfg ``opt/heads/answers``.  Without answers the runtime takes
@@ -708,14 +745,29 @@ def boot_machine(
             spec = _spec(
                 machine,
                 swtpm.ctrl_socket,
-                "batch",
+                "interactive" if typed else "batch",
                 extra,
                 usb_disks=tuple(usb_disks),
                 disks_writable=disks_writable,
             )
+            pending = list(replies)
+            typing: list[QemuConsole] = []
+
+            def on_line(line: ConsoleLine) -> None:
+                if echo is not None:
+                    echo(line)
+                if pending and typing and re.search(pending[0][0], line.text):
+                    typing[0].send_line(pending.pop(0)[1])
+
             with QemuConsole(
-                spec, transcript=transcript, echo=echo, redact=redact_console
+                spec, transcript=transcript, echo=on_line, redact=redact_console
             ) as console:
+                typing.append(console)
+                after = 0
+                for pattern, text in typed:
+                    after, _match = console.expect(pattern, timeout_s=timeout_s, start=after)
+                    after += 1
+                    console.send_line(text)
                 rc = console.wait(timeout_s=timeout_s)
                 lines = list(console.lines)
     finally:
@@ -840,27 +892,75 @@ def run_demo(
     say: Say,
     echo: Callable[[ConsoleLine], None] | None = None,
 ) -> DemoReport:
-    """Create a machine, provision it, boot twice, update the firmware from the guest and
-    boot it, tamper with the OS kernel, boot again.
+    """Create a blank machine, take ownership of it in the guest (the factory reset), boot
+    with the menus (the TOTP secret generated, the OS booted), boot unattended, update the
+    firmware from a USB drive in the guest and boot it, tamper with the OS kernel, boot again.
 
     Raises:
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
             the wrong thing is reported in the checks instead.
     """
-    machine = create_machine(root, force=True, say=say, flash_size=demo_flash_size(payload, say))
-    provision_machine(machine, kernel=payload.kernel, initramfs=payload.initramfs, say=say)
+    from heads.flows import qemu_blank as blank  # noqa: PLC0415 - it builds on this module
+
+    machine = blank.create_blank_machine(
+        root,
+        kernel=payload.kernel,
+        initramfs=payload.initramfs,
+        flash_size=demo_flash_size(payload, say),
+        force=True,
+        say=say,
+    )
+    backup = blank.blank_usb_disk(machine.root / "key-backup.img")
     boots: list[BootResult] = []
     checks: list[tuple[str, bool]] = []
 
-    def boot(n: int, what: str) -> BootResult:
+    def boot(
+        n: int, what: str, answers: Sequence[tuple[str, str]] = (), *, owner: bool = False
+    ) -> BootResult:
         say(f"boot {n}: {what}")
-        result = boot_machine(machine, echo=echo)
+        result = boot_machine(
+            machine,
+            echo=echo,
+            answers=answers,
+            usb_disks=[backup] if owner else [],
+            disks_writable=owner,
+        )
         boots.append(result)
         marks = ", ".join(f"{k} {v:.1f} s" for k, v in result.marks.items())
         say(f"boot {n}: done ({marks}); console: {result.transcript}")
         return result
 
-    first = boot(1, "first boot: provision the TOTP secret, verify /boot, kexec the OS")
+    say(
+        "the demo's passphrases are published (heads.flows.qemu_blank): TPM owner "
+        f"{blank.DEMO_OWNER_PASSPHRASE!r}, key backup {blank.DEMO_BACKUP_PASSPHRASE!r}"
+    )
+    owned = boot(
+        0,
+        "factory reset in the guest: TPM reset, owner key generated and backed up to a USB "
+        "drive, keyring and config.user flashed, /boot signed",
+        blank.factory_reset_answers(
+            blank.DEMO_OWNER_PASSPHRASE, blank.DEMO_BACKUP_PASSPHRASE, user_id=OWNER_UID
+        ),
+        owner=True,
+    )
+    checks.append(
+        (
+            "boot 0: factory reset complete (owner key generated, /boot signed)",
+            any("OEM Factory Reset / Re-Ownership Complete" in ln.text for ln in owned.lines),
+        )
+    )
+    first = boot(
+        1,
+        "first boot with the menus: generate the TOTP secret behind the integrity gate, "
+        "verify /boot, kexec the OS",
+        (
+            ("totp-failed", "g"),
+            ("gate-passed", "y"),
+            ("tpm-owner-auth", blank.DEMO_OWNER_PASSPHRASE),
+            ("totp-sealed", "ok"),
+            ("main-menu", "d"),
+        ),
+    )
     uri = first.otpauth_uri
     checks.append(("boot 1: TOTP secret provisioned (otpauth URI shown)", uri is not None))
     checks.append(

@@ -68,6 +68,8 @@ from heads.core.platform import (
     EVENT_LOG,
     FIRMWARE_EVENT_LOG,
     PCR_BOOT_MODE,
+    PCR_LUKS_HEADERS,
+    PCR_MODULES,
     PCR_PAYLOAD_STUB,
     PCR_USER_FILES,
     PROFILES,
@@ -266,6 +268,11 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
         f"firmware event log: {len(log.events)} events; replay of PCRs "
         f"{','.join(map(str, firmware_pcrs))} {verdict}"
     )
+    # What the firmware leaves in PCRs 5 and 6, for whoever predicts the disk key's policy
+    # for this machine (docs/disk-key.md §Sealing for a machine that is off).
+    for pcr in (PCR_MODULES, PCR_LUKS_HEADERS):
+        value = replayed.get(pcr, bytes(HashAlg.SHA256.digest_size))
+        con.say(f"firmware PCR {pcr} {value.hex()}")
     if env.profile == "uefi":
         # The kernel's EFI stub, not OVMF, measures the initrd and command line
         # (docs/qemu-platform.md §What OVMF measures): a stub without TPM support would leave
@@ -412,19 +419,48 @@ def _measure_generic(tpm: Tpm, log: EventLogWriter, con: _Console) -> None:
     _print_log(log, con)
 
 
-def _kexec(env: RuntimeEnv, plan: KexecPlan, tpm: Tpm, log: EventLogWriter, con: _Console) -> int:
+def _disk_key(
+    env: RuntimeEnv, tpm: Tpm, log: EventLogWriter, con: _Console, renderer: Renderer | None
+) -> bytes:
+    """The disk key archive for the OS initrd, when /boot lists LUKS devices (else empty)."""
+    if not (env.boot_dir / "kexec_key_devices.txt").exists():
+        return b""
+    from heads.runtime.disk_key import disk_key_archive  # noqa: PLC0415 - only with a DUK
+
+    archive = disk_key_archive(
+        boot_dir=env.boot_dir, tpm=tpm, log=log, say=con.say, renderer=renderer
+    )
+    return archive.reveal() if archive is not None else b""
+
+
+def _kexec(
+    env: RuntimeEnv,
+    plan: KexecPlan,
+    tpm: Tpm,
+    log: EventLogWriter,
+    con: _Console,
+    *,
+    renderer: Renderer | None = None,
+) -> int:
     """Load exactly the verified bytes, extend PCR 4 with ``generic``, jump to the OS.
 
     The kexec adapter copies each file into memory while hashing it and refuses any byte that
     differs from the signed digest, so what runs is what was verified (no window between
-    verification and loading).  PCR 4 moves only once the kernel is loaded (kexec-boot.sh).
+    verification and loading).  The disk unlock key, when one is configured, is released
+    first (PCR 4 still at its firmware value) and its archive appended to the initrd in
+    memory.  PCR 4 moves only once the kernel is loaded (kexec-boot.sh).
 
     Raises:
         HashMismatchError: a file changed after verification.
         KexecError: kexec could not load or execute the kernel.
+        DiskKeyDeclinedError: the disk key was not released and the owner declined the
+            recovery key.
     """
+    appended = _disk_key(env, tpm, log, con, renderer)
     con.say(f"kexec {shown(plan.kernel.path)} ({shown(plan.title)})")
     if not env.do_kexec:
+        if appended:
+            con.say(f"disk key archive: {len(appended)} bytes appended to the initrd")
         # Tests on a host: never load a kernel into the machine running them.
         _measure_generic(tpm, log, con)
         from heads.flows.boot_entries import dry_run_argv  # noqa: PLC0415 - host tests only
@@ -432,7 +468,7 @@ def _kexec(env: RuntimeEnv, plan: KexecPlan, tpm: Tpm, log: EventLogWriter, con:
         con.say(f"kexec not run (dry run): {' '.join(dry_run_argv(plan, env.boot_dir))}")
         return EXIT_POWEROFF
     kexec = KexecTools()
-    kexec.load(plan, env.boot_dir)
+    kexec.load(plan, env.boot_dir, appended=appended)
     _measure_generic(tpm, log, con)
     kexec.execute()
     raise KexecError("kexec -e returned: the OS kernel did not start")

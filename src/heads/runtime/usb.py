@@ -67,15 +67,22 @@ def usb_disks(sys_block: Path = _SYS_BLOCK) -> list[UsbDisk]:
 
 
 @contextmanager
-def mounted(device: Path, *, writable: bool = False) -> Iterator[Path]:
+def mounted(device: Path, *, writable: bool = False, fstype: str | None = None) -> Iterator[Path]:
     """``device``'s filesystem mounted on a fresh directory; unmounted on the way out.
+
+    ``fstype="vfat"`` mounts it as FAT with ``quiet``: FAT has no permission bits, and
+    ``quiet`` makes the chmod of an atomic write succeed instead of failing with EPERM.
 
     Raises:
         ToolError: mount failed (no filesystem busybox knows, a damaged one...).
     """
     with tempfile.TemporaryDirectory(prefix="heads-usb-") as where:
         options = "rw" if writable else "ro,nosuid,nodev,noexec"
-        run(["mount", "-o", options, str(device), where], desc=f"mount {device}")
+        typed: list[str] = []
+        if fstype is not None:
+            typed = ["-t", fstype]
+            options += ",quiet" if fstype == "vfat" else ""
+        run(["mount", *typed, "-o", options, str(device), where], desc=f"mount {device}")
         try:
             yield Path(where)
         finally:

@@ -1,4 +1,7 @@
-"""AES-128 encryption and CFB-128 mode, for TPM parameter encryption (FIPS-197, SP 800-38A).
+"""AES encryption and CFB-128 mode (FIPS-197, SP 800-38A).
+
+TPM parameter encryption uses AES-128; OpenPGP secret keys (docs/openpgp.md) use AES-128 or
+AES-256, so the key schedule takes both sizes.
 
 Only the forward cipher is needed: CFB decrypts with it too.  A straightforward
 implementation of the FIPS-197 rounds over bytearrays; the S-box is computed from its
@@ -44,32 +47,37 @@ _RCON: Final = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0x1B, 0x36)
 
 
 def _expand(key: bytes) -> list[bytes]:
-    """The 11 round keys of AES-128 (FIPS-197 §5.2)."""
-    if len(key) != 16:
-        raise ValueError("AES-128 takes a 16-byte key")
-    words = [bytes(key[i : i + 4]) for i in range(0, 16, 4)]
-    for i in range(4, 44):
+    """The round keys of AES-128 (11) or AES-256 (15) (FIPS-197 §5.2)."""
+    if len(key) not in {16, 32}:
+        raise ValueError("AES takes a 16-byte key (AES-128) or a 32-byte key (AES-256)")
+    nk = len(key) // 4
+    rounds = nk + 6
+    words = [bytes(key[i : i + 4]) for i in range(0, len(key), 4)]
+    for i in range(nk, 4 * (rounds + 1)):
         t = words[i - 1]
-        if i % 4 == 0:
+        if i % nk == 0:
             t = bytes(
                 (
-                    _SBOX[t[1]] ^ _RCON[i // 4 - 1],
+                    _SBOX[t[1]] ^ _RCON[i // nk - 1],
                     _SBOX[t[2]],
                     _SBOX[t[3]],
                     _SBOX[t[0]],
                 )
             )
-        words.append(bytes(a ^ b for a, b in zip(words[i - 4], t, strict=True)))
-    return [b"".join(words[r * 4 : r * 4 + 4]) for r in range(11)]
+        elif nk > 6 and i % nk == 4:
+            t = bytes(_SBOX[b] for b in t)
+        words.append(bytes(a ^ b for a, b in zip(words[i - nk], t, strict=True)))
+    return [b"".join(words[r * 4 : r * 4 + 4]) for r in range(rounds + 1)]
 
 
 def _encrypt(rounds: list[bytes], block: bytes) -> bytes:
+    last = len(rounds) - 1
     s = [a ^ b for a, b in zip(block, rounds[0], strict=True)]
-    for r in range(1, 11):
+    for r in range(1, last + 1):
         s = [_SBOX[b] for b in s]
         # ShiftRows: the state is column-major, byte (row, col) at index 4*col + row.
         s = [s[(i + 4 * (i % 4)) % 16] for i in range(16)]
-        if r != 10:
+        if r != last:
             mixed: list[int] = []
             for c in range(0, 16, 4):
                 a0, a1, a2, a3 = s[c : c + 4]
@@ -86,7 +94,7 @@ def _encrypt(rounds: list[bytes], block: bytes) -> bytes:
 
 
 def encrypt_block(key: bytes, block: bytes) -> bytes:
-    """One AES-128 block encryption.
+    """One AES block encryption (a 16-byte key: AES-128, 32 bytes: AES-256).
 
     Raises:
         ValueError: a key or block that is not 16 bytes.
@@ -113,10 +121,10 @@ def _cfb(key: bytes, iv: bytes, data: bytes | bytearray, *, encrypting: bool) ->
 
 
 def cfb_encrypt(key: bytes, iv: bytes, data: bytes | bytearray) -> bytearray:
-    """AES-128-CFB128 encryption (SP 800-38A §6.3); a final partial block is allowed."""
+    """AES-CFB128 encryption (SP 800-38A §6.3); a final partial block is allowed."""
     return _cfb(key, iv, data, encrypting=True)
 
 
 def cfb_decrypt(key: bytes, iv: bytes, data: bytes | bytearray) -> bytearray:
-    """AES-128-CFB128 decryption."""
+    """AES-CFB128 decryption."""
     return _cfb(key, iv, data, encrypting=False)

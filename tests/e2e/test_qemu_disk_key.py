@@ -1,0 +1,184 @@
+"""The disk unlock key end to end in QEMU (TCG, OVMF, swtpm): the OS opens its LUKS volume
+with the key the runtime released, or with the recovery passphrase when it was not.
+
+One provisioned machine: a first unattended boot seals its TOTP secret and shows the
+firmware's PCRs 5 and 6; the host then adds the LUKS volume and the disk key (flows/qemu_luks)
+and each scenario boots a copy of that machine:
+
+* right passphrase: the OS opens the volume with /secret.key, no prompt;
+* wrong passphrase three times, then "boot with the recovery key": the OS asks the DRK;
+* a LUKS header changed after sealing: no passphrase asked, the recovery key path;
+* the firmware's config.user changed (PCR 7): the TPM refuses the key, the recovery key path.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import require, require_tools
+from heads.adapters import cryptsetup
+from heads.adapters.qemu import OVMF_BIOS
+from heads.core.cbfs import CbfsFile
+from heads.core.flash_image import FlashImage
+from heads.core.qemu_flash import CONFIG_USER
+from heads.core.secret import Secret
+from heads.flows.image_build import default_cache_dir
+from heads.flows.qemu_luks import (
+    OS_LUKS_BY_KEY_FILE,
+    OS_LUKS_BY_PASSPHRASE,
+    OS_LUKS_PROMPT,
+    add_disk_key,
+    firmware_values,
+    firmware_values_from_transcripts,
+)
+from heads.flows.qemu_platform import (
+    LUKS_DISK_NAME,
+    BootResult,
+    Machine,
+    boot_machine,
+    cached_payload,
+    create_machine,
+    provision_machine,
+)
+
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.slow,
+    pytest.mark.swtpm,
+    pytest.mark.gpg,
+    pytest.mark.cryptsetup,
+]
+
+REPO = Path(__file__).resolve().parents[2]
+DRK = "owner recovery passphrase"
+DUK = "correct horse battery staple 42"  # nothing on the console says this
+MAIN = ("main-menu", "d")
+
+
+def _where(result: BootResult) -> str:
+    return f"see the console transcript {result.transcript}"
+
+
+def _has(result: BootResult, text: str) -> bool:
+    return any(text in line.text for line in result.lines)
+
+
+def _dialogs(result: BootResult) -> list[str]:
+    return [
+        m.group(1) for ln in result.lines if (m := re.search(r"heads: dialog ([\w-]+): ", ln.text))
+    ]
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory: pytest.TempPathFactory) -> Machine:
+    require_tools(
+        "qemu-system-x86_64", "swtpm", "swtpm_setup", "gpg", "gpgv", "mkfs.ext4", "cryptsetup"
+    )
+    require(None if OVMF_BIOS.is_file() else f"{OVMF_BIOS} missing (apt-get install ovmf)")
+    payload = cached_payload(REPO / "out" / "payload", cache_dir=default_cache_dir())
+    m = create_machine(tmp_path_factory.mktemp("duk") / "machine")
+    provision_machine(m, kernel=payload.kernel, initramfs=payload.initramfs)
+    first = boot_machine(m)  # unattended: seals the TOTP secret, boots the OS
+    assert first.os_up, _where(first)
+    assert firmware_values_from_transcripts(m) == firmware_values(first)
+    add_disk_key(
+        m,
+        recovery=Secret(DRK.encode()),
+        passphrase=Secret(DUK.encode()),
+        firmware=firmware_values(first),
+    )
+    return m
+
+
+def _copy(machine: Machine, tmp_path: Path) -> Machine:
+    root = tmp_path / "machine"
+    shutil.copytree(machine.root, root, ignore=shutil.ignore_patterns("boots"))
+    return Machine.load(root)
+
+
+def test_right_passphrase_opens_by_key_file(machine: Machine, tmp_path: Path) -> None:
+    m = _copy(machine, tmp_path)
+    result = boot_machine(m, answers=[MAIN, ("disk-key-passphrase", DUK)])
+    assert _dialogs(result) == ["main-menu", "disk-key-passphrase"], _where(result)
+    assert result.os_up, _where(result)
+    assert _has(result, OS_LUKS_BY_KEY_FILE), _where(result)
+    assert not _has(result, OS_LUKS_PROMPT), _where(result)
+    released = [ln for ln in result.lines if "disk key: released in" in ln.text]
+    assert released, _where(result)
+    start = next(ln for ln in result.lines if "heads: default entry:" in ln.text)
+    measured = next(ln for ln in result.lines if "measured into PCR 6" in ln.text)
+    print(
+        f"\nguest (TCG): headers measured {measured.t_s - start.t_s:.2f} s after /boot "
+        f"verified; key released {released[0].t_s - start.t_s:.2f} s after it "
+        f"({released[0].text.removeprefix('heads: ')})"
+    )
+    assert not any(DUK in ln.text for ln in result.lines)
+    # PCR 6 was measured by the runtime before the unseal.
+    assert any(pcr == 6 for pcr, _, _ in result.log), _where(result)
+
+
+def test_wrong_passphrase_falls_back_to_the_recovery_key(machine: Machine, tmp_path: Path) -> None:
+    m = _copy(machine, tmp_path)
+    result = boot_machine(
+        m,
+        answers=[
+            MAIN,
+            *[("disk-key-passphrase", "not the passphrase")] * 3,
+            ("disk-key-recovery", "y"),
+        ],
+        replies=[(re.escape(OS_LUKS_PROMPT), DRK)],
+    )
+    assert "disk-key-recovery" in _dialogs(result), _where(result)
+    assert result.os_up, _where(result)
+    assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+    assert not _has(result, OS_LUKS_BY_KEY_FILE), _where(result)
+    assert not any(DRK in ln.text for ln in result.lines)
+
+
+def test_changed_header_refuses_the_key(machine: Machine, tmp_path: Path) -> None:
+    m = _copy(machine, tmp_path)
+    # Someone with the recovery passphrase adds a key slot: the header no longer matches.
+    cryptsetup.add_key(m.root / LUKS_DISK_NAME, Secret(DRK.encode()), Secret(b"extra"), slot=2)
+    result = boot_machine(
+        m,
+        answers=[MAIN, ("disk-key-recovery", "y")],
+        replies=[(re.escape(OS_LUKS_PROMPT), DRK)],
+    )
+    assert _dialogs(result) == ["main-menu", "disk-key-recovery"], _where(result)
+    assert _has(result, "Encrypted disk keys have changed"), _where(result)
+    assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+
+
+def test_changed_config_refuses_the_key(machine: Machine, tmp_path: Path) -> None:
+    m = _copy(machine, tmp_path)
+    # The owner's config.user changes in the flash chip (an external programmer): PCR 7 moves.
+    image = FlashImage.from_bytes(m.flash.read_bytes(), expected_size=m.flash_size)
+    config = image.file(CONFIG_USER)
+    assert config is not None
+    changed = CbfsFile(CONFIG_USER, config.content() + b'export CONFIG_CHANGED="y"\n')
+    m.flash.write_bytes(image.with_file(changed, replace=True).to_bytes())
+    result = boot_machine(
+        m,
+        answers=[
+            ("totp-failed", "i"),
+            MAIN,
+            ("disk-key-passphrase", DUK),
+            ("disk-key-recovery", "y"),
+        ],
+        replies=[(re.escape(OS_LUKS_PROMPT), DRK)],
+    )
+    assert _dialogs(result) == [
+        "totp-failed",
+        "main-menu",
+        "disk-key-passphrase",
+        "disk-key-recovery",
+    ], _where(result)
+    assert _has(result, "disk key: the TPM refused to unseal 0x81000003: PCR 7 changed"), _where(
+        result
+    )
+    assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+    assert not _has(result, OS_LUKS_BY_KEY_FILE), _where(result)

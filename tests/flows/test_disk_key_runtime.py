@@ -1,0 +1,115 @@
+"""The runtime's disk key step on the host: scripted passphrases, swtpm, real LUKS2 images."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import require_tools
+from heads.adapters import cryptsetup
+from heads.adapters.tpm import Tpm, open_tpm
+from heads.core.answers import ScriptedAnswers
+from heads.core.cpio import read_newc
+from heads.core.secret import Secret
+from heads.flows.disk_key import DiskTarget, seal_disk_key, values_from_live
+from heads.runtime.disk_key import DiskKeyDeclinedError, disk_key_archive
+from heads.testing.swtpm import Swtpm
+from heads.ui.line import LineRenderer
+
+pytestmark = [pytest.mark.swtpm, pytest.mark.cryptsetup]
+
+DRK = Secret(b"recovery passphrase")
+DUK = "disk unlock passphrase"
+DEVICE = "/dev/nvme1n1"
+
+
+@pytest.fixture
+def sealed(swtpm: Swtpm, tmp_path: Path) -> Iterator[tuple[Tpm, Path, Path]]:
+    require_tools("cryptsetup")
+    image = tmp_path / "luks.img"
+    with image.open("wb") as f:
+        f.truncate(20 << 20)
+    cryptsetup.format_luks(image, DRK)
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    with open_tpm(swtpm.tcti) as tpm:
+        seal_disk_key(
+            tpm,
+            targets=[DiskTarget(DEVICE, image)],
+            recovery=DRK,
+            passphrase=Secret(DUK.encode()),
+            boot_dir=boot,
+            values=values_from_live(tpm, profile="coreboot", event_log=None),
+            profile="coreboot",
+        )
+        yield tpm, boot, image
+
+
+def _run(
+    sealed: tuple[Tpm, Path, Path], *answers: tuple[str, str]
+) -> tuple[Secret | None, str, ScriptedAnswers]:
+    tpm, boot, image = sealed
+    out = io.StringIO()
+    scripted = ScriptedAnswers(list(answers))
+    lines: list[str] = []
+    archive = disk_key_archive(
+        boot_dir=boot,
+        tpm=tpm,
+        log=None,
+        say=lines.append,
+        renderer=LineRenderer(out, None, scripted),
+        locate=lambda _dev: image,
+    )
+    return archive, out.getvalue() + "\n".join(lines), scripted
+
+
+def test_right_passphrase_gives_the_key_archive(sealed: tuple[Tpm, Path, Path]) -> None:
+    archive, text, _ = _run(sealed, ("disk-key-passphrase", DUK))
+    assert archive is not None, text
+    members = {m.name: m.data for m in read_newc(archive.reveal(), source="archive")}
+    assert cryptsetup.opens_with(sealed[2], Secret(members["secret.key"]), slot=31)
+    uuid = cryptsetup.luks_uuid(sealed[2])
+    assert members["etc/crypttab"] == f"luks-{uuid} UUID={uuid} /secret.key luks,discard\n".encode()
+    assert "released in" in text
+    assert DUK not in text
+
+
+def test_three_wrong_then_recovery_key(sealed: tuple[Tpm, Path, Path]) -> None:
+    archive, text, scripted = _run(
+        sealed,
+        *[("disk-key-passphrase", "wrong passphrase!")] * 3,
+        ("disk-key-recovery", "y"),
+    )
+    assert archive is None
+    assert "3 of 3 tries left" in text
+    assert "1 of 3 tries left" in text
+    assert "before TPM lockout" in text
+    # The simulator allows 3 failures: the third wrong passphrase puts it in lockout.
+    assert text.count("wrong passphrase (") == 3 or "lockout" in text.splitlines()[-1]
+    assert scripted.left() == {}
+
+
+def test_declining_the_recovery_key_aborts(sealed: tuple[Tpm, Path, Path]) -> None:
+    with pytest.raises(DiskKeyDeclinedError, match="not booting"):
+        _run(sealed, ("disk-key-passphrase", ""), ("disk-key-recovery", "n"))
+
+
+def test_changed_header_skips_the_passphrase(sealed: tuple[Tpm, Path, Path]) -> None:
+    cryptsetup.add_key(sealed[2], DRK, Secret(b"another key"), slot=3)
+    archive, text, scripted = _run(sealed, ("disk-key-recovery", "y"), ("disk-key-passphrase", DUK))
+    assert archive is None
+    assert "Encrypted disk keys have changed" in text
+    assert scripted.left() == {"disk-key-passphrase": 1}
+
+
+def test_unattended_boot_uses_the_recovery_key(sealed: tuple[Tpm, Path, Path]) -> None:
+    tpm, boot, image = sealed
+    lines: list[str] = []
+    archive = disk_key_archive(
+        boot_dir=boot, tpm=tpm, log=None, say=lines.append, renderer=None, locate=lambda _d: image
+    )
+    assert archive is None
+    assert any("unattended" in x for x in lines)
