@@ -13,6 +13,7 @@ from heads.core.dialogs import Dialog, DialogId
 from heads.core.gui import (
     AddKey,
     Failed,
+    FailureKind,
     Flash,
     Gui,
     ModeConfig,
@@ -25,6 +26,7 @@ from heads.core.gui import (
     Step,
     TotpCode,
 )
+from heads.core.secret import Secret
 
 NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 
@@ -117,3 +119,44 @@ def test_the_configuration_warning_says_when_the_secret_is_resealed() -> None:
     step = gui.answer("y")
     assert step == SaveConfig((("CONFIG_QUIET_MODE", "n"), ("CONFIG_DEBUG_OUTPUT", "y")))
     assert isinstance(gui.result(Ok()), Dialog)
+
+
+def test_a_reseal_that_needs_the_owner_passphrase_asks_for_it_once() -> None:
+    gui = _main()
+    step = _answers(
+        gui,
+        (DialogId.MAIN_MENU, "o"),
+        (DialogId.OPTIONS, "f"),
+        (DialogId.FLASH_MENU, "f"),
+        (DialogId.FLASH_FILE, "update.zip"),
+    )
+    assert step == Flash("update.zip", keep_settings=True)
+    asked = gui.result(Failed("the TPM refused the owner authorization", FailureKind.OWNER_AUTH))
+    assert isinstance(asked, Dialog)
+    assert asked.id is DialogId.TPM_OWNER_AUTH
+    assert "resealed for the new firmware" in asked.text
+    owner = Secret(b"owner passphrase")
+    again = gui.answer(owner)
+    assert isinstance(again, Flash)
+    assert again.owner is owner
+    assert again == Flash("update.zip", keep_settings=True, owner=owner)
+    # Refused a second time: shown, not asked again.
+    shown = gui.result(Failed("still refused", FailureKind.OWNER_AUTH))
+    assert isinstance(shown, Dialog)
+    assert shown.id is DialogId.NOT_AVAILABLE
+    # A configuration change and a key take the same path.
+    gui = _main()
+    step = _answers(
+        gui,
+        (DialogId.MAIN_MENU, "o"),
+        (DialogId.OPTIONS, "c"),
+        (DialogId.CONFIG_MENU, "M"),
+        (DialogId.CONFIG_AUTO_BOOT, "5"),
+        (DialogId.CONFIG_PCR7_WARNING, "y"),
+    )
+    assert isinstance(step, SaveConfig)
+    asked = gui.result(Failed("owner", FailureKind.OWNER_AUTH))
+    assert isinstance(asked, Dialog)
+    assert asked.id is DialogId.TPM_OWNER_AUTH
+    again = gui.answer(owner)
+    assert again == SaveConfig((("CONFIG_AUTO_BOOT_TIMEOUT", "5"),), owner=owner)

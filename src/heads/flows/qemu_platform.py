@@ -977,7 +977,9 @@ def run_demo(
     # (docs/firmware-update.md); before the tamper step, which would close the gate.
     from heads.flows.qemu_update import demo_update  # noqa: PLC0415 - imports this module
 
-    update_boots, update_checks = demo_update(machine, uri, say=say, echo=echo)
+    update_boots, update_checks = demo_update(
+        machine, uri, say=say, echo=echo, owner_passphrase=blank.DEMO_OWNER_PASSPHRASE
+    )
     boots.extend(update_boots)
     checks.extend(update_checks)
     tampered = tamper_os_kernel(machine)

@@ -132,10 +132,12 @@ def demo_update(
     *,
     say: Callable[[str], None],
     echo: Callable[[ConsoleLine], None] | None = None,
+    owner_passphrase: str | None = None,
 ) -> tuple[list[BootResult], list[tuple[str, bool]]]:
     """The demo's update: flash a signed package from a USB drive inside the guest (the TOTP
     secret resealed to the predicted PCRs first), then boot the new firmware and check that
-    it shows a code of the same secret.  Returns the boots and the checks.
+    it shows a code of the same secret.  ``owner_passphrase``: the TPM owner passphrase the
+    reseal asks for on a machine whose TPM has one.  Returns the boots and the checks.
 
     Raises:
         HeadsError: a step could not run.
@@ -145,7 +147,10 @@ def demo_update(
     fingerprint = update_package(machine, image, package)
     drive = usb_drive(machine.root / "usb-update.img", {"update.zip": package.read_bytes()})
     say(f"update: package signed by {fingerprint} on a USB drive; flashing it from the menu")
-    flashed = boot_machine(machine, echo=echo, answers=UPDATE_ANSWERS, usb_disks=[drive])
+    answers = list(UPDATE_ANSWERS)
+    if owner_passphrase is not None:
+        answers.append(("tpm-owner-auth", owner_passphrase))
+    flashed = boot_machine(machine, echo=echo, answers=answers, usb_disks=[drive])
     say(f"update: flash boot done; console: {flashed.transcript}")
     say("update: booting the new firmware")
     after = boot_machine(machine, echo=echo)

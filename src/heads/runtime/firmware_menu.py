@@ -23,15 +23,15 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from heads.adapters.tpm import Tpm
-from heads.core.gui import AddKey, Failed, Flash, Ok, Outcome, SaveConfig
+from heads.core.gui import AddKey, Failed, FailureKind, Flash, Ok, Outcome, SaveConfig
 from heads.core.secret import Secret
 from heads.core.text import shown
-from heads.errors import HeadsError, UsageError
+from heads.errors import AuthError, HeadsError, UsageError
 
 if TYPE_CHECKING:
     from heads.core.flash_image import FlashImage
@@ -68,8 +68,17 @@ class FirmwareContext:
     media: Path | None = None
 
 
+class _OwnerAuthNeeded(Exception):  # noqa: N818 - a question for the owner, not a failure
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcome:
     """Do one firmware effect.
+
+    Returns :class:`Failed` with :attr:`FailureKind.OWNER_AUTH`, before anything is written,
+    when the reseal needs the TPM owner passphrase and ``effect.owner`` does not have it.
 
     Raises:
         HeadsError: a step failed (the performer shows it as a failure).
@@ -80,11 +89,16 @@ def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcom
     if device is None:
         ctx.say("flash: no flash device in this machine")
         return Failed("There is no flash device in this machine.")
-    if isinstance(effect, Flash):
-        return _update(ctx, device, effect)
-    if isinstance(effect, SaveConfig):
-        return _save_config(ctx, device, effect)
-    return _add_key(ctx, device)
+    if effect.owner is not None:
+        ctx = replace(ctx, owner=effect.owner)
+    try:
+        if isinstance(effect, Flash):
+            return _update(ctx, device, effect)
+        if isinstance(effect, SaveConfig):
+            return _save_config(ctx, device, effect)
+        return _add_key(ctx, device)
+    except _OwnerAuthNeeded as need:
+        return Failed(shown(need.message), FailureKind.OWNER_AUTH)
 
 
 # -- the gate and the reseal -----------------------------------------------------------------
@@ -136,6 +150,11 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
             clean=clean,
             owner_auth=ctx.owner,
         )
+    except AuthError as err:
+        # The TPM has an owner passphrase (set by a TPM reset or the factory reset) that
+        # this boot was not told: ask for it rather than lose the TOTP.
+        ctx.say(f"reseal: the TPM owner passphrase is needed: {err.message}")
+        raise _OwnerAuthNeeded(f"Resealing the TOTP secret: {err.message}") from None
     except HeadsError as err:
         # The flash is still what the owner asked for (an owner passphrase not typed in this
         # boot, a log that does not parse...): go on as Heads does, and say so.
