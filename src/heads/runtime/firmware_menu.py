@@ -156,8 +156,8 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         ctx.say(f"reseal: the TPM owner passphrase is needed: {err.message}")
         raise _OwnerAuthNeeded(f"Resealing the TOTP secret: {err.message}") from None
     except HeadsError as err:
-        # The flash is still what the owner asked for (an owner passphrase not typed in this
-        # boot, a log that does not parse...): go on as Heads does, and say so.
+        # The flash is still what the owner asked for (a log that does not parse, a TPM
+        # error...): go on as Heads does, and say so.
         ctx.say(f"reseal: failed: {err.message}")
         line = f"No reseal ({shown(err.message)}): the TOTP secret will not unseal after the "
         line += "restart; generate a new one behind the integrity gate."
