@@ -975,10 +975,15 @@ def run_demo(
     checks.append(("boot 2: OS booted (marker seen)", second.os_up))
     # A firmware update from a USB drive in the guest, the TOTP resealed to the new PCRs
     # (docs/firmware-update.md); before the tamper step, which would close the gate.
-    from heads.flows.qemu_update import demo_update  # noqa: PLC0415 - imports this module
+    from heads.flows import qemu_update as update  # noqa: PLC0415 - imports this module
 
-    update_boots, update_checks = demo_update(
-        machine, uri, say=say, echo=echo, owner_passphrase=blank.DEMO_OWNER_PASSPHRASE
+    update_boots, update_checks = update.demo_update(
+        machine,
+        uri,
+        say=say,
+        echo=echo,
+        owner_passphrase=blank.DEMO_OWNER_PASSPHRASE,
+        signer=update.backup_signer(backup, blank.DEMO_BACKUP_PASSPHRASE),
     )
     boots.extend(update_boots)
     checks.extend(update_checks)

@@ -9,7 +9,9 @@ The owner of a real board copies an update package onto a USB drive and picks it
   early microcode is loaded; another kernel command line; an extra user file), so that
   PCRs 4, 7 and 9 all move;
 * :func:`update_package`: that image signed with the owner's key (the key the firmware's
-  keyring holds), as ``heads rom package`` makes it;
+  keyring holds), as ``heads rom package`` makes it: gpg's key in the machine directory for
+  a machine provisioned on the host, or, for one owned through the factory reset in the guest,
+  the key from its backup drive (:func:`backup_signer`);
 * :func:`usb_drive`: an ext4 disk image holding files, plugged in with
   ``boot_machine(..., usb_disks=[...])``;
 * :func:`demo_update`: the demo's update step (flash from the USB drive, then the boot that
@@ -20,23 +22,27 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final
 
 from heads.adapters._run import require_tool, run
-from heads.adapters.gpg import GpgSigner
+from heads.adapters.gpg import GpgSigner, Signer
 from heads.adapters.qemu import ConsoleLine
 from heads.core.cbfs import CbfsFile
 from heads.core.cpio import CpioEntry, build_newc
 from heads.core.flash_image import FlashImage
+from heads.core.openpgp import OwnerKeySigner, import_secret
 from heads.core.qemu_flash import build_flash, payload_of
+from heads.core.secret import Secret
 from heads.flows.firmware import make_package, write_image_file
 from heads.flows.qemu_platform import BootResult, Machine, boot_machine, totp_matches
 
 __all__ = [
     "UPDATE_ANSWERS",
     "UPDATE_NOTE",
+    "backup_signer",
     "demo_update",
     "pcr_comparisons",
     "update_image",
@@ -57,6 +63,8 @@ _PENDING_LINE: Final = re.compile(
     r"^heads: pending seal: PCR (\d+) predicted ([0-9a-f]+) now ([0-9a-f]+): (\w+)"
 )
 _EPOCH: Final = 1_700_000_000
+#: The owner key's backup on the factory reset's USB drive (docs/runtime-menus.md).
+_BACKUP_SECRET: Final = "heads-owner-key.asc"  # noqa: S105 - a file name
 
 
 def update_image(machine: Machine, *, note: str = "update 2") -> FlashImage:
@@ -80,9 +88,11 @@ def update_image(machine: Machine, *, note: str = "update 2") -> FlashImage:
     )
 
 
-def update_package(machine: Machine, image: FlashImage, out: Path) -> str:
-    """Write ``image`` as an update package signed with the owner's key; returns the signer's
-    fingerprint.
+def update_package(
+    machine: Machine, image: FlashImage, out: Path, signer: Signer | None = None
+) -> str:
+    """Write ``image`` as an update package signed by ``signer`` (default: gpg's key in the
+    machine directory); returns the signer's fingerprint.
 
     Raises:
         GpgError: signing failed.
@@ -90,8 +100,23 @@ def update_package(machine: Machine, image: FlashImage, out: Path) -> str:
     with tempfile.TemporaryDirectory(prefix="heads-update-") as tmp:
         rom = Path(tmp) / "qemu-heads-update.rom"
         write_image_file(rom, image)
-        _name, fingerprint = make_package(rom, out, GpgSigner(machine.gnupghome))
+        _name, fingerprint = make_package(rom, out, signer or GpgSigner(machine.gnupghome))
     return fingerprint
+
+
+def backup_signer(backup_drive: Path, passphrase: str) -> Signer:
+    """A signer with the owner key read from the factory reset's backup drive image.
+
+    Raises:
+        ToolError: mtools is missing or the drive holds no backup.
+        WrongPassphraseError, FormatError: the backup does not open.
+    """
+    from heads.flows.qemu_blank import usb_file  # noqa: PLC0415 - it imports qemu_platform
+
+    with tempfile.TemporaryDirectory(prefix="heads-backup-") as tmp:
+        data = usb_file(backup_drive, _BACKUP_SECRET, Path(tmp) / _BACKUP_SECRET).read_bytes()
+    key = import_secret(data, Secret(passphrase.encode()), source=f"{backup_drive}")
+    return OwnerKeySigner(key, time.time)
 
 
 def usb_drive(path: Path, files: Mapping[str, bytes]) -> Path:
@@ -133,18 +158,20 @@ def demo_update(
     say: Callable[[str], None],
     echo: Callable[[ConsoleLine], None] | None = None,
     owner_passphrase: str | None = None,
+    signer: Signer | None = None,
 ) -> tuple[list[BootResult], list[tuple[str, bool]]]:
     """The demo's update: flash a signed package from a USB drive inside the guest (the TOTP
     secret resealed to the predicted PCRs first), then boot the new firmware and check that
     it shows a code of the same secret.  ``owner_passphrase``: the TPM owner passphrase the
-    reseal asks for on a machine whose TPM has one.  Returns the boots and the checks.
+    reseal asks for on a machine whose TPM has one; ``signer``: the owner's key (default:
+    gpg's in the machine directory).  Returns the boots and the checks.
 
     Raises:
         HeadsError: a step could not run.
     """
     image = update_image(machine)
     package = machine.root / "update.zip"
-    fingerprint = update_package(machine, image, package)
+    fingerprint = update_package(machine, image, package, signer)
     drive = usb_drive(machine.root / "usb-update.img", {"update.zip": package.read_bytes()})
     say(f"update: package signed by {fingerprint} on a USB drive; flashing it from the menu")
     answers = list(UPDATE_ANSWERS)
