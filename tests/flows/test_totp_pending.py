@@ -28,6 +28,7 @@ from heads.flows.totp import (
     seal_totp,
     show_totp,
     totp_selection,
+    unseal_totp,
     wipe_totp,
 )
 from heads.testing.swtpm import Swtpm
@@ -178,3 +179,30 @@ def test_the_copy_policy_is_the_predicted_values_policy(tpm: Tpm) -> None:
     assert tpm.seal_record(PENDING_HANDLE) == record
     # A different prediction gives another policy.
     assert seal_policy_digest(SELECTION, _after(tpm, "other"), with_auth=False) != ours
+
+
+def test_with_an_owner_passphrase_the_copy_is_used_without_costing_da_tries(tpm: Tpm) -> None:
+    owner = Secret(b"owner passphrase")
+    tpm.reset(owner_auth=owner)
+    secret = seal_totp(
+        tpm,
+        pcr4_firmware=None,
+        profile="coreboot",
+        label="TPMTOTP",
+        rng=os.urandom,
+        event_log=None,
+        owner_auth=owner,
+    ).secret
+    seal_pending(tpm, secret, _after(tpm, "new firmware"), profile="coreboot", owner_auth=owner)
+    _extend(tpm, "new firmware")
+    tries = tpm.lockout_state().failed_tries
+    said: list[str] = []
+    assert show_totp(tpm, now=NOW, say=said.append) == totp_code(secret, NOW)
+    assert any("not promoted (the TPM has an owner passphrase)" in ln for ln in said), said
+    assert pending_exists(tpm)
+    assert tpm.lockout_state().failed_tries == tries
+    # With the passphrase (a later reseal in the menus), the copy is promoted.
+    said.clear()
+    assert unseal_totp(tpm, owner_auth=owner, say=said.append).reveal() == secret.reveal()
+    assert any("promoted to 0x81004d47" in ln for ln in said), said
+    assert not pending_exists(tpm)

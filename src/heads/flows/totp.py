@@ -393,7 +393,20 @@ def _pending_lines(tpm: Tpm, record: SealRecord | None) -> list[str]:
     return prediction_lines(record, current)
 
 
+def _owner_missing(tpm: Tpm, owner_auth: Secret | None) -> bool:
+    """The TPM has an owner passphrase and we do not: trying would only cost a DA try."""
+    if owner_auth is not None:
+        return False
+    try:
+        return tpm.lockout_state().owner_auth_set
+    except TpmError:
+        return False
+
+
 def _drop_pending(tpm: Tpm, owner_auth: Secret | None, say: Callable[[str], None]) -> None:
+    if _owner_missing(tpm, owner_auth):
+        say("pending seal: kept (removing it needs the TPM owner passphrase)")
+        return
     try:
         tpm.evict(PENDING_HANDLE, owner_auth)
     except HeadsError as err:
@@ -414,6 +427,12 @@ def _promote(
     every step) and only then is the pending copy evicted.  Cut short before the eviction, the
     next boot finds both releasing the same secret and drops the pending one.
     """
+    if _owner_missing(tpm, owner_auth):
+        say(
+            "pending seal: not promoted (the TPM has an owner passphrase); it is used again at "
+            "the next boot"
+        )
+        return
     try:
         tpm.seal(
             TOTP_HANDLE, secret, record.selection, pcr_values=record.values, owner_auth=owner_auth

@@ -140,6 +140,10 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         line = f"No reseal ({refused}): the TOTP secret will not unseal after the restart."
         ctx.say(line)
         return line
+    if ctx.owner is None and ctx.tpm.lockout_state().owner_auth_set:
+        # Asked before trying: a try without it would cost a dictionary-attack try.
+        ctx.say("reseal: the TPM owner passphrase is needed")
+        raise _OwnerAuthNeeded("Resealing the TOTP secret needs the TPM owner passphrase.")
     try:
         result = reseal_for_update(
             ctx.tpm,
