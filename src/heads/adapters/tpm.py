@@ -50,6 +50,7 @@ from heads.core.tpm2.constants import (
     SU,
     TPMA_NV,
     TPMA_PERMANENT_IN_LOCKOUT,
+    TPMA_PERMANENT_OWNER_AUTH_SET,
 )
 from heads.core.tpm2.structures import (
     NvPublic,
@@ -206,6 +207,9 @@ class LockoutState:
     recovery_interval_s: int
     lockout_recovery_s: int
     in_lockout: bool
+    #: The owner hierarchy has a passphrase (TPMA_PERMANENT ownerAuthSet): persisting or
+    #: evicting objects needs it, and trying without it costs a dictionary-attack try.
+    owner_auth_set: bool = False
 
     @property
     def tries_left(self) -> int:
@@ -1201,6 +1205,7 @@ class DirectTpm:
             recovery_interval_s=props.get(PT.LOCKOUT_INTERVAL, 0),
             lockout_recovery_s=props.get(PT.LOCKOUT_RECOVERY, 0),
             in_lockout=bool(props.get(PT.PERMANENT, 0) & TPMA_PERMANENT_IN_LOCKOUT),
+            owner_auth_set=bool(props.get(PT.PERMANENT, 0) & TPMA_PERMANENT_OWNER_AUTH_SET),
         )
 
     def info(self) -> TpmInfo:

@@ -217,9 +217,14 @@ class SetTime:
 
 @dataclass(frozen=True, slots=True)
 class SaveConfig:
-    """Write these ``CONFIG_*`` values into ``config.user`` in the firmware image."""
+    """Write these ``CONFIG_*`` values into ``config.user`` in the firmware image.
+
+    ``owner`` (here and in :class:`Flash`, :class:`AddKey`): the TPM owner passphrase, when
+    resealing the TOTP secret for the new image needs it (:attr:`FailureKind.OWNER_AUTH`).
+    """
 
     changes: tuple[tuple[str, str], ...]
+    owner: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,7 @@ class Flash:
 
     path: str
     keep_settings: bool
+    owner: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +277,8 @@ class UsbBoot:
 @dataclass(frozen=True, slots=True)
 class AddKey:
     """Add a public key to the firmware image's keyring."""
+
+    owner: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1470,7 +1478,9 @@ class Gui:
                     self._config_menu,
                 )
             self.totp = "WIPED"
-            return self._do(SaveConfig(config_changes(self.config, after)), self._saved(after))
+            return self._firmware(
+                SaveConfig(config_changes(self.config, after)), self._saved(after)
+            )
 
         return self._choice(
             yesno(
@@ -1522,13 +1532,40 @@ class Gui:
                 DialogId.CONFIG_PCR7_WARNING,
                 "Save the configuration",
                 f"{listed}\n\nThe settings are written into config.user in the firmware "
-                "image. It is measured into PCR 7: after the restart the TOTP secret no "
-                "longer unseals and must be generated again (behind the integrity gate).\n"
+                "image. It is measured into PCR 7: when this boot showed the TOTP and /boot "
+                "verifies, the secret is resealed to the new value first; otherwise it no "
+                "longer unseals after the restart and must be generated again (behind the "
+                "integrity gate).\n"
                 "Save and restart?",
                 tone=Tone.WARNING,
             ),
-            {YES: lambda: self._do(SaveConfig(changes), self._saved(after)), NO: self._config_menu},
+            {
+                YES: lambda: self._firmware(SaveConfig(changes), self._saved(after)),
+                NO: self._config_menu,
+            },
         )
+
+    def _firmware(self, effect: SaveConfig | Flash | AddKey, done: _Result) -> Step:
+        """A change of the firmware; when resealing the TOTP secret for it needs the TPM owner
+        passphrase, ask for it once and do it again (docs/firmware-update.md)."""
+
+        def first(outcome: Outcome) -> Step:
+            if not (isinstance(outcome, Failed) and outcome.kind is FailureKind.OWNER_AUTH):
+                return done(outcome)
+            return self._show(
+                passphrase(
+                    DialogId.TPM_OWNER_AUTH,
+                    "TPM owner passphrase",
+                    f"{outcome.reason}\nThe TOTP secret is resealed for the new firmware "
+                    "first: type the TPM owner passphrase set at the last TPM reset or "
+                    "factory reset.",
+                ),
+                lambda value: self._do(
+                    replace(effect, owner=value if isinstance(value, Secret) else None), done
+                ),
+            )
+
+        return self._do(effect, first)
 
     def _saved(self, after: ModeConfig) -> _Result:
         def done(outcome: Outcome) -> Step:
@@ -1569,7 +1606,13 @@ class Gui:
             ),
             {
                 "l": lambda: self._do(ListKeys(), keys),
-                "r": lambda: self._do(AddKey(), lambda o: self._not_available(o, then)),
+                "r": lambda: self._firmware(
+                    AddKey(),
+                    # The key went into the firmware: restart to boot with it.
+                    lambda o: (
+                        self._do(Reboot()) if isinstance(o, Ok) else self._not_available(o, then)
+                    ),
+                ),
                 "x": then,
             },
         )
@@ -1581,7 +1624,7 @@ class Gui:
         def file_for(keep: bool) -> _Then:
             def ask() -> Step:
                 def typed(value: str | Secret) -> Step:
-                    return self._do(
+                    return self._firmware(
                         Flash(str(value), keep_settings=keep),
                         lambda o: (
                             self._do(Reboot())
@@ -1594,7 +1637,8 @@ class Gui:
                     text_input(
                         DialogId.FLASH_FILE,
                         "Firmware image",
-                        "Path of the image (*.rom) or update package (*.zip)",
+                        "Name of the image (*.rom) or update package (*.zip) on the USB "
+                        "drive (empty: the only one there)",
                     ),
                     typed,
                 )

@@ -29,6 +29,9 @@ nothing from coreboot (Heads' boards).
 
 from __future__ import annotations
 
+# The command line is hashed as UTF-16LE, a codec looked up by name at run time: imported
+# here so that the payload, which ships only what is imported, has it.
+import encodings.utf_16_le  # noqa: F401
 import hashlib
 import struct
 from collections.abc import Mapping

@@ -16,6 +16,9 @@ Policy only, no I/O (docs/firmware-image.md §Flashing, §Update packages):
 
 from __future__ import annotations
 
+# zipfile decodes member names without the UTF-8 flag as cp437, looked up by name at run
+# time: imported here so that the payload, which ships only what is imported, has it.
+import encodings.cp437  # noqa: F401
 import hashlib
 import io
 import lzma

@@ -30,6 +30,7 @@ __all__ = [
     "changed_pcrs",
     "policy_auth_value",
     "policy_pcr",
+    "prediction_lines",
     "seal_policy_digest",
 ]
 
@@ -126,3 +127,15 @@ class SealRecord:
 def changed_pcrs(record: SealRecord, current: Mapping[int, bytes]) -> tuple[int, ...]:
     """The selected PCRs whose current value differs from the sealed one."""
     return tuple(i for i in record.selection.indices if current.get(i) != record.values[i])
+
+
+def prediction_lines(record: SealRecord, current: Mapping[int, bytes]) -> list[str]:
+    """One line per sealed PCR: the value it was sealed to (a prediction, for a pending copy),
+    the current one, and whether they match; the console lines the QEMU tests read."""
+    out = []
+    for index in record.selection.indices:
+        sealed, now = record.values[index], current.get(index)
+        verdict = "matched" if now == sealed else "DIFFERS"
+        shown_now = now.hex() if now is not None else "unreadable"
+        out.append(f"pending seal: PCR {index} predicted {sealed.hex()} now {shown_now}: {verdict}")
+    return out

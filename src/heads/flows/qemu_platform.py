@@ -893,8 +893,8 @@ def run_demo(
     echo: Callable[[ConsoleLine], None] | None = None,
 ) -> DemoReport:
     """Create a blank machine, take ownership of it in the guest (the factory reset), boot
-    with the menus (the TOTP secret generated, the OS booted), boot unattended, tamper with
-    the OS kernel, boot again.
+    with the menus (the TOTP secret generated, the OS booted), boot unattended, update the
+    firmware from a USB drive in the guest and boot it, tamper with the OS kernel, boot again.
 
     Raises:
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
@@ -973,6 +973,20 @@ def run_demo(
         ("boot 2: TOTP code matches the provisioned secret", totp_matches(uri, second.totp))
     )
     checks.append(("boot 2: OS booted (marker seen)", second.os_up))
+    # A firmware update from a USB drive in the guest, the TOTP resealed to the new PCRs
+    # (docs/firmware-update.md); before the tamper step, which would close the gate.
+    from heads.flows import qemu_update as update  # noqa: PLC0415 - imports this module
+
+    update_boots, update_checks = update.demo_update(
+        machine,
+        uri,
+        say=say,
+        echo=echo,
+        owner_passphrase=blank.DEMO_OWNER_PASSPHRASE,
+        signer=update.backup_signer(backup, blank.DEMO_BACKUP_PASSPHRASE),
+    )
+    boots.extend(update_boots)
+    checks.extend(update_checks)
     tampered = tamper_os_kernel(machine)
     say(f"tamper: flipped one byte of {tampered} on the OS disk")
     third = boot(3, "third boot: the tampered kernel must be refused")

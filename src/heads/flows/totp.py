@@ -27,7 +27,11 @@ Public API used by the boot runtime (stable):
     ``selection``: the PCRs to unseal with, when the seal record is missing or wrong (a secret
     sealed by shell Heads has none; the adapter then uses Heads' selection).
 ``wipe_totp(tpm, *, owner_auth=None) -> bool``
-    Remove the sealed secret; False when there was none.
+    Remove the sealed secret (and a pending copy); False when there was none.
+``seal_pending(tpm, secret, values, *, profile, owner_auth=None) -> SealRecord``
+    Seal a copy of the secret to the PCR values a new firmware image will produce, at
+    0x81004d48, beside the current object (docs/firmware-update.md §Pending seal).  The next
+    unseal that the current object refuses tries it, and a success promotes it.
 ``seal_hotp(tpm, token, *, admin_pin, boot_dir, cache=None, owner_auth=None)``
     Program the token with the same secret and the next value of the NV counter
     (returns a ``HotpProvisioning``).  ``owner_auth``: the TPM owner passphrase, needed to
@@ -62,6 +66,7 @@ from heads.core.otp import (
 )
 from heads.core.pcr import PcrIndex, PcrSelection
 from heads.core.platform import FIRMWARE_EVENT_LOG, PCR_BOOT_MODE, PROFILES
+from heads.core.sealing import SealRecord, prediction_lines
 from heads.core.secret import Secret
 from heads.errors import (
     FormatError,
@@ -78,6 +83,7 @@ __all__ = [
     "HOTP_INDEX_FILE",
     "LEGACY_HOTP_COUNTER_FILE",
     "NOT_BEFORE",
+    "PENDING_HANDLE",
     "PROFILES",
     "ClockError",
     "HotpProvisioning",
@@ -89,7 +95,9 @@ __all__ = [
     "firmware_pcr4",
     "parse_hotp_index",
     "parse_legacy_counter",
+    "pending_exists",
     "seal_hotp",
+    "seal_pending",
     "seal_totp",
     "show_totp",
     "totp_exists",
@@ -99,6 +107,10 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: The pending copy of the TOTP secret, sealed to a new firmware image's predicted PCRs
+#: (docs/firmware-update.md §Pending seal); next to the current object at 0x81004d47.
+PENDING_HANDLE: Final = TOTP_HANDLE + 1
 
 # No build of this code is older: a clock reading earlier is wrong (dead RTC battery), and the
 # TOTP code it gives would never match the phone.  The image builder may pass its own date.
@@ -327,7 +339,153 @@ def wipe_totp(tpm: Tpm, *, owner_auth: Secret | None = None) -> bool:
     """
     existed = totp_exists(tpm)
     tpm.evict(TOTP_HANDLE, owner_auth)
+    if pending_exists(tpm):
+        tpm.evict(PENDING_HANDLE, owner_auth)
     return existed
+
+
+# -- the pending copy for a firmware update ------------------------------------------------
+
+
+def pending_exists(tpm: Tpm) -> bool:
+    """Whether a pending copy of the secret waits for the next boot (0x81004d48)."""
+    return tpm.object_exists(PENDING_HANDLE)
+
+
+def seal_pending(
+    tpm: Tpm,
+    secret: Secret,
+    values: Mapping[int, bytes],
+    *,
+    profile: str,
+    owner_auth: Secret | None = None,
+) -> SealRecord:
+    """Seal ``secret`` to ``values`` (the predicted PCRs of the image about to be flashed) at
+    :data:`PENDING_HANDLE`; the current object at 0x81004d47 is left as it is.
+
+    A pending copy from an earlier reseal is replaced (the adapter's journal keeps that safe).
+
+    Raises:
+        UsageError: a PCR of the profile has no predicted value.
+        TpmError: the TPM failed (AuthError when the owner passphrase is needed).
+    """
+    selection = totp_selection(profile)
+    missing = [i for i in selection.indices if i not in values]
+    if missing:
+        raise UsageError(
+            f"no predicted value for PCR {', '.join(map(str, missing))}: not sealing a copy"
+        )
+    record = tpm.seal(
+        PENDING_HANDLE,
+        secret,
+        selection,
+        pcr_values={i: values[i] for i in selection.indices},
+        owner_auth=owner_auth,
+    )
+    _log.info("sealed a pending TOTP copy at 0x%08x to %s", PENDING_HANDLE, selection)
+    return record
+
+
+def _pending_lines(tpm: Tpm, record: SealRecord | None) -> list[str]:
+    if record is None:
+        return ["pending seal: no seal record, cannot compare with the PCRs"]
+    current = tpm.read_pcrs(record.selection.alg, record.selection.indices)
+    return prediction_lines(record, current)
+
+
+def _owner_missing(tpm: Tpm, owner_auth: Secret | None) -> bool:
+    """The TPM has an owner passphrase and we do not: trying would only cost a DA try."""
+    if owner_auth is not None:
+        return False
+    try:
+        return tpm.lockout_state().owner_auth_set
+    except TpmError:
+        return False
+
+
+def _drop_pending(tpm: Tpm, owner_auth: Secret | None, say: Callable[[str], None]) -> None:
+    if _owner_missing(tpm, owner_auth):
+        say("pending seal: kept (removing it needs the TPM owner passphrase)")
+        return
+    try:
+        tpm.evict(PENDING_HANDLE, owner_auth)
+    except HeadsError as err:
+        say(f"pending seal: not removed ({err.message}); it is tried again at the next boot")
+
+
+def _promote(
+    tpm: Tpm,
+    secret: Secret,
+    record: SealRecord,
+    owner_auth: Secret | None,
+    say: Callable[[str], None],
+) -> None:
+    """Make the pending copy the current object, never leaving no unsealable copy.
+
+    The secret is sealed again at 0x81004d47 to the pending record's values (the adapter
+    replaces the old object through its journal, so either the old or the new one is there at
+    every step) and only then is the pending copy evicted.  Cut short before the eviction, the
+    next boot finds both releasing the same secret and drops the pending one.
+    """
+    if _owner_missing(tpm, owner_auth):
+        say(
+            "pending seal: not promoted (the TPM has an owner passphrase); it is used again at "
+            "the next boot"
+        )
+        return
+    try:
+        tpm.seal(
+            TOTP_HANDLE, secret, record.selection, pcr_values=record.values, owner_auth=owner_auth
+        )
+    except HeadsError as err:
+        say(f"pending seal: not promoted ({err.message}); it is used again at the next boot")
+        return
+    _drop_pending(tpm, owner_auth, say)
+    say(f"pending seal: promoted to 0x{TOTP_HANDLE:08x}; the old object is gone")
+
+
+def _settle_pending(tpm: Tpm, owner_auth: Secret | None, say: Callable[[str], None]) -> None:
+    """The current object released the secret: a pending copy is left over from a promotion
+    cut short or from a flash that did not happen; either way it has no use."""
+    if not pending_exists(tpm):
+        return
+    pending, current = tpm.seal_record(PENDING_HANDLE), tpm.seal_record(TOTP_HANDLE)
+    if pending is not None and current is not None and pending.values == current.values:
+        say("pending seal: finishing an interrupted promotion")
+    else:
+        say("pending seal: the current object still unseals, the new firmware did not boot")
+    _drop_pending(tpm, owner_auth, say)
+
+
+def _unseal_pending(
+    tpm: Tpm, refused: UnsealError, owner_auth: Secret | None, say: Callable[[str], None]
+) -> Secret:
+    say(f"pending seal: the current object was refused: {refused.message.split(': ', 1)[-1]}")
+    record = tpm.seal_record(PENDING_HANDLE)
+    lines = _pending_lines(tpm, record)
+    try:
+        secret = tpm.unseal(PENDING_HANDLE)
+    except (UnsealError, LockoutError) as exc:
+        for line in lines:
+            say(line)
+        say("pending seal: refused as well: the firmware is not the one predicted")
+        raise UnsealError(
+            refused.message,
+            changed_pcrs=refused.changed_pcrs,
+            details=(
+                *refused.details,
+                "the pending copy for the new firmware was refused too",
+                *lines,
+                exc.message,
+            ),
+            hint=refused.hint,
+        ) from None
+    for line in lines:
+        say(line)
+    say("pending seal: released; the firmware is the one predicted at the last update")
+    if record is not None:
+        _promote(tpm, secret, record, owner_auth, say)
+    return secret
 
 
 # -- unsealing ---------------------------------------------------------------------------
@@ -374,11 +532,19 @@ def _lockout_detail(tpm: Tpm) -> tuple[str, ...]:
     return ()
 
 
-def unseal_totp(tpm: Tpm, *, selection: PcrSelection | None = None) -> Secret:
+def unseal_totp(
+    tpm: Tpm,
+    *,
+    selection: PcrSelection | None = None,
+    owner_auth: Secret | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Secret:
     """Unseal the TOTP secret (port of unseal-totp.sh), explaining any refusal.
 
     The PCR selection is the seal record's, else shell Heads' for 0x81004d47, unless
-    ``selection`` is given.
+    ``selection`` is given.  When the current object's policy fails and a pending copy exists
+    (:func:`seal_pending`), the copy is tried; released, it is promoted.  ``say`` gets the
+    lines comparing the predicted PCRs with the real ones (none when nothing is pending).
 
     Raises:
         UsageError: the object there also needs a passphrase (not a TOTP secret).
@@ -392,22 +558,14 @@ def unseal_totp(tpm: Tpm, *, selection: PcrSelection | None = None) -> Secret:
             f"no TOTP secret is sealed in this TPM (handle 0x{TOTP_HANDLE:08x})",
             hint="provision one: heads totp seal",
         )
+    tell = say if say is not None else _log.info
     try:
-        return tpm.unseal(TOTP_HANDLE, selection=selection)
+        secret = tpm.unseal(TOTP_HANDLE, selection=selection)
     except UnsealError as exc:
-        pcrs = ", ".join(str(i) for i in exc.changed_pcrs)
-        what = "the measured state differs from the sealed policy"
-        if exc.changed_pcrs:
-            plural = "s" if len(exc.changed_pcrs) > 1 else ""
-            what = f"PCR{plural} {pcrs} changed since it was sealed"
-        # Without named PCRs the adapter's own message says what it could tell.
-        why = exc.details if exc.changed_pcrs else (exc.message, *exc.details)
-        raise UnsealError(
-            f"TOTP secret not released: {what}",
-            changed_pcrs=exc.changed_pcrs,
-            details=why + _lockout_detail(tpm),
-            hint=exc.hint,
-        ) from None
+        refused = _explained(tpm, exc)
+        if pending_exists(tpm):
+            return _unseal_pending(tpm, refused, owner_auth, tell)
+        raise refused from None
     except LockoutError as exc:
         raise LockoutError(
             f"TOTP secret not released: {exc.message}",
@@ -415,6 +573,25 @@ def unseal_totp(tpm: Tpm, *, selection: PcrSelection | None = None) -> Secret:
             rc=exc.rc,
             hint=exc.hint,
         ) from None
+    _settle_pending(tpm, owner_auth, tell)
+    return secret
+
+
+def _explained(tpm: Tpm, exc: UnsealError) -> UnsealError:
+    """The adapter's refusal, saying which PCRs moved (or that it could not tell)."""
+    pcrs = ", ".join(str(i) for i in exc.changed_pcrs)
+    what = "the measured state differs from the sealed policy"
+    if exc.changed_pcrs:
+        plural = "s" if len(exc.changed_pcrs) > 1 else ""
+        what = f"PCR{plural} {pcrs} changed since it was sealed"
+    # Without named PCRs the adapter's own message says what it could tell.
+    why = exc.details if exc.changed_pcrs else (exc.message, *exc.details)
+    return UnsealError(
+        f"TOTP secret not released: {what}",
+        changed_pcrs=exc.changed_pcrs,
+        details=why + _lockout_detail(tpm),
+        hint=exc.hint,
+    )
 
 
 def show_totp(
@@ -424,10 +601,12 @@ def show_totp(
     cache: UnsealedSecretCache | None = None,
     not_before: datetime = NOT_BEFORE,
     selection: PcrSelection | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> TotpCode:
     """The TOTP code at ``now`` (an aware datetime) from the sealed secret.
 
-    ``selection`` is used when there is no ``cache`` (a cache carries its own).
+    ``selection`` is used when there is no ``cache`` (a cache carries its own); ``say``
+    gets the pending-seal lines (:func:`unseal_totp`).
 
     Raises:
         ClockError: ``now`` is before ``not_before`` (checked before anything is unsealed).
@@ -439,7 +618,7 @@ def show_totp(
             f"not computing a TOTP code: {clock.reason}",
             hint="set the time (UTC) first; a flat RTC battery resets the clock",
         )
-    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm, selection=selection)
+    secret = cache.get(tpm) if cache is not None else unseal_totp(tpm, selection=selection, say=say)
     return totp_code(secret, now)
 
 

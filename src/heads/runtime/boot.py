@@ -284,7 +284,7 @@ def _read_firmware_log(env: RuntimeEnv, tpm: Tpm, con: _Console) -> bytes | None
 
 
 def _show_totp(env: RuntimeEnv, tpm: Tpm, con: _Console) -> None:
-    code = show_totp(tpm, now=env.now())
+    code = show_totp(tpm, now=env.now(), say=con.say)
     stamp = code.at.strftime("%Y-%m-%dT%H:%M:%SZ")
     con.say(f"TOTP {code.code} at {stamp} ({code.seconds_left} s left)")
 

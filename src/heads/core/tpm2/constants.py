@@ -215,6 +215,7 @@ class TPMA_SESSION(IntFlag):  # noqa: N801
 
 
 TPMA_PERMANENT_IN_LOCKOUT: Final = 0x00000200
+TPMA_PERMANENT_OWNER_AUTH_SET: Final = 0x00000001
 PCR_SELECT_MAX: Final = 3  # octets of a PCR bitmap for 24 PCRs
 
 
