@@ -21,15 +21,21 @@ opened only inside the guest.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from heads.adapters import cryptsetup
 from heads.adapters._run import require_tool, run
+from heads.adapters.gpg import Signer
 from heads.adapters.swtpm import serve_tcp
 from heads.adapters.tpm import open_tpm
 from heads.core.cpio import CpioEntry, build_newc
+from heads.core.openpgp import OwnerKeySigner, import_secret
 from heads.core.platform import MARK_FIRMWARE_PCR
 from heads.core.secret import Secret
 from heads.errors import ToolError, UsageError
@@ -48,14 +54,25 @@ from heads.flows.qemu_platform import (
 )
 
 __all__ = [
+    "DEMO_DISK_KEY_PASSPHRASE",
+    "DEMO_DISK_RECOVERY_PASSPHRASE",
     "GUEST_LUKS_DEVICE",
     "OS_LUKS_BY_KEY_FILE",
     "OS_LUKS_BY_PASSPHRASE",
     "OS_LUKS_PROMPT",
+    "DiskKeyTiming",
+    "add_demo_disk_key",
     "add_disk_key",
+    "dialogs_of",
+    "disk_key_answers",
+    "disk_key_timing",
     "firmware_values",
     "firmware_values_from_transcripts",
     "luks_os_initramfs",
+    "say_timing",
+    "to_kexec_s",
+    "unlock_checks",
+    "untouched",
 ]
 
 #: The volume as the guest sees it (the second NVMe disk, after the OS disk).
@@ -63,7 +80,15 @@ GUEST_LUKS_DEVICE: Final = "/dev/nvme1n1"
 OS_LUKS_BY_KEY_FILE: Final = "heads-demo-os: luks opened by key file"
 OS_LUKS_BY_PASSPHRASE: Final = "heads-demo-os: luks opened by passphrase"  # noqa: S105 - a console line
 OS_LUKS_PROMPT: Final = "heads-demo-os: enter the LUKS recovery passphrase"
+#: The demo's disk passphrases: published, as the factory reset's (heads.flows.qemu_blank),
+#: so they protect nothing (a demo machine only).  The DUK passphrase needs 12 characters.
+DEMO_DISK_RECOVERY_PASSPHRASE: Final = "demo-disk-recovery"  # noqa: S105 - published on purpose
+DEMO_DISK_KEY_PASSPHRASE: Final = "demo-disk-unlock-key"  # noqa: S105 - published on purpose
+#: The factory reset's key backup file (heads.runtime.owner_signer.BACKUP_SECRET: flows do
+#: not import the runtime).
+_BACKUP_SECRET: Final = "heads-owner-key.asc"  # noqa: S105 - a file name
 _MAPPING: Final = "demo-luks"
+_DIALOG: Final = r"heads: dialog ([\w-]+): "  # the line renderer's line per dialog
 _LUKS_MIB: Final = 24  # the LUKS2 header area takes 16 MiB
 _BUSYBOX: Final = Path("/bin/busybox")
 _LIB_RE: Final = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
@@ -192,10 +217,14 @@ def add_disk_key(
     firmware: Mapping[int, bytes],
     say: Say | None = None,
     extra_slots: Sequence[Secret] = (),
+    signer: Signer | None = None,
+    owner_auth: Secret | None = None,
 ) -> SealResult:
     """Give the machine a LUKS volume and a disk unlock key for it (see the module text).
 
-    ``extra_slots``: more passphrases put in the volume's other slots (tests).
+    ``extra_slots``: more passphrases put in the volume's other slots (tests).  ``signer``
+    signs /boot instead of the host's owner key (a machine whose owner key was made in the
+    guest); ``owner_auth`` is the TPM owner passphrase, when the owner set one.
 
     Raises:
         UsageError: the machine is not provisioned or has no TOTP seal record.
@@ -218,7 +247,7 @@ def add_disk_key(
     boot = machine.os_boot
     (boot / OS_INITRD_NAME).write_bytes(luks_os_initramfs(uuid))
     _write_default_entry(boot, OS_APPEND)
-    fpr = _owner_key(machine)
+    fpr = _owner_key(machine) if signer is None else None
     try:
         with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
             result = seal_disk_key(
@@ -229,15 +258,178 @@ def add_disk_key(
                 boot_dir=boot,
                 values=values_from_totp_record(tpm, firmware),
                 profile="uefi",
+                owner_auth=owner_auth,
                 say=tell,
             )
-            signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
+            signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm, signer=signer)
     finally:
-        run(
-            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-            desc="stop the owner's gpg-agent",
-            check=False,
-        )
+        if fpr is not None:
+            run(
+                ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+                desc="stop the owner's gpg-agent",
+                check=False,
+            )
     _make_disk(machine)
     tell(f"/boot signed again (rollback counter {signed.counter_value}); OS disk rebuilt")
     return result
+
+
+def _boot_from_disk(machine: Machine, scratch: Path) -> None:
+    """Replace the host's copy of /boot with the OS disk's, which the guest signed."""
+    from heads.flows.qemu_blank import os_boot_files  # noqa: PLC0415 - it imports this module's base
+
+    dumped = os_boot_files(machine, scratch / "boot")
+    # lost+found stays: the signed tree is the one the disk holds (mkfs.ext4 keeps it).
+    shutil.rmtree(machine.os_boot)
+    shutil.move(dumped, machine.os_boot)
+
+
+def add_demo_disk_key(
+    machine: Machine, *, backup: Path, firmware: Mapping[int, bytes], say: Say | None = None
+) -> SealResult:
+    """:func:`add_disk_key` for the demo's machine, owned by a factory reset in the guest.
+
+    Its owner key exists only on the key-backup drive ``backup``: the host imports it in
+    memory with the demo's backup passphrase to sign /boot again, takes /boot from the OS
+    disk (the guest signed it there) and seals with the demo's TPM owner passphrase.  The
+    volume's DRK and the DUK passphrase are :data:`DEMO_DISK_RECOVERY_PASSPHRASE` and
+    :data:`DEMO_DISK_KEY_PASSPHRASE`.
+
+    Raises:
+        HeadsError: from debugfs, mtools, the key backup, cryptsetup, swtpm or mkfs.
+    """
+    from heads.flows.qemu_blank import (  # noqa: PLC0415 - it imports this module's base
+        DEMO_BACKUP_PASSPHRASE,
+        DEMO_OWNER_PASSPHRASE,
+        usb_file,
+    )
+
+    with tempfile.TemporaryDirectory(dir=machine.root) as tmp:
+        scratch = Path(tmp)
+        _boot_from_disk(machine, scratch)
+        armored = usb_file(backup, _BACKUP_SECRET, scratch / _BACKUP_SECRET).read_bytes()
+    key = import_secret(
+        armored,
+        Secret(DEMO_BACKUP_PASSPHRASE.encode()),
+        source=f"{backup.name}:{_BACKUP_SECRET}",
+    )
+    return add_disk_key(
+        machine,
+        recovery=Secret(DEMO_DISK_RECOVERY_PASSPHRASE.encode()),
+        passphrase=Secret(DEMO_DISK_KEY_PASSPHRASE.encode()),
+        firmware=firmware,
+        say=say,
+        signer=OwnerKeySigner(key, time.time),
+        owner_auth=Secret(DEMO_OWNER_PASSPHRASE.encode()),
+    )
+
+
+def disk_key_answers() -> list[tuple[str, str]]:
+    """The scripted answers that boot the default entry typing the demo's DUK passphrase.
+    They hold a passphrase: hand them only to :func:`heads.flows.qemu_platform.boot_machine`
+    (a 0600 answer file, removed after the boot)."""
+    return [("main-menu", "d"), ("disk-key-passphrase", DEMO_DISK_KEY_PASSPHRASE)]
+
+
+def dialogs_of(boot: BootResult) -> list[str]:
+    """The ids of the dialogs the boot showed, in order."""
+    return [m.group(1) for ln in boot.lines if (m := re.search(_DIALOG, ln.text))]
+
+
+@dataclass(frozen=True, slots=True)
+class DiskKeyTiming:
+    """What the disk unlock key took in a boot, in seconds (from the console's timestamps).
+
+    Attributes:
+        headers_s: /boot verified ("default entry") to "headers measured into PCR 6".
+        released_s: the passphrase dialog to "disk key: released".
+        unseal_s: the TPM unseal alone, as the runtime reported it.
+        to_kexec_s: /boot verified to kexec (compare with a boot without the key).
+    """
+
+    headers_s: float
+    released_s: float
+    unseal_s: float
+    to_kexec_s: float
+
+
+def _t(boot: BootResult, pattern: str) -> tuple[float, re.Match[str]] | None:
+    regex = re.compile(pattern)
+    for line in boot.lines:
+        m = regex.search(line.text)
+        if m is not None:
+            return line.t_s, m
+    return None
+
+
+def to_kexec_s(boot: BootResult) -> float | None:
+    """Seconds from /boot verified (the default entry shown) to kexec, if both appear."""
+    start, kexec = _t(boot, r"^heads: default entry:"), _t(boot, r"^heads: kexec ")
+    return None if start is None or kexec is None else kexec[0] - start[0]
+
+
+def disk_key_timing(boot: BootResult) -> DiskKeyTiming | None:
+    """The disk key's steps in a boot that released it, or None when it did not."""
+    start = _t(boot, r"^heads: default entry:")
+    measured = _t(boot, r"^heads: disk key: LUKS headers .* measured into PCR 6")
+    asked = _t(boot, r"heads: dialog disk-key-passphrase: ")
+    released = _t(boot, r"^heads: disk key: released in ([\d.]+) s")
+    total = to_kexec_s(boot)
+    if start is None or measured is None or asked is None or released is None or total is None:
+        return None
+    return DiskKeyTiming(
+        headers_s=measured[0] - start[0],
+        released_s=released[0] - asked[0],
+        unseal_s=float(released[1].group(1)),
+        to_kexec_s=total,
+    )
+
+
+def _has(boot: BootResult, text: str) -> bool:
+    return any(text in line.text for line in boot.lines)
+
+
+def unlock_checks(n: int, boot: BootResult) -> list[tuple[str, bool]]:
+    """The demo's checks of boot ``n``, typing the DUK passphrase (:func:`disk_key_answers`)."""
+    return [
+        (
+            f"boot {n}: DUK passphrase asked once (dialog disk-key-passphrase)",
+            dialogs_of(boot).count("disk-key-passphrase") == 1,
+        ),
+        (
+            f"boot {n}: disk key released and handed to the OS initrd",
+            disk_key_timing(boot) is not None,
+        ),
+        (
+            f"boot {n}: OS opened its LUKS volume by key file (no DRK prompt)",
+            _has(boot, OS_LUKS_BY_KEY_FILE) and not _has(boot, OS_LUKS_PROMPT),
+        ),
+        (
+            f"boot {n}: DUK passphrase never on the console",
+            not _has(boot, DEMO_DISK_KEY_PASSPHRASE),
+        ),
+    ]
+
+
+def untouched(boot: BootResult) -> bool:
+    """No disk-key step ran: no header measured, no passphrase asked, no key archive, no OS."""
+    return (
+        "disk-key-passphrase" not in dialogs_of(boot)
+        and not _has(boot, "heads: disk key")
+        and not boot.os_up
+    )
+
+
+def say_timing(boot: BootResult, baseline: BootResult, say: Say) -> None:
+    """Print what the disk key added to ``boot``, against ``baseline`` (a boot without it)."""
+    timing = disk_key_timing(boot)
+    base = to_kexec_s(baseline)
+    if timing is None or base is None:
+        say("disk key: no timing (the key was not released; see the console transcript)")
+        return
+    say(
+        f"disk key (guest, TCG): headers measured {timing.headers_s:.2f} s after /boot "
+        f"verified; passphrase to key released {timing.released_s:.2f} s (TPM unseal "
+        f"{timing.unseal_s:.2f} s); /boot verified to kexec {timing.to_kexec_s:.1f} s, "
+        f"{base:.1f} s without the key (+{timing.to_kexec_s - base:.1f} s)"
+    )

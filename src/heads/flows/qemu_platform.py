@@ -893,14 +893,17 @@ def run_demo(
     echo: Callable[[ConsoleLine], None] | None = None,
 ) -> DemoReport:
     """Create a blank machine, take ownership of it in the guest (the factory reset), boot
-    with the menus (the TOTP secret generated, the OS booted), boot unattended, update the
-    firmware from a USB drive in the guest and boot it, tamper with the OS kernel, boot again.
+    with the menus (the TOTP secret generated, the OS booted), give the OS a LUKS volume and
+    seal a disk unlock key (docs/disk-key.md §QEMU), boot typing its passphrase (the OS opens
+    the volume by key file), update the firmware from a USB drive in the guest and boot it,
+    tamper with the OS kernel, boot again.
 
     Raises:
         HeadsError: a step could not run (QEMU, swtpm, gpg...); a boot that runs but shows
             the wrong thing is reported in the checks instead.
     """
     from heads.flows import qemu_blank as blank  # noqa: PLC0415 - it builds on this module
+    from heads.flows import qemu_luks as luks  # noqa: PLC0415 - it builds on this module
 
     machine = blank.create_blank_machine(
         root,
@@ -967,12 +970,22 @@ def run_demo(
         ("boot 1: TOTP code matches the provisioned secret", totp_matches(uri, first.totp))
     )
     checks.append(("boot 1: OS booted (marker seen)", first.os_up))
-    second = boot(2, "second boot: same secret, current code, OS boots")
+    say(
+        "disk key: LUKS volume for the OS, disk unlock key sealed to boot 1's PCRs (DRK "
+        f"{luks.DEMO_DISK_RECOVERY_PASSPHRASE!r}, DUK passphrase "
+        f"{luks.DEMO_DISK_KEY_PASSPHRASE!r}), /boot signed with the backup key"
+    )
+    luks.add_demo_disk_key(machine, backup=backup, firmware=luks.firmware_values(first), say=say)
+    second = boot(
+        2, "second boot: same secret, current code, DUK passphrase typed", luks.disk_key_answers()
+    )
     checks.append(("boot 2: no new secret provisioned", second.otpauth_uri is None))
     checks.append(
         ("boot 2: TOTP code matches the provisioned secret", totp_matches(uri, second.totp))
     )
     checks.append(("boot 2: OS booted (marker seen)", second.os_up))
+    checks.extend(luks.unlock_checks(2, second))
+    luks.say_timing(second, first, say)
     # A firmware update from a USB drive in the guest, the TOTP resealed to the new PCRs
     # (docs/firmware-update.md); before the tamper step, which would close the gate.
     from heads.flows import qemu_update as update  # noqa: PLC0415 - imports this module
@@ -984,6 +997,9 @@ def run_demo(
         echo=echo,
         owner_passphrase=blank.DEMO_OWNER_PASSPHRASE,
         signer=update.backup_signer(backup, blank.DEMO_BACKUP_PASSPHRASE),
+        # Unattended, the new firmware's boot asks no disk-key passphrase: the OS asks for the
+        # recovery passphrase, which the host types.
+        replies=((re.escape(luks.OS_LUKS_PROMPT), luks.DEMO_DISK_RECOVERY_PASSPHRASE),),
     )
     boots.extend(update_boots)
     checks.extend(update_checks)
@@ -1000,5 +1016,6 @@ def run_demo(
             (4, "string", "recovery") in third.log,
         )
     )
+    checks.append(("boot 3: no disk-key step, no key archive, no OS", luks.untouched(third)))
     size = payload.kernel.stat().st_size + payload.initramfs.stat().st_size
     return DemoReport(machine.root, size, tuple(boots), tuple(checks))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -159,12 +159,14 @@ def demo_update(
     echo: Callable[[ConsoleLine], None] | None = None,
     owner_passphrase: str | None = None,
     signer: Signer | None = None,
+    replies: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[BootResult], list[tuple[str, bool]]]:
     """The demo's update: flash a signed package from a USB drive inside the guest (the TOTP
     secret resealed to the predicted PCRs first), then boot the new firmware and check that
     it shows a code of the same secret.  ``owner_passphrase``: the TPM owner passphrase the
     reseal asks for on a machine whose TPM has one; ``signer``: the owner's key (default:
-    gpg's in the machine directory).  Returns the boots and the checks.
+    gpg's in the machine directory); ``replies``: lines typed on the new firmware's boot
+    (:func:`heads.flows.qemu_platform.boot_machine`).  Returns the boots and the checks.
 
     Raises:
         HeadsError: a step could not run.
@@ -180,7 +182,7 @@ def demo_update(
     flashed = boot_machine(machine, echo=echo, answers=answers, usb_disks=[drive])
     say(f"update: flash boot done; console: {flashed.transcript}")
     say("update: booting the new firmware")
-    after = boot_machine(machine, echo=echo)
+    after = boot_machine(machine, echo=echo, replies=replies)
     say(f"update: next boot done; console: {after.transcript}")
     compared = pcr_comparisons(after)
     checks = [
