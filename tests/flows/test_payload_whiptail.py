@@ -8,10 +8,8 @@ The payload is the shared ``out/payload`` (rebuilt when the sources change).
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ from heads.flows.image_build import (
     read_manifest,
 )
 from heads.flows.qemu_platform import cached_payload
+from pty_terminal import run_on_terminal
 
 pytestmark = [pytest.mark.slow]
 
@@ -118,40 +117,13 @@ def test_the_payload_whiptail_answers_a_menu_on_a_terminal(
         COLUMNS="80",
         LINES="25",
     )
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
+    status, screen = run_on_terminal(
         [sys.executable, "-c", _CHILD, str(answer_file), str(wrapper)],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
+        env,
+        ready=b"<Ok>",
+        keys=[b"\x1b[B", b"\r"],  # Down: "Refresh TOTP/HOTP", Enter
     )
-    os.close(slave)
-    screen = bytearray()
-
-    def read_until(needle: bytes) -> None:
-        # A hang guard, not a timing assertion: whiptail draws in well under a second.
-        deadline = time.monotonic() + 60
-        while needle not in screen and time.monotonic() < deadline:
-            ready, _w, _x = select.select([master], [], [], 1)
-            if ready:
-                try:
-                    screen.extend(os.read(master, 65536))
-                except OSError:
-                    break
-        assert needle in screen, bytes(screen)
-
-    try:
-        read_until(b"<Ok>")
-        os.write(master, b"\x1b[B")  # Down: "Refresh TOTP/HOTP"
-        os.write(master, b"\r")
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
+    assert status == 0
     assert answer_file.read_text() == "r"
     assert b"Boot Menu" in screen
     assert b"TOTP: 123456" in screen

@@ -9,10 +9,7 @@ from __future__ import annotations
 import io
 import os
 import re
-import select
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ from heads.core.secret import Secret
 from heads.ui.line import LineRenderer
 from heads.ui.renderer import UnansweredError
 from heads.ui.whiptail import NEWT_COLORS, whiptail_argv
+from pty_terminal import run_on_terminal
 
 MAIN = menu(
     DialogId.MAIN_MENU,
@@ -166,54 +164,15 @@ with open(sys.argv[1], "w") as f:
 def _on_a_terminal(tmp_path: Path, which: str, keys: list[bytes]) -> tuple[str, bytes]:
     """Run a renderer in a child on a pseudo-terminal, press ``keys``; (answer, screen)."""
     require_tools("whiptail")
-    master, slave = os.openpty()
     result = tmp_path / "answer"
     env = dict(os.environ, TERM="vt100", COLUMNS="80", LINES="25")
-    proc = subprocess.Popen(
+    _status, screen = run_on_terminal(
         [sys.executable, "-c", _CHILD, str(result), which],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
+        env,
+        ready=b"<Ok>" if which == "menu" else b"<Cancel>",
+        keys=keys,
     )
-    os.close(slave)
-    screen = bytearray()
-
-    def read_until(needle: bytes) -> None:
-        # A hang guard, not a timing assertion: whiptail draws in well under a second.
-        deadline = time.monotonic() + 60
-        while needle not in screen and time.monotonic() < deadline:
-            ready, _w, _x = select.select([master], [], [], 1)
-            if ready:
-                try:
-                    screen.extend(os.read(master, 65536))
-                except OSError:
-                    break
-        assert needle in screen, bytes(screen)
-
-    try:
-        read_until(b"<Ok>" if which == "menu" else b"<Cancel>")
-        for key in keys:
-            os.write(master, key)
-        proc.wait(timeout=60)
-        while True:
-            ready, _w, _x = select.select([master], [], [], 0.2)
-            if not ready:
-                break
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            screen.extend(chunk)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.close(master)
-    return result.read_text(), bytes(screen)
+    return result.read_text(), screen
 
 
 def test_whiptail_menu_on_a_terminal(tmp_path: Path) -> None:
