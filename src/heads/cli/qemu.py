@@ -203,7 +203,10 @@ def _demo(args: argparse.Namespace) -> int:
     if not report.ok:
         print("demo FAILED: see the console transcripts above", file=sys.stderr)
         return ExitCode.VERIFICATION_FAILED
-    print("demo passed: ownership taken, attested boots, verified /boot, tampering refused")
+    print(
+        "demo passed: ownership taken, attested boots, disk key released, firmware updated "
+        "with the TOTP kept, tampering refused"
+    )
     return ExitCode.OK
 
 
