@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from heads.core.openpgp.packets import packet_header
 from heads.errors import FormatError
 
 __all__ = ["MAX_KEYRING_BYTES", "KeyringSummary", "parse_keyring"]
@@ -47,40 +48,7 @@ class KeyringSummary:
 
 def _packet(data: bytes, pos: int, source: str) -> tuple[int, int, int]:
     """(tag, body start, body end) of the packet at ``pos``."""
-    ctb = data[pos]
-    if not ctb & 0x80:
-        raise FormatError(f"not an OpenPGP packet (byte 0x{ctb:02x})", source=source, offset=pos)
-    if ctb & 0x40:  # new format: tag in 6 bits, then a 1-, 2- or 5-octet length
-        tag = ctb & 0x3F
-        if pos + 1 >= len(data):
-            raise FormatError("truncated packet header", source=source, offset=pos)
-        first = data[pos + 1]
-        if first < 192:
-            start, length = pos + 2, first
-        elif first < 224:
-            if pos + 2 >= len(data):
-                raise FormatError("truncated packet header", source=source, offset=pos)
-            start, length = pos + 3, ((first - 192) << 8) + data[pos + 2] + 192
-        elif first == 255:
-            start = pos + 6
-            if start > len(data):
-                raise FormatError("truncated packet header", source=source, offset=pos)
-            length = int.from_bytes(data[pos + 2 : start], "big")
-        else:
-            raise FormatError(
-                "partial body length: not a keyring packet", source=source, offset=pos
-            )
-    else:  # old format: tag in 4 bits, length type in 2
-        tag = (ctb >> 2) & 0x0F
-        width = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
-        if width is None:
-            raise FormatError(
-                "indeterminate packet length: not a keyring packet", source=source, offset=pos
-            )
-        start = pos + 1 + width
-        if start > len(data):
-            raise FormatError("truncated packet header", source=source, offset=pos)
-        length = int.from_bytes(data[pos + 1 : start], "big")
+    tag, start, length = packet_header(data, pos, source=source, offset=pos, what="keyring")
     end = start + length
     if end > len(data):
         raise FormatError(

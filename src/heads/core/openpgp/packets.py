@@ -20,6 +20,7 @@ __all__ = [
     "encode_mpi",
     "encode_packet",
     "encode_subpacket",
+    "packet_header",
     "read_packets",
     "read_subpackets",
 ]
@@ -49,6 +50,48 @@ def encode_packet(tag: int, body: bytes) -> bytes:
     return bytes((0x80 | tag << 2 | 2,)) + len(body).to_bytes(4, "big") + body
 
 
+def packet_header(
+    data: bytes, pos: int, *, source: str, offset: int, what: str
+) -> tuple[int, int, int]:
+    """(tag, body start, body length) of the packet whose header is at ``pos``, either format
+    (RFC 4880 §4.2); the body is not checked against the end of ``data``.
+
+    Raises:
+        FormatError: at ``offset``: a byte that starts no packet, a truncated header, or a
+            partial or indeterminate length (which no ``what`` packet uses).
+    """
+    ctb = data[pos]
+    if not ctb & 0x80:
+        raise FormatError(f"not an OpenPGP packet (byte 0x{ctb:02x})", source=source, offset=offset)
+    if ctb & 0x40:  # new format: tag in 6 bits, then a 1-, 2- or 5-octet length
+        tag = ctb & 0x3F
+        if pos + 1 >= len(data):
+            raise FormatError("truncated packet header", source=source, offset=offset)
+        first = data[pos + 1]
+        if first < 192:
+            return tag, pos + 2, first
+        if first < 224:
+            if pos + 2 >= len(data):
+                raise FormatError("truncated packet header", source=source, offset=offset)
+            return tag, pos + 3, ((first - 192) << 8) + data[pos + 2] + 192
+        if first == 255:
+            start = pos + 6
+            if start > len(data):
+                raise FormatError("truncated packet header", source=source, offset=offset)
+            return tag, start, int.from_bytes(data[pos + 2 : start], "big")
+        raise FormatError(f"partial body length: not a {what} packet", source=source, offset=offset)
+    # old format: tag in 4 bits, length type in 2
+    width = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
+    if width is None:
+        raise FormatError(
+            f"indeterminate packet length: not a {what} packet", source=source, offset=offset
+        )
+    start = pos + 1 + width
+    if start > len(data):
+        raise FormatError("truncated packet header", source=source, offset=offset)
+    return (ctb >> 2) & 0x0F, start, int.from_bytes(data[pos + 1 : start], "big")
+
+
 def read_packets(data: bytes, *, source: str, base: int = 0) -> list[Packet]:
     """Split ``data`` into packets.
 
@@ -60,46 +103,9 @@ def read_packets(data: bytes, *, source: str, base: int = 0) -> list[Packet]:
     pos = 0
     while pos < len(data):
         where = base + pos
-        ctb = data[pos]
-        if not ctb & 0x80:
-            raise FormatError(
-                f"not an OpenPGP packet (byte 0x{ctb:02x})", source=source, offset=where
-            )
-        if ctb & 0x40:
-            tag = ctb & 0x3F
-            if pos + 1 >= len(data):
-                raise FormatError("truncated packet header", source=source, offset=where)
-            first = data[pos + 1]
-            if first < 192:
-                start, length = pos + 2, first
-            elif first < 224:
-                if pos + 2 >= len(data):
-                    raise FormatError("truncated packet header", source=source, offset=where)
-                start, length = pos + 3, ((first - 192) << 8) + data[pos + 2] + 192
-            elif first == 255:
-                start = pos + 6
-                if start > len(data):
-                    raise FormatError("truncated packet header", source=source, offset=where)
-                length = int.from_bytes(data[pos + 2 : start], "big")
-            else:
-                raise FormatError(
-                    "partial body length: not a key or signature packet",
-                    source=source,
-                    offset=where,
-                )
-        else:
-            tag = (ctb >> 2) & 0x0F
-            width = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
-            if width is None:
-                raise FormatError(
-                    "indeterminate packet length: not a key or signature packet",
-                    source=source,
-                    offset=where,
-                )
-            start = pos + 1 + width
-            if start > len(data):
-                raise FormatError("truncated packet header", source=source, offset=where)
-            length = int.from_bytes(data[pos + 1 : start], "big")
+        tag, start, length = packet_header(
+            data, pos, source=source, offset=where, what="key or signature"
+        )
         if length > MAX_PACKET_BYTES:
             raise FormatError(
                 f"packet of {length} bytes, more than a key or signature needs",
