@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 import heads
+from cli_startup import instructions  # the same valgrind count
 from heads.core.eventlog import parse_log, replay_logs
 
 LOGS = Path(__file__).resolve().parents[1] / "tests" / "data" / "eventlogs"
@@ -86,21 +86,6 @@ def _tool(paths: list[Path], failures: set[str]) -> float:
     return time.perf_counter() - start
 
 
-def _instructions(argv: list[str]) -> float:
-    """Millions of instructions one run of ``argv`` executes (valgrind's callgrind)."""
-    done = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
-        check=False,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise SystemExit(f"valgrind printed no instruction count: {done.stderr[-500:]}")
-    return int(found.group(1)) / 1e6
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -149,9 +134,9 @@ def main() -> int:
     print(f"ratio tpm2_eventlog / heads CLI, one call: {ratio:.2f}x (goal {GOAL:.0f}x): {verdict}")
     print(f"ratio tpm2_eventlog / heads CLI:        {tool_ms / cli_ms:.2f}x")
     if args.instructions:
-        ours_mi = _instructions([*HEADS, "pcr", "replay", "--json", *map(str, paths)])
-        tool_mi = sum(_instructions(["tpm2_eventlog", str(p)]) for p in paths)
-        bare_mi = _instructions([sys.executable, "-c", "pass"])
+        ours_mi = instructions([*HEADS, "pcr", "replay", "--json", *map(str, paths)])
+        tool_mi = sum(instructions(["tpm2_eventlog", str(p)]) for p in paths)
+        bare_mi = instructions([sys.executable, "-c", "pass"])
         print(
             f"instructions: heads CLI, one call {ours_mi:.1f} M (python -c pass {bare_mi:.1f} M); "
             f"tpm2_eventlog, one per log {tool_mi:.1f} M; ratio {tool_mi / ours_mi:.2f}x"
