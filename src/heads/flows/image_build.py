@@ -21,9 +21,10 @@ What goes into the initramfs (paths as in the archive):
 
 * ``/init``: ``src/heads/runtime/init.sh`` (the boot runtime's shell entry).
 * ``/bin/busybox`` (busybox-static) and its applet links; ``/sbin/kexec`` (kexec-tools);
-  ``/usr/bin/gpgv``; ``/usr/bin/python3.11`` (+ ``python3``); every shared library they load,
-  found from each ELF file's ``DT_NEEDED`` list and copied to ``/lib/x86_64-linux-gnu``, with
-  the loader at ``/lib64/ld-linux-x86-64.so.2``.  heads speaks to the TPM itself (through
+  ``/sbin/cryptsetup`` (cryptsetup-bin); ``/usr/bin/gpgv``; ``/usr/bin/python3.11``
+  (+ ``python3``); every shared library they load, found from each ELF file's ``DT_NEEDED``
+  list and copied to ``/lib/x86_64-linux-gnu``, with the loader at
+  ``/lib64/ld-linux-x86-64.so.2``.  heads speaks to the TPM itself (through
   ``/dev/tpmrm0``), so no TSS library is shipped.
 * ``/usr/bin/whiptail`` (the menus on a real console, as Heads' text boards show them) and the
   terminfo entries it may be started with (:data:`TERMINFO_ENTRIES`, under ``/lib/terminfo``
@@ -109,9 +110,11 @@ __all__ = [
     "BOARD_CONFIG",
     "DEFAULT_LOCK",
     "DEFAULT_PLATFORM",
+    "HOST_ONLY_MODULES",
     "KERNEL_CONFIG",
     "LOCK_FORMAT",
     "RESOLVED_LOCK",
+    "STDLIB_LEFT_OUT",
     "TERMINFO_ENTRIES",
     "ExportSummary",
     "KernelConfigError",
@@ -151,6 +154,7 @@ ROOT_PACKAGES: Final = (
     "flashrom",
     "whiptail",
     "ncurses-base",
+    "cryptsetup-bin",
 )
 #: The terminals whiptail can draw on in the payload: the kernel's console (``linux``, the TERM
 #: the kernel gives /init), a serial terminal and the usual terminal emulators.
@@ -160,6 +164,25 @@ BOARDS_DIR: Final = DEFAULT_LOCK.parent / "boards"
 BOARD_CONFIG: Final = "etc/config"
 # Python distributions never shipped even if the probe sees them (build tooling only).
 _PY_EXCLUDE: Final = frozenset({"pip", "setuptools", "_distutils_hack", "pkg_resources", "heads"})
+#: Stdlib modules left out of the payload although the probe loads them, to make room for
+#: cryptsetup (docs/disk-key.md).  ``ssl`` comes only through segno's writers
+#: (``urllib.request`` -> ``http.client``, which import it inside ``try``): the runtime opens
+#: no network connection, and ``_ssl`` drags in libssl (about 0.3 MiB compressed).  ``bz2``
+#: is imported by ``shutil`` inside ``try``; ``tarfile`` only by the host's Debian adapter.
+#: tests/unit/test_runtime_imports.py runs the runtime's imports with these modules missing.
+STDLIB_LEFT_OUT: Final = frozenset({"ssl", "_ssl", "bz2", "_bz2", "tarfile"})
+#: heads modules that only build payloads on a host (apt, pip, a compiler): not shipped.
+HOST_ONLY_MODULES: Final = frozenset(
+    {
+        "heads.adapters.debian",
+        "heads.adapters.kernel_build",
+        "heads.adapters.pypi",
+        "heads.cli.build",
+        "heads.flows.image_build",
+        "heads.flows.kernel_build",
+        "heads.flows.payload_inputs",
+    }
+)
 _LIBDIR: Final = "/lib/x86_64-linux-gnu"
 _LIB_SEARCH: Final = (
     "/lib/x86_64-linux-gnu",
@@ -398,6 +421,8 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
     take("/usr/bin/gpgv", "usr/bin/gpgv")
     # Flashing the firmware image from the running system (docs/qemu-platform.md §Flash).
     take("/usr/sbin/flashrom", "usr/sbin/flashrom")
+    # Setting up and resealing the disk unlock key from the menus (docs/disk-key.md).
+    take("/sbin/cryptsetup", "sbin/cryptsetup")
     take("/usr/bin/python3.11", "usr/bin/python3.11")
     take("/usr/bin/whiptail", "usr/bin/whiptail")
     for term in TERMINFO_ENTRIES:
@@ -424,6 +449,7 @@ def _add_debian_parts(tree: _Tree, files: DebFiles) -> list[tuple[str, bytes, st
 _PROBE: Final = r"""
 import ast, importlib, json, os, pkgutil, sys
 src, site, extra, result = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+host_only = set(json.loads(sys.argv[5]))
 sys.path[:0] = [src, site]
 failed = {}
 names = set(extra)
@@ -436,6 +462,8 @@ for root, dirs, files in os.walk(pkg_dir):
         path = os.path.join(root, f)
         rel = os.path.relpath(path, src)[:-3].replace(os.sep, ".")
         # Entry points run when imported: their imports are collected below, not executed.
+        if rel in host_only:
+            continue
         if not rel.endswith("__main__"):
             names.add(rel[: -len(".__init__")] if rel.endswith(".__init__") else rel)
         tree = ast.parse(open(path, "rb").read(), path)
@@ -445,7 +473,7 @@ for root, dirs, files in os.walk(pkg_dir):
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module)
 for name in sorted(names):
-    if name.startswith("heads.testing"):
+    if name.startswith("heads.testing") or name in host_only:
         continue
     try:
         importlib.import_module(name)
@@ -513,6 +541,7 @@ def _probe_python(extra: Iterable[str], site: Path, *, isolated: bool = True) ->
                 str(site),
                 json.dumps(sorted(extra)),
                 str(result),
+                json.dumps(sorted(HOST_ONLY_MODULES)),
             ],
             desc="find the modules the runtime imports",
             timeout_s=300,
@@ -524,6 +553,8 @@ def _probe_python(extra: Iterable[str], site: Path, *, isolated: bool = True) ->
     site_s = str(site) + "/"
     for name, file in info["modules"].items():
         if not file:
+            continue
+        if name in STDLIB_LEFT_OUT:
             continue
         if file.startswith(_STDLIB + "/") and "-packages/" not in file:
             stdlib.add(file)
@@ -661,6 +692,8 @@ def _add_python(
     for p in sorted((src / "heads").rglob("*.py")):
         rel = p.relative_to(src).as_posix()
         if rel.startswith("heads/testing/") or "__pycache__" in rel:
+            continue
+        if rel[:-3].replace("/", ".") in HOST_ONLY_MODULES:
             continue
         jobs.append((p.read_bytes(), f"/{_SITE}/{rel}", 0))
         targets.append(("tree", f"{_SITE}/{rel[:-3]}.pyc"))
