@@ -12,12 +12,16 @@ import pytest
 from conftest import require_tools
 from heads.adapters.cryptsetup import (
     DUK_SLOT_LUKS2,
+    active_slots,
     add_key,
+    change_key,
     format_luks,
     kill_slot,
     luks_uuid,
     luks_version,
     opens_with,
+    reencrypt,
+    slot_of,
 )
 from heads.core.secret import Secret
 from heads.errors import AuthError, CryptsetupError
@@ -87,3 +91,46 @@ def test_key_never_in_argv(image: Path) -> None:
         thread.join()
     assert any(b"luksAddKey" in c for c in seen), "the sampler never saw cryptsetup"
     assert not any(n in c for c in seen for n in needles)
+
+
+def test_slots_listed_and_found(image: Path, tmp_path: Path) -> None:
+    assert active_slots(image) == (0,)
+    add_key(image, DRK, KEY, slot=DUK_SLOT_LUKS2)
+    add_key(image, DRK, Secret(b"other"), slot=4)
+    assert active_slots(image) == (0, 4, DUK_SLOT_LUKS2)
+    assert slot_of(image, DRK) == 0
+    assert slot_of(image, Secret(b"other")) == 4
+    assert slot_of(image, Secret(b"nobody")) is None
+    luks1 = tmp_path / "luks1.img"
+    with luks1.open("wb") as f:
+        f.truncate(4 << 20)
+    format_luks(luks1, DRK, version=1)
+    add_key(luks1, DRK, KEY, slot=7)
+    assert active_slots(luks1) == (0, 7)
+
+
+def test_change_key_replaces_the_recovery_passphrase(image: Path) -> None:
+    new = Secret(b"new recovery passphrase")
+    add_key(image, DRK, KEY, slot=DUK_SLOT_LUKS2)
+    change_key(image, DRK, new)
+    assert opens_with(image, new)
+    assert not opens_with(image, DRK)
+    assert opens_with(image, KEY, slot=DUK_SLOT_LUKS2)  # the other slots stay
+    with pytest.raises(AuthError):
+        change_key(image, DRK, Secret(b"x"))
+
+
+def test_reencrypt_keeps_only_the_recovery_slot(image: Path) -> None:
+    add_key(image, DRK, KEY, slot=DUK_SLOT_LUKS2)
+    before = image.read_bytes()
+    reencrypt(image, DRK, slot=0, extra=("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"))
+    after = image.read_bytes()
+    assert opens_with(image, DRK)
+    assert active_slots(image) == (slot_of(image, DRK),)
+    assert not opens_with(image, KEY)
+    # The ciphertext after the header changed: every data sector was rewritten.
+    assert before[16 << 20 :] != after[16 << 20 :]
+    slot = slot_of(image, DRK)
+    assert slot is not None
+    with pytest.raises(AuthError):
+        reencrypt(image, Secret(b"wrong"), slot=slot)

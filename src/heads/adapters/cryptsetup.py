@@ -13,7 +13,10 @@ device-mapper).  The header measurement itself does not use cryptsetup (heads.co
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final
@@ -26,12 +29,16 @@ __all__ = [
     "DUK_SLOT_LUKS1",
     "DUK_SLOT_LUKS2",
     "FAST_PBKDF",
+    "active_slots",
     "add_key",
+    "change_key",
     "format_luks",
     "kill_slot",
     "luks_uuid",
     "luks_version",
     "opens_with",
+    "reencrypt",
+    "slot_of",
 ]
 
 #: Heads' dedicated key slots for the disk unlock key.
@@ -42,6 +49,10 @@ DUK_SLOT_LUKS1: Final = 7
 FAST_PBKDF: Final = ("--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000")
 _NO_KEY_RC: Final = 2  # cryptsetup: "No key available with this passphrase."
 _TIMEOUT_S: Final = 120.0
+#: Re-encryption rewrites the whole device.
+_REENCRYPT_TIMEOUT_S: Final = 6 * 3600.0
+_UNLOCKED_RE: Final = re.compile(r"^Key slot (\d+) unlocked\.$", re.MULTILINE)
+_LUKS1_SLOT_RE: Final = re.compile(r"^Key Slot (\d+): ENABLED$", re.MULTILINE)
 
 
 @contextlib.contextmanager
@@ -199,3 +210,121 @@ def add_key(
     if result.returncode == _NO_KEY_RC:
         raise AuthError(f"{desc}: the recovery passphrase opens no key slot")
     raise _fail(desc, result)
+
+
+def slot_of(device: Path, key: Secret) -> int | None:
+    """The key slot ``key`` opens (``open --test-passphrase -v``), None if none.
+
+    Raises:
+        CryptsetupError: cryptsetup failed otherwise (not LUKS...).
+    """
+    desc = f"find the key slot of a key on {device}"
+    with _fed(key) as (fd,):
+        result = _run(
+            ["open", "--test-passphrase", "-v", f"--key-file=/dev/fd/{fd}", str(device)],
+            desc=desc,
+            fds=(fd,),
+        )
+    if result.returncode == _NO_KEY_RC:
+        return None
+    if result.returncode != 0:
+        raise _fail(desc, result)
+    m = _UNLOCKED_RE.search(result.stdout.decode("utf-8", "replace"))
+    if m is None:
+        raise CryptsetupError(f"{desc}: cryptsetup named no key slot")
+    return int(m.group(1))
+
+
+def active_slots(device: Path) -> tuple[int, ...]:
+    """The key slots in use, from ``luksDump`` (LUKS2: its JSON metadata).
+
+    Raises:
+        CryptsetupError: not a LUKS device, or a dump that does not parse.
+    """
+    desc = f"list the key slots of {device}"
+    if luks_version(device) == 1:
+        result = _run(["luksDump", str(device)], desc=desc)
+        if result.returncode != 0:
+            raise _fail(desc, result)
+        text = result.stdout.decode("utf-8", "replace")
+        return tuple(int(m.group(1)) for m in _LUKS1_SLOT_RE.finditer(text))
+    result = _run(["luksDump", "--dump-json-metadata", str(device)], desc=desc)
+    if result.returncode != 0:
+        raise _fail(desc, result)
+    try:
+        slots = json.loads(result.stdout)["keyslots"]
+        return tuple(sorted(int(k) for k in slots))
+    except (ValueError, KeyError, TypeError):
+        raise CryptsetupError(f"{desc}: luksDump printed no keyslots object") from None
+
+
+def change_key(device: Path, existing: Secret, new: Secret) -> None:
+    """``luksChangeKey``: the slot ``existing`` opens gets ``new`` instead (Heads'
+    luks-change-key; the slot keeps the device's default PBKDF: this is a typed passphrase).
+
+    Raises:
+        AuthError: ``existing`` opens no key slot.
+        CryptsetupError: cryptsetup failed.
+    """
+    desc = f"change the recovery passphrase of {device}"
+    with _fed(existing, new) as (old_fd, new_fd):
+        result = _run(
+            [
+                "luksChangeKey",
+                "--batch-mode",
+                f"--key-file=/dev/fd/{old_fd}",
+                str(device),
+                f"/dev/fd/{new_fd}",
+            ],
+            desc=desc,
+            fds=(old_fd, new_fd),
+        )
+    if result.returncode == 0:
+        return
+    if result.returncode == _NO_KEY_RC:
+        raise AuthError(f"{desc}: the recovery passphrase opens no key slot")
+    raise _fail(desc, result)
+
+
+def reencrypt(device: Path, existing: Secret, *, slot: int, extra: Sequence[str] = ()) -> None:
+    """``cryptsetup reencrypt`` offline (the device is not opened): a new volume key; only key
+    slot ``slot`` (the one ``existing`` opens) is kept, re-wrapped.
+
+    An image file cannot be checked for an active mapping, so for files cryptsetup is told
+    it is offline (``--force-offline-reencrypt``); a block device is checked.
+
+    Raises:
+        AuthError: ``existing`` does not open ``slot``.
+        CryptsetupError: cryptsetup failed.
+    """
+    desc = f"re-encrypt {device}"
+    offline = [] if _is_block(device) else ["--force-offline-reencrypt"]
+    with _fed(existing) as (fd,):
+        result = run(
+            [
+                "cryptsetup",
+                "reencrypt",
+                "--batch-mode",
+                *offline,
+                *extra,
+                f"--key-slot={slot}",
+                f"--key-file=/dev/fd/{fd}",
+                str(device),
+            ],
+            desc=desc,
+            timeout_s=_REENCRYPT_TIMEOUT_S,
+            check=False,
+            pass_fds=(fd,),
+        )
+    if result.returncode == 0:
+        return
+    if result.returncode == _NO_KEY_RC:
+        raise AuthError(f"{desc}: the recovery passphrase does not open key slot {slot}")
+    raise _fail(desc, result)
+
+
+def _is_block(device: Path) -> bool:
+    try:
+        return stat.S_ISBLK(device.stat().st_mode)
+    except OSError:
+        return False
