@@ -23,11 +23,13 @@ from heads.core.gui import (
     FactoryReset,
     Failed,
     FailureKind,
+    FindDisks,
     Flash,
     Gui,
     IntegrityReport,
     ListEntries,
     ListKeys,
+    LuksDevices,
     ModeConfig,
     NotAvailable,
     Ok,
@@ -74,7 +76,13 @@ class Walk:
         self.seen: set[DialogId] = set()
         self.effects: list[object] = []
 
+    def _no_disks(self) -> None:
+        # Scenarios that are not about the disk key: the scan finds no LUKS device.
+        while isinstance(self.step, FindDisks):
+            self.step = self.gui.result(LuksDevices(()))
+
     def dialog(self, id_: DialogId, answer: str | Secret) -> Walk:
+        self._no_disks()
         assert isinstance(self.step, Dialog), self.step
         assert self.step.id is id_, (self.step.id, id_)
         self.seen.add(id_)
@@ -86,11 +94,14 @@ class Walk:
         return self.step
 
     def see(self, id_: DialogId) -> Dialog:
+        self._no_disks()
         assert isinstance(self.step, Dialog), self.step
         assert self.step.id is id_, (self.step.id, id_)
         return self.step
 
     def effect(self, kind: type, outcome: Outcome | None = None) -> Walk:
+        if kind is not FindDisks:
+            self._no_disks()
         assert isinstance(self.step, kind), (self.step, kind)
         self.effects.append(self.step)
         if outcome is not None:
@@ -98,6 +109,7 @@ class Walk:
         return self
 
     def ends(self, kind: type) -> set[DialogId]:
+        self._no_disks()
         assert isinstance(self.step, kind), (self.step, kind)
         self.effects.append(self.step)
         return self.seen

@@ -143,6 +143,22 @@ class DialogId(enum.StrEnum):
     # Disk unlock key (docs/disk-key.md)
     DISK_KEY_PASSPHRASE = "disk-key-passphrase"  # noqa: S105 - a dialog id
     DISK_KEY_RECOVERY = "disk-key-recovery"
+    DISK_KEY_ADD = "disk-key-add"
+    DISK_KEY_DEVICES = "disk-key-devices"
+    DISK_KEY_DRK = "disk-key-drk"
+    DISK_KEY_WIPE_SLOTS = "disk-key-wipe-slots"
+    DISK_KEY_NEW = "disk-key-new"
+    DISK_KEY_NEW_AGAIN = "disk-key-new-again"
+    DISK_KEY_PASSPHRASE_RETRY = "disk-key-passphrase-retry"  # noqa: S105 - a dialog id
+    DISK_KEY_SEALED = "disk-key-sealed"
+    DISK_KEY_FAILED = "disk-key-failed"
+    DISK_KEY_NONE = "disk-key-none"
+    DISK_KEY_RESEAL = "disk-key-reseal"
+    DISK_DRK_NEW = "disk-drk-new"
+    DISK_DRK_NEW_AGAIN = "disk-drk-new-again"
+    DISK_DRK_CHANGED = "disk-drk-changed"
+    DISK_REENCRYPT_CONFIRM = "disk-reencrypt-confirm"
+    DISK_REENCRYPTED = "disk-reencrypted"
 
 
 #: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
@@ -162,6 +178,11 @@ PASSPHRASE_IDS: Final = frozenset(
         DialogId.BACKUP_KEY_PASSPHRASE,
         DialogId.TPM_OWNER_AUTH,
         DialogId.DISK_KEY_PASSPHRASE,
+        DialogId.DISK_KEY_DRK,
+        DialogId.DISK_KEY_NEW,
+        DialogId.DISK_KEY_NEW_AGAIN,
+        DialogId.DISK_DRK_NEW,
+        DialogId.DISK_DRK_NEW_AGAIN,
     }
 )
 

@@ -44,25 +44,31 @@ from heads.core.dialogs import (
     text_input,
     yesno,
 )
+from heads.core.disk_key import MIN_PASSPHRASE_CHARS, check_passphrase
 from heads.core.mode_config import ModeConfig, mode_from_config
 from heads.core.secret import Secret
 from heads.core.text import shown
+from heads.errors import UsageError
 
 __all__ = [
     "AddKey",
     "BootBasic",
     "BootDefault",
     "BootEntry",
+    "ChangeRecoveryKey",
+    "CheckRecoveryKey",
     "Effect",
     "Entries",
     "FactoryReset",
     "Failed",
     "FailureKind",
+    "FindDisks",
     "Flash",
     "Gui",
     "IntegrityReport",
     "ListEntries",
     "ListKeys",
+    "LuksDevices",
     "ModeConfig",
     "NotAvailable",
     "Ok",
@@ -71,11 +77,13 @@ __all__ = [
     "Preflight",
     "Reboot",
     "RecoveryShell",
+    "Reencrypt",
     "RefreshTotp",
     "Report",
     "ResetTpm",
     "SaveConfig",
     "SaveDefault",
+    "SealDiskKey",
     "SealTotp",
     "SetTime",
     "ShowSignedLists",
@@ -292,6 +300,56 @@ class SystemInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class FindDisks:
+    """Scan the block devices for LUKS headers and read ``kexec_key_devices.txt``
+    (:class:`LuksDevices`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRecoveryKey:
+    """Whether the Disk Recovery Key passphrase opens a key slot of every device
+    (:class:`Ok`, or :class:`Failed`: nothing was changed)."""
+
+    devices: tuple[str, ...]
+    recovery: Secret = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SealDiskKey:
+    """Put a new disk unlock key in every device's dedicated slot and seal it to this boot's
+    PCRs with ``passphrase`` (docs/disk-key.md §Set-up and reseal in the menus).
+
+    ``wipe_others``: first wipe every key slot that is neither the recovery key's nor the
+    disk unlock key's.  ``owner``: the TPM owner passphrase, when the TPM wants it
+    (:attr:`FailureKind.OWNER_AUTH`).  /boot must be signed afterwards.
+    """
+
+    devices: tuple[str, ...]
+    recovery: Secret = field(repr=False)
+    passphrase: Secret = field(repr=False)
+    wipe_others: bool = False
+    owner: Secret | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRecoveryKey:
+    """``cryptsetup luksChangeKey`` on every device: ``recovery`` becomes ``new``."""
+
+    devices: tuple[str, ...]
+    recovery: Secret = field(repr=False)
+    new: Secret = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Reencrypt:
+    """``cryptsetup reencrypt`` every device (a new volume key) with the recovery key's slot
+    kept: every other slot, the disk unlock key's too, is gone afterwards."""
+
+    devices: tuple[str, ...]
+    recovery: Secret = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class RecoveryShell:
     """Extend PCR 4 with ``recovery``, wipe the secrets, start the shell."""
 
@@ -330,6 +388,11 @@ Effect = (
     | AddKey
     | ListKeys
     | SystemInfo
+    | FindDisks
+    | CheckRecoveryKey
+    | SealDiskKey
+    | ChangeRecoveryKey
+    | Reencrypt
     | RecoveryShell
     | PowerOff
     | Reboot
@@ -353,6 +416,8 @@ class FailureKind(enum.Enum):
     NO_SECRET = "no-secret"  # noqa: S105 - a kind of failure: no TOTP secret in the TPM
     NO_SIGNING_KEY = "no-signing-key"  #: no key to sign /boot with
     OWNER_AUTH = "owner-auth"  #: the TPM wants its owner passphrase
+    #: the LUKS headers differ from those the disk unlock key was sealed with
+    DISK_KEY_CHANGED = "disk-key-changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,7 +480,16 @@ class UsbEntries:
             raise ValueError("UsbEntries: one signed flag per title")
 
 
-Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report | UsbEntries
+@dataclass(frozen=True, slots=True)
+class LuksDevices:
+    """The LUKS devices found (escaped names, in order) and those ``kexec_key_devices.txt``
+    lists (empty: no disk unlock key is set up)."""
+
+    found: tuple[str, ...]
+    configured: tuple[str, ...] = ()
+
+
+Outcome = Ok | Failed | NotAvailable | TotpCode | Entries | Report | UsbEntries | LuksDevices
 
 # -- configuration values ------------------------------------------------------------------
 
@@ -492,6 +566,7 @@ class Gui:
         self._on_result: _Result | None = None
         self._owner: Secret | None = None
         self._fr: _FactoryAnswers | None = None
+        self._dk: _DiskKeyAnswers | None = None
         self.current: Step | None = None
 
     # -- driving -------------------------------------------------------------------------
@@ -532,6 +607,7 @@ class Gui:
         """Forget every secret typed into the menus (recovery entry)."""
         self._owner = None
         self._fr = None
+        self._dk = None
 
     def _show(self, dialog: Dialog, on_answer: _Answer) -> Step:
         self.current = dialog
@@ -860,6 +936,8 @@ class Gui:
         if kind is FailureKind.NOT_VERIFIED:
             self.tone = Tone.DANGER
             return self._hash_mismatch(body)
+        if kind is FailureKind.DISK_KEY_CHANGED:
+            return self._disk_key_offer_reseal(body, then=self._main_menu)
         if kind in (FailureKind.DEFAULT_HASH, FailureKind.ENTRY_CHANGED, FailureKind.NO_DEFAULT):
             ids = {
                 FailureKind.DEFAULT_HASH: (
@@ -1050,7 +1128,13 @@ class Gui:
             ),
             {
                 "y": lambda: self._do(BootEntry(index), self._boot_failed),
-                "d": lambda: self._signing(SaveDefault(index), self._signed(self._main_menu)),
+                "d": lambda: self._signing(
+                    SaveDefault(index),
+                    self._signed(
+                        self._main_menu,
+                        after_ok=lambda: self._disk_key_setup(then=self._main_menu),
+                    ),
+                ),
                 "b": lambda: self._boot_select(titles, force=False),
             },
         )
@@ -1129,12 +1213,13 @@ class Gui:
             {YES: lambda: self._signing(SignBoot(), self._signed(then)), NO: then},
         )
 
-    def _signed(self, then: _Then) -> _Result:
+    def _signed(self, then: _Then, *, after_ok: _Then | None = None) -> _Result:
         def done(outcome: Outcome) -> Step:
             if isinstance(outcome, Ok):
                 self.tone = Tone.NORMAL if self.totp.isdigit() else self.tone
                 return self._ack(
-                    message(DialogId.SIGNED, "/boot signed", "\n".join(outcome.lines)), then
+                    message(DialogId.SIGNED, "/boot signed", "\n".join(outcome.lines)),
+                    after_ok or then,
                 )
             return self._signing_failed(outcome, then)
 
@@ -1164,6 +1249,9 @@ class Gui:
                     ("g", "Generate new TOTP/HOTP secret"),
                     ("r", "Reset the TPM"),
                     ("t", "TOTP/HOTP does not match after refresh, troubleshoot"),
+                    ("k", "Reseal the disk unlock key"),
+                    ("c", "Change the Disk Recovery Key passphrase"),
+                    ("e", "Re-encrypt the LUKS devices"),
                     ("m", "<-- Return to main menu"),
                 ),
             ),
@@ -1171,6 +1259,9 @@ class Gui:
                 "g": lambda: self._generate(then=self._main_menu),
                 "r": self._tpm_reset,
                 "t": self._troubleshoot_time,
+                "k": lambda: self._disk_key_item(then=self._tpm_options),
+                "c": lambda: self._disk_devices_for(self._drk_change, then=self._tpm_options),
+                "e": lambda: self._disk_devices_for(self._reencrypt, then=self._tpm_options),
                 "m": self._main_menu,
             },
         )
@@ -1270,7 +1361,16 @@ class Gui:
                         )
                     ),
                 ),
-                lambda: self._do(RefreshTotp(), self._refreshed_then(then)),
+                lambda: self._do(
+                    RefreshTotp(),
+                    self._refreshed_then(
+                        lambda: self._disk_key_offer_reseal(
+                            "A new TOTP secret was sealed: the disk unlock key is still sealed "
+                            "to the PCRs of before.",
+                            then=then,
+                        )
+                    ),
+                ),
             )
 
         return done
@@ -1863,6 +1963,353 @@ class Gui:
             },
         )
 
+    # -- disk unlock key (docs/disk-key.md §In the menus) --------------------------------
+
+    def _disk_key_setup(self, *, then: _Then) -> Step:
+        """After "make default" (Heads' kexec-save-default.sh): offer a disk unlock key when
+        LUKS devices exist and none is set up."""
+
+        def found(outcome: Outcome) -> Step:
+            if not isinstance(outcome, LuksDevices) or not outcome.found or outcome.configured:
+                return then()
+            devices = outcome.found
+            return self._choice(
+                yesno(
+                    DialogId.DISK_KEY_ADD,
+                    "Disk Unlock Key",
+                    f"LUKS devices: {', '.join(devices)}\n\nDo you wish to add a disk encryption "
+                    "key to the TPM?\nThe TPM then releases it at boot, with its passphrase, only "
+                    "while the firmware, /boot and the LUKS headers stay as they are now.",
+                    default=NO,
+                ),
+                {
+                    YES: lambda: self._disk_choose(
+                        devices, lambda chosen: self._disk_key_recovery(chosen, then=then), then
+                    ),
+                    NO: then,
+                },
+            )
+
+        return self._do(FindDisks(), found)
+
+    def _disk_key_item(self, *, then: _Then) -> Step:
+        """The TPM menu's "Reseal the disk unlock key" (set it up when there is none)."""
+
+        def found(outcome: Outcome) -> Step:
+            if isinstance(outcome, LuksDevices) and outcome.configured:
+                return self._disk_key_recovery(outcome.configured, then=then, reseal=True)
+            if isinstance(outcome, LuksDevices) and outcome.found:
+                return self._disk_choose(
+                    outcome.found, lambda chosen: self._disk_key_recovery(chosen, then=then), then
+                )
+            return self._disk_none(outcome, then)
+
+        return self._do(FindDisks(), found)
+
+    def _disk_key_offer_reseal(self, reason: str, *, then: _Then) -> Step:
+        """After a new TOTP secret or a changed LUKS header: reseal when a key is set up."""
+
+        def found(outcome: Outcome) -> Step:
+            if not isinstance(outcome, LuksDevices) or not outcome.configured:
+                return then()
+            devices = outcome.configured
+            return self._choice(
+                yesno(
+                    DialogId.DISK_KEY_RESEAL,
+                    "Reseal the Disk Unlock Key",
+                    f"{reason}\n\nReseal the disk unlock key of {', '.join(devices)} now? "
+                    "This needs the Disk Recovery Key passphrase; the key works from the "
+                    "next boot on.",
+                    default=YES,
+                    tone=Tone.WARNING,
+                ),
+                {YES: lambda: self._disk_key_recovery(devices, then=then, reseal=True), NO: then},
+            )
+
+        return self._do(FindDisks(), found)
+
+    def _disk_none(self, outcome: Outcome, then: _Then) -> Step:
+        text = "No LUKS device was found." if isinstance(outcome, LuksDevices) else _reason(outcome)
+        return self._ack(
+            message(DialogId.DISK_KEY_NONE, "Disk Unlock Key", text, tone=Tone.WARNING), then
+        )
+
+    def _disk_devices_for(
+        self, action: Callable[[tuple[str, ...], _Then], Step], *, then: _Then
+    ) -> Step:
+        """The devices a DRK change or re-encryption applies to: those of the disk unlock
+        key, else the LUKS devices found (the owner picks)."""
+
+        def found(outcome: Outcome) -> Step:
+            if isinstance(outcome, LuksDevices) and outcome.configured:
+                return action(outcome.configured, then)
+            if isinstance(outcome, LuksDevices) and outcome.found:
+                return self._disk_choose(outcome.found, lambda chosen: action(chosen, then), then)
+            return self._disk_none(outcome, then)
+
+        return self._do(FindDisks(), found)
+
+    def _disk_choose(
+        self, found: tuple[str, ...], chosen: Callable[[tuple[str, ...]], Step], then: _Then
+    ) -> Step:
+        def pick(device: str) -> _Then:
+            return lambda: chosen((device,))
+
+        numbered = tuple((str(i), device) for i, device in enumerate(found, 1))
+        actions: dict[str, _Then] = {"a": lambda: chosen(found)}
+        actions.update({key: pick(device) for key, device in numbered})
+        actions["c"] = then
+        return self._choice(
+            menu(
+                DialogId.DISK_KEY_DEVICES,
+                "Select LUKS devices",
+                "Which LUKS devices?",
+                (("a", f"All: {', '.join(found)}"), *numbered, ("c", "Cancel")),
+            ),
+            actions,
+        )
+
+    def _disk_recovery_typed(
+        self, devices: tuple[str, ...], text: str, then: _Then, tested: Callable[[], Step]
+    ) -> Step:
+        """Ask the DRK passphrase and test it on every device (nothing typed: cancel)."""
+
+        def typed(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if not value:
+                return then()
+            self._dk = _DiskKeyAnswers(recovery=value)
+            return self._do(CheckRecoveryKey(devices, value), checked)
+
+        def checked(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._disk_failed(outcome, then)
+            return tested()
+
+        return self._show(
+            passphrase(
+                DialogId.DISK_KEY_DRK,
+                "Disk Recovery Key",
+                f"{text}\nType the Disk Recovery Key passphrase of {', '.join(devices)} (the "
+                "LUKS passphrase; nothing: cancel).",
+            ),
+            typed,
+        )
+
+    def _disk_failed(self, outcome: Outcome, then: _Then) -> Step:
+        self._dk = None
+        return self._ack(
+            message(
+                DialogId.DISK_KEY_FAILED,
+                "ERROR: Disk Unlock Key",
+                "\n".join(
+                    (_reason(outcome), *(outcome.lines if isinstance(outcome, Failed) else ()))
+                ),
+                tone=Tone.DANGER,
+            ),
+            then,
+        )
+
+    def _disk_key_recovery(
+        self, devices: tuple[str, ...], *, then: _Then, reseal: bool = False
+    ) -> Step:
+        def tested() -> Step:
+            if not reseal:
+                return self._disk_key_passphrase(devices, then=then, wipe_others=False)
+            return self._choice(
+                yesno(
+                    DialogId.DISK_KEY_WIPE_SLOTS,
+                    "Wipe the other key slots?",
+                    "Every key slot that is neither the Disk Recovery Key's nor the disk unlock "
+                    "key's can be wiped now: no other passphrase or key file opens these "
+                    "devices afterwards. This cannot be undone.\nWipe them?",
+                    default=NO,
+                    tone=Tone.DANGER,
+                ),
+                {
+                    YES: lambda: self._disk_key_passphrase(devices, then=then, wipe_others=True),
+                    NO: lambda: self._disk_key_passphrase(devices, then=then, wipe_others=False),
+                },
+            )
+
+        return self._disk_recovery_typed(devices, "Disk Unlock Key set-up.", then, tested)
+
+    def _disk_key_passphrase(
+        self, devices: tuple[str, ...], *, then: _Then, wipe_others: bool
+    ) -> Step:
+        def first(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if self._dk is None:
+                return then()
+            self._dk.passphrase = value
+            return self._show(
+                passphrase(
+                    DialogId.DISK_KEY_NEW_AGAIN,
+                    "Disk Unlock Key passphrase",
+                    "Type the disk unlock key passphrase again.",
+                ),
+                second,
+            )
+
+        def second(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            dk = self._dk
+            if dk is None or dk.recovery is None or dk.passphrase is None:
+                return then()
+            try:
+                check_passphrase(dk.passphrase, value)
+            except UsageError as err:
+                dk.passphrase = None
+                return self._choice(
+                    yesno(
+                        DialogId.DISK_KEY_PASSPHRASE_RETRY,
+                        "Passphrase not accepted",
+                        f"{err.message[:1].upper()}{err.message[1:]}.\nTry again?",
+                        default=YES,
+                        tone=Tone.WARNING,
+                    ),
+                    {
+                        YES: lambda: self._disk_key_passphrase(
+                            devices, then=then, wipe_others=wipe_others
+                        ),
+                        NO: lambda: self._disk_failed(Failed("Nothing was changed."), then),
+                    },
+                )
+            self._dk = None
+            effect = SealDiskKey(devices, dk.recovery, dk.passphrase, wipe_others)
+            return self._disk_key_seal(effect, then)
+
+        return self._show(
+            passphrase(
+                DialogId.DISK_KEY_NEW,
+                "Disk Unlock Key passphrase",
+                f"Choose the disk unlock key passphrase (at least {MIN_PASSPHRASE_CHARS} "
+                "characters): it is asked at every boot that uses the key.",
+            ),
+            first,
+        )
+
+    def _disk_key_seal(self, effect: SealDiskKey, then: _Then) -> Step:
+        def sealed(outcome: Outcome) -> Step:
+            if (
+                isinstance(outcome, Failed)
+                and outcome.kind is FailureKind.OWNER_AUTH
+                and effect.owner is None
+            ):
+                return self._show(
+                    passphrase(
+                        DialogId.TPM_OWNER_AUTH,
+                        "TPM owner passphrase",
+                        f"{outcome.reason}\nType the TPM owner passphrase set at the last TPM "
+                        "reset or factory reset.",
+                    ),
+                    lambda value: self._disk_key_seal(
+                        replace(effect, owner=value if isinstance(value, Secret) else None), then
+                    ),
+                )
+            if not isinstance(outcome, Ok):
+                return self._disk_failed(outcome, then)
+            return self._ack(
+                message(
+                    DialogId.DISK_KEY_SEALED,
+                    "Disk Unlock Key sealed",
+                    "\n".join((*outcome.lines, "/boot is signed next: its key files changed.")),
+                ),
+                lambda: self._signing(SignBoot(), self._signed(then)),
+            )
+
+        return self._do(effect, sealed)
+
+    def _drk_change(self, devices: tuple[str, ...], then: _Then) -> Step:
+        """Heads' luks-change-key: the DRK passphrase changes in the slot it opens."""
+
+        def first(value: str | Secret) -> Step:
+            assert isinstance(value, Secret)  # noqa: S101 - answer() checks the kind
+            if self._dk is None or not value:
+                return self._disk_failed(Failed("Nothing was changed."), then)
+            self._dk.passphrase = value
+            return self._show(
+                passphrase(
+                    DialogId.DISK_DRK_NEW_AGAIN,
+                    "New Disk Recovery Key passphrase",
+                    "Type the new Disk Recovery Key passphrase again.",
+                ),
+                second,
+            )
+
+        def second(value: str | Secret) -> Step:
+            dk, self._dk = self._dk, None
+            if dk is None or dk.recovery is None or dk.passphrase is None:
+                return then()
+            if value != dk.passphrase:
+                return self._disk_failed(
+                    Failed("The two passphrases differ: nothing was changed."), then
+                )
+            return self._do(ChangeRecoveryKey(devices, dk.recovery, dk.passphrase), changed)
+
+        def changed(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._disk_failed(outcome, then)
+            return self._ack(
+                message(
+                    DialogId.DISK_DRK_CHANGED,
+                    "Disk Recovery Key changed",
+                    "\n".join(outcome.lines),
+                ),
+                lambda: self._disk_key_offer_reseal(
+                    "The LUKS headers changed with the Disk Recovery Key.", then=then
+                ),
+            )
+
+        def tested() -> Step:
+            return self._show(
+                passphrase(
+                    DialogId.DISK_DRK_NEW,
+                    "New Disk Recovery Key passphrase",
+                    "Type the new Disk Recovery Key passphrase (the one the OS asks when the "
+                    "disk unlock key is not released).",
+                ),
+                first,
+            )
+
+        return self._disk_recovery_typed(
+            devices, "Change the Disk Recovery Key passphrase.", then, tested
+        )
+
+    def _reencrypt(self, devices: tuple[str, ...], then: _Then) -> Step:
+        """Heads' luks-reencrypt: a new volume key; only the DRK's slot remains."""
+
+        def tested() -> Step:
+            dk, self._dk = self._dk, None
+            if dk is None or dk.recovery is None:
+                return then()
+            recovery = dk.recovery
+            return self._choice(
+                yesno(
+                    DialogId.DISK_REENCRYPT_CONFIRM,
+                    "Re-encrypt the LUKS devices",
+                    f"{', '.join(devices)} get a new volume key: every byte is rewritten, "
+                    "which takes long; do not power off meanwhile. Only the Disk Recovery "
+                    "Key's slot is kept (the disk unlock key must be resealed).\nContinue?",
+                    default=NO,
+                    tone=Tone.WARNING,
+                ),
+                {YES: lambda: self._do(Reencrypt(devices, recovery), done), NO: then},
+            )
+
+        def done(outcome: Outcome) -> Step:
+            if not isinstance(outcome, Ok):
+                return self._disk_failed(outcome, then)
+            return self._ack(
+                message(DialogId.DISK_REENCRYPTED, "Re-encrypted", "\n".join(outcome.lines)),
+                lambda: self._disk_key_offer_reseal(
+                    "The devices were re-encrypted: the disk unlock key's slot is gone.",
+                    then=then,
+                ),
+            )
+
+        return self._disk_recovery_typed(devices, "Re-encrypt the LUKS devices.", then, tested)
+
     # -- signing with the owner key's backup ----------------------------------------------
 
     def _signing(self, effect: SignBoot | SaveDefault, on_result: _Result) -> Step:
@@ -1894,6 +2341,14 @@ class Gui:
             ),
             typed,
         )
+
+
+@dataclass(slots=True)
+class _DiskKeyAnswers:
+    """The disk key dialogs' answers until they go out with an effect."""
+
+    recovery: Secret | None = field(default=None, repr=False)
+    passphrase: Secret | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
