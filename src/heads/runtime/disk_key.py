@@ -41,7 +41,15 @@ _MAX_FILE: Final = 64 * 1024
 
 
 class DiskKeyDeclinedError(HeadsError):
-    """The key was not released and the owner chose not to boot with the recovery key."""
+    """The key was not released and the owner chose not to boot with the recovery key.
+
+    ``headers_changed``: because the LUKS headers differ from those sealed (the menus then
+    offer the reseal).
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, headers_changed: bool) -> None:
+        super().__init__(message, hint=hint)
+        self.headers_changed = headers_changed
 
 
 def _read(path: Path) -> bytes | None:
@@ -52,7 +60,7 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _fallback(renderer: Renderer | None, reason: str) -> None:
+def _fallback(renderer: Renderer | None, reason: str, *, headers_changed: bool = False) -> None:
     """Ask whether to boot with the recovery key; raises DiskKeyDeclinedError on no."""
     question = yesno(
         DialogId.DISK_KEY_RECOVERY,
@@ -64,7 +72,9 @@ def _fallback(renderer: Renderer | None, reason: str) -> None:
     answer = renderer.show(question) if renderer is not None else YES
     if answer != YES:
         raise DiskKeyDeclinedError(
-            f"not booting: {reason}", hint="re-seal the disk unlock key, or boot with the DRK"
+            f"not booting: {reason}",
+            hint="re-seal the disk unlock key, or boot with the DRK",
+            headers_changed=headers_changed,
         )
 
 
@@ -107,7 +117,7 @@ def disk_key_archive(
             "(PCR 6 will not match)."
         )
         tell(f"disk key: {reason}")
-        _fallback(renderer, reason)
+        _fallback(renderer, reason, headers_changed=True)
         return None
     if renderer is None:
         tell("disk key: unattended boot, no passphrase: booting with the recovery key")

@@ -32,11 +32,14 @@ from heads.core.gui import (
     BootBasic,
     BootDefault,
     BootEntry,
+    ChangeRecoveryKey,
+    CheckRecoveryKey,
     Effect,
     Entries,
     FactoryReset,
     Failed,
     FailureKind,
+    FindDisks,
     Flash,
     Gui,
     IntegrityReport,
@@ -50,11 +53,13 @@ from heads.core.gui import (
     Preflight,
     Reboot,
     RecoveryShell,
+    Reencrypt,
     RefreshTotp,
     Report,
     ResetTpm,
     SaveConfig,
     SaveDefault,
+    SealDiskKey,
     SealTotp,
     SetTime,
     ShowSignedLists,
@@ -238,6 +243,10 @@ class _Performer:
                     return self.unlock_backup_key(effect)
                 case SaveConfig() | Flash() | AddKey():
                     return self.firmware(effect)
+                case FindDisks() | CheckRecoveryKey() | SealDiskKey():
+                    return self.disk_key(effect)
+                case ChangeRecoveryKey() | Reencrypt():
+                    return self.disk_key(effect)
                 case RecoveryShell():
                     self.con.say(f"recovery shell: {shown(effect.reason)}")
                     return self.recovery()
@@ -279,6 +288,39 @@ class _Performer:
             owner=self.session.owner,
         )
         return perform(context, effect)
+
+    def disk_key(
+        self, effect: FindDisks | CheckRecoveryKey | SealDiskKey | ChangeRecoveryKey | Reencrypt
+    ) -> Outcome:
+        from heads.runtime import disk_setup  # noqa: PLC0415 - only for the disk key
+
+        say = self.con.say
+        match effect:
+            case FindDisks():
+                return disk_setup.find_disks(self.env.boot_dir)
+            case CheckRecoveryKey():
+                return disk_setup.check_recovery(effect)
+            case ChangeRecoveryKey():
+                return disk_setup.change_recovery(effect, say=say)
+            case Reencrypt():
+                return disk_setup.reencrypt(effect, say=say)
+        # The key files go to /boot; the menus sign it next.
+        self._writable_boot()
+        try:
+            outcome = disk_setup.seal(
+                effect,
+                tpm=self.tpm,
+                boot_dir=self.env.boot_dir,
+                profile=self.env.profile,
+                firmware_log=self.env.firmware_log,
+                owner=self.session.owner,
+                say=say,
+            )
+        finally:
+            self._readonly_boot()
+        if isinstance(outcome, Ok) and effect.owner is not None:
+            self.session.owner = effect.owner  # it worked: the counter may need it too
+        return outcome
 
     def refresh_totp(self) -> Outcome:
         from heads.flows.totp import show_totp, totp_exists  # noqa: PLC0415
@@ -345,8 +387,10 @@ class _Performer:
         try:
             return _kexec(self.env, plan, self.tpm, self.log, self.con, renderer=self.renderer)
         except DiskKeyDeclinedError as err:
-            # Heads: "no" to the recovery key aborts the boot back to the menu.
-            return Failed(shown(err.message))
+            # Heads: "no" to the recovery key aborts the boot back to the menu, which offers
+            # the reseal when the headers changed.
+            kind = FailureKind.DISK_KEY_CHANGED if err.headers_changed else FailureKind.ERROR
+            return Failed(shown(err.message), kind)
 
     def list_entries(self, *, verified: bool) -> Outcome:
         from heads.flows.boot_entries import (  # noqa: PLC0415
