@@ -20,6 +20,7 @@ opened only inside the guest.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -35,7 +36,7 @@ from heads.adapters.gpg import Signer
 from heads.adapters.swtpm import serve_tcp
 from heads.adapters.tpm import open_tpm
 from heads.core.cpio import CpioEntry, build_newc
-from heads.core.openpgp import OwnerKeySigner, import_secret
+from heads.core.openpgp import OwnerKeySigner, export_secret, import_secret
 from heads.core.platform import MARK_FIRMWARE_PCR
 from heads.core.secret import Secret
 from heads.errors import ToolError, UsageError
@@ -63,12 +64,14 @@ __all__ = [
     "DiskKeyTiming",
     "add_demo_disk_key",
     "add_disk_key",
+    "add_luks_volume",
     "dialogs_of",
     "disk_key_answers",
     "disk_key_timing",
     "firmware_values",
     "firmware_values_from_transcripts",
     "luks_os_initramfs",
+    "owner_backup_drive",
     "say_timing",
     "to_kexec_s",
     "unlock_checks",
@@ -231,19 +234,8 @@ def add_disk_key(
         HeadsError: from cryptsetup, gpg, swtpm or mkfs.
     """
     tell = say or (lambda _m: None)
-    if not machine.os_disk.is_file():
-        raise UsageError(f"{machine.os_disk} is missing", hint="provision the machine first")
-    volume = machine.root / LUKS_DISK_NAME
-    tmp = volume.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        f.truncate(_LUKS_MIB << 20)
-    cryptsetup.format_luks(tmp, recovery)
-    for i, extra in enumerate(extra_slots, start=1):
-        cryptsetup.add_key(tmp, recovery, extra, slot=i)
-    tmp.replace(volume)
+    volume = _make_volume(machine, recovery, extra_slots, tell)
     uuid = cryptsetup.luks_uuid(volume)
-    tell(f"{LUKS_DISK_NAME}: LUKS2 volume {uuid} (the guest's {GUEST_LUKS_DEVICE})")
-
     boot = machine.os_boot
     (boot / OS_INITRD_NAME).write_bytes(luks_os_initramfs(uuid))
     _write_default_entry(boot, OS_APPEND)
@@ -272,6 +264,118 @@ def add_disk_key(
     _make_disk(machine)
     tell(f"/boot signed again (rollback counter {signed.counter_value}); OS disk rebuilt")
     return result
+
+
+def _make_volume(
+    machine: Machine, recovery: Secret, extra_slots: Sequence[Secret], tell: Say
+) -> Path:
+    if not machine.os_disk.is_file():
+        raise UsageError(f"{machine.os_disk} is missing", hint="provision the machine first")
+    volume = machine.root / LUKS_DISK_NAME
+    tmp = volume.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.truncate(_LUKS_MIB << 20)
+    cryptsetup.format_luks(tmp, recovery)
+    for i, extra in enumerate(extra_slots, start=1):
+        cryptsetup.add_key(tmp, recovery, extra, slot=i)
+    tmp.replace(volume)
+    uuid = cryptsetup.luks_uuid(volume)
+    tell(f"{LUKS_DISK_NAME}: LUKS2 volume {uuid} (the guest's {GUEST_LUKS_DEVICE})")
+    return volume
+
+
+def add_luks_volume(
+    machine: Machine,
+    *,
+    recovery: Secret,
+    say: Say | None = None,
+    extra_slots: Sequence[Secret] = (),
+) -> str:
+    """Give the machine the LUKS volume and the demo OS that opens it, without a disk unlock
+    key: the owner sets one up in the guest's menus (docs/disk-key.md §In the menus).
+
+    /boot (its OS initrd changed) is signed again with the host's owner key.  Returns the
+    volume's UUID.
+
+    Raises:
+        UsageError: the machine is not provisioned.
+        HeadsError: from cryptsetup, gpg, swtpm or mkfs.
+    """
+    tell = say or (lambda _m: None)
+    volume = _make_volume(machine, recovery, extra_slots, tell)
+    uuid = cryptsetup.luks_uuid(volume)
+    boot = machine.os_boot
+    (boot / OS_INITRD_NAME).write_bytes(luks_os_initramfs(uuid))
+    _write_default_entry(boot, OS_APPEND)
+    fpr = _owner_key(machine)
+    try:
+        with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
+            signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
+    finally:
+        run(
+            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+            desc="stop the owner's gpg-agent",
+            check=False,
+        )
+    _make_disk(machine)
+    tell(f"/boot signed again (rollback counter {signed.counter_value}); OS disk rebuilt")
+    return uuid
+
+
+def owner_backup_drive(
+    machine: Machine, path: Path, passphrase: Secret, *, size_mib: int = 32
+) -> Path:
+    """A FAT USB drive image holding the host owner key's backup, protected by
+    ``passphrase``, as the factory reset writes one: the guest signs /boot with it
+    ("GPG key backup drive").  The key is re-protected in memory; only the protected form
+    is written.
+
+    Raises:
+        HeadsError: from gpg, the key or mtools.
+    """
+    require_tool("mformat", package="mtools")
+    fpr = _owner_key(machine)
+    try:
+        clear = run(
+            ["gpg", "--homedir", str(machine.gnupghome), "--batch", "--export-secret-keys", fpr],
+            desc="export the owner's key (unprotected on this demo machine)",
+        ).stdout
+    finally:
+        run(
+            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+            desc="stop the owner's gpg-agent",
+            check=False,
+        )
+    key = import_secret(clear, Secret(b""), source=f"{machine.gnupghome} ({fpr})")
+    # A low S2K count: the guest runs the S2K under emulation (this protects a test key).
+    armored = export_secret(key, passphrase, rng=os.urandom, s2k_count=0)
+    with path.open("wb") as f:
+        f.truncate(size_mib << 20)
+    sectors = (size_mib << 20) // 512
+    run(
+        [
+            "mformat",
+            "-i",
+            str(path),
+            "-v",
+            "HEADS-KEY",
+            "-T",
+            str(sectors),
+            "-h",
+            "64",
+            "-s",
+            "32",
+            "::",
+        ],
+        desc="format the backup drive",
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / _BACKUP_SECRET
+        src.write_bytes(armored)
+        run(
+            ["mcopy", "-i", str(path), str(src), f"::{_BACKUP_SECRET}"], desc="write the key backup"
+        )
+    return path
 
 
 def _boot_from_disk(machine: Machine, scratch: Path) -> None:

@@ -16,6 +16,8 @@ mount -t securityfs securityfs /sys/kernel/security
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
 mkdir -p /dev/pts /run/heads
+# devtmpfs has no /dev/fd: cryptsetup reads keys from /dev/fd/N (a pipe, never a file).
+ln -sf /proc/self/fd /dev/fd
 mount -t devpts devpts /dev/pts 2>/dev/null
 
 # The interpreter's layout is decided by the payload builder; it may leave its settings here.
