@@ -7,14 +7,18 @@ A. "make default" finds the LUKS volume and no key: the owner adds one (recovery
    new passphrase twice), /boot is signed again with the owner key from its backup drive,
    and the same boot starts the default entry: the OS opens its volume with the key file;
 B. the owner added a key slot from the OS (here: the host, with cryptsetup): the headers
-   changed, the owner declines the recovery key and reseals, wiping the other slots;
+   changed, the owner declines the recovery key and reseals, wiping the other slots; then
+   re-encrypts the volume from the TPM menu (a new volume key, only the recovery key's slot
+   kept) and reseals again;
 C. the resealed key is released and the OS opens its volume with it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,6 +75,17 @@ def _dialogs(result: BootResult) -> list[str]:
     ]
 
 
+def _volume_key_digest(volume: Path) -> str:
+    """The LUKS2 digest of the volume key (a new volume key gives a new one)."""
+    dump = subprocess.run(
+        ["cryptsetup", "luksDump", "--dump-json-metadata", str(volume)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    digests = json.loads(dump)["digests"]
+    return str(sorted((d["salt"], d["digest"]) for d in digests.values()))
+
+
 def _secrets_hidden(result: BootResult) -> bool:
     return not any(s in ln.text for ln in result.lines for s in (DRK, DUK, DUK2, BACKUP))
 
@@ -125,6 +140,7 @@ def test_set_up_reseal_and_release_in_the_guest(tmp_path: Path) -> None:
 
     # B: a key slot added from the OS changes the headers; reseal, wiping that slot.
     cryptsetup.add_key(volume, Secret(DRK.encode()), Secret(b"added from the OS"), slot=2)
+    volume_key_before = _volume_key_digest(volume)
     b = boot_machine(
         m,
         answers=[
@@ -139,6 +155,22 @@ def test_set_up_reseal_and_release_in_the_guest(tmp_path: Path) -> None:
             ("disk-key-sealed", "ok"),
             ("backup-key-passphrase", BACKUP),
             ("signed", "ok"),
+            # Re-encrypt: a new volume key; only the DRK's slot stays, so reseal again.
+            ("main-menu", "o"),
+            ("options", "t"),
+            ("tpm-options", "e"),
+            ("disk-key-drk", DRK),
+            ("disk-reencrypt-confirm", "y"),
+            ("disk-reencrypted", "ok"),
+            ("disk-key-reseal", "y"),
+            ("disk-key-drk", DRK),
+            ("disk-key-wipe-slots", "n"),
+            ("disk-key-new", DUK2),
+            ("disk-key-new-again", DUK2),
+            ("disk-key-sealed", "ok"),
+            ("backup-key-passphrase", BACKUP),
+            ("signed", "ok"),
+            ("tpm-options", "m"),
             ("main-menu", "p"),
         ],
         usb_disks=[backup],
@@ -147,10 +179,16 @@ def test_set_up_reseal_and_release_in_the_guest(tmp_path: Path) -> None:
     assert _has(b, "Encrypted disk keys have changed"), _where(b)
     assert "disk-key-passphrase" not in _dialogs(b), _where(b)
     assert _has(b, "disk key: /dev/nvme1n1: key slot 2 wiped"), _where(b)
+    assert _has(b, "disk key: /dev/nvme1n1: re-encrypted"), _where(b)
+    assert _dialogs(b).count("disk-key-sealed") == 2, _where(b)
     assert not b.os_up, _where(b)
     assert _secrets_hidden(b), _where(b)
-    assert cryptsetup.active_slots(volume) == (0, cryptsetup.DUK_SLOT_LUKS2)
+    # cryptsetup moved the recovery key to a new slot while re-encrypting.
+    drk_slot = cryptsetup.slot_of(volume, Secret(DRK.encode()))
+    assert drk_slot is not None
+    assert cryptsetup.active_slots(volume) == (drk_slot, cryptsetup.DUK_SLOT_LUKS2)
     assert not cryptsetup.opens_with(volume, Secret(b"added from the OS"))
+    assert volume_key_before != _volume_key_digest(volume)
     boot = os_boot_files(m, tmp_path / "boot-b")
     assert (boot / "kexec_key_devices.txt").read_text().startswith("/dev/nvme1n1 ")
 
