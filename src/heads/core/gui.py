@@ -2132,7 +2132,8 @@ class Gui:
                 },
             )
 
-        return self._disk_recovery_typed(devices, "Disk Unlock Key set-up.", then, tested)
+        what = "Reseal the disk unlock key." if reseal else "Add a disk unlock key."
+        return self._disk_recovery_typed(devices, what, then, tested)
 
     def _disk_key_passphrase(
         self, devices: tuple[str, ...], *, then: _Then, wipe_others: bool
