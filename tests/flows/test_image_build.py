@@ -142,6 +142,13 @@ def test_manifest_describes_every_member_and_output(built: Payload) -> None:
     assert "usr/lib/python3/heads-site/heads/runtime/__init__.pyc" in members
     assert not any("heads/testing" in k for k in members)
     assert not any("libtss2" in k or "cryptography" in k or "cffi" in k for k in members)
+    # cryptsetup for the disk key menus; what the runtime never uses is left out.
+    assert "sbin/cryptsetup" in members
+    assert "lib/x86_64-linux-gnu/libcryptsetup.so.12" in members
+    assert not any("libssl" in k or "/_ssl." in k or "/_bz2." in k for k in members)
+    assert not any(k.startswith("usr/lib/python311.zip!tarfile") for k in members)
+    assert "usr/lib/python3/heads-site/heads/flows/image_build.pyc" not in members
+    assert "usr/lib/python3/heads-site/heads/flows/disk_key.pyc" in members
     # The kernel: compiled from the pinned source, every driver built in (no modules shipped).
     assert not any(k.startswith("lib/modules") for k in members)
     lock = PayloadLock.from_bytes(DEFAULT_LOCK.read_bytes(), source="lock")
