@@ -143,11 +143,18 @@ class DialogId(enum.StrEnum):
     # Disk unlock key (docs/disk-key.md)
     DISK_KEY_PASSPHRASE = "disk-key-passphrase"  # noqa: S105 - a dialog id
     DISK_KEY_RECOVERY = "disk-key-recovery"
+    DISK_KEY_UPDATE_PASSPHRASE = "disk-key-update-passphrase"  # noqa: S105 - a dialog id
 
 
 #: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
 #: menu state machine itself; they are scripted by id like the others.
-EFFECT_DIALOGS: Final = frozenset({DialogId.DISK_KEY_PASSPHRASE, DialogId.DISK_KEY_RECOVERY})
+EFFECT_DIALOGS: Final = frozenset(
+    {
+        DialogId.DISK_KEY_PASSPHRASE,
+        DialogId.DISK_KEY_RECOVERY,
+        DialogId.DISK_KEY_UPDATE_PASSPHRASE,
+    }
+)
 
 #: Dialogs whose answer is a secret: never given on a command line (``--answer`` refuses
 #: them; an answer file carries them).
@@ -162,6 +169,7 @@ PASSPHRASE_IDS: Final = frozenset(
         DialogId.BACKUP_KEY_PASSPHRASE,
         DialogId.TPM_OWNER_AUTH,
         DialogId.DISK_KEY_PASSPHRASE,
+        DialogId.DISK_KEY_UPDATE_PASSPHRASE,
     }
 )
 
