@@ -8,7 +8,9 @@ and each scenario boots a copy of that machine:
 * right passphrase: the OS opens the volume with /secret.key, no prompt;
 * wrong passphrase three times, then "boot with the recovery key": the OS asks the DRK;
 * a LUKS header changed after sealing: no passphrase asked, the recovery key path;
-* the firmware's config.user changed (PCR 7): the TPM refuses the key, the recovery key path.
+* the firmware's config.user changed (PCR 7): the TPM refuses the key, the recovery key path;
+* a firmware update flashed from the menu with the DUK passphrase typed: the next boot, on
+  the new firmware, releases the key from the pending copy sealed for it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from heads.flows.qemu_platform import (
     create_machine,
     provision_machine,
 )
+from heads.flows.qemu_update import UPDATE_ANSWERS, update_image, update_package, usb_drive
 
 pytestmark = [
     pytest.mark.qemu,
@@ -182,3 +185,42 @@ def test_changed_config_refuses_the_key(machine: Machine, tmp_path: Path) -> Non
     )
     assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
     assert not _has(result, OS_LUKS_BY_KEY_FILE), _where(result)
+
+
+def test_a_firmware_update_keeps_the_key(machine: Machine, tmp_path: Path) -> None:
+    """Boot 1 flashes an update from the menu (its payload moves PCRs 4, 7 and 9) and, asked
+    the DUK passphrase, seals a pending copy of the key to the predicted PCRs; boot 2, on the
+    new firmware, releases the key from that copy, promotes it, and the OS opens its volume
+    with the key file."""
+    m = _copy(machine, tmp_path)
+    image = update_image(m)
+    package = tmp_path / "update.zip"
+    update_package(m, image, package)
+    drive = usb_drive(tmp_path / "usb.img", {"update.zip": package.read_bytes()})
+
+    flashed = boot_machine(
+        m, answers=[*UPDATE_ANSWERS, ("disk-key-update-passphrase", DUK)], usb_disks=[drive]
+    )
+    assert "disk-key-update-passphrase" in _dialogs(flashed), _where(flashed)
+    sealed = next(
+        (
+            ln
+            for ln in flashed.lines
+            if "disk key reseal: pending copy sealed at 0x81000004" in ln.text
+        ),
+        None,
+    )
+    assert sealed is not None, _where(flashed)
+    assert "(headers measured now;" in sealed.text, _where(flashed)
+    assert _has(flashed, "heads: flash: done"), _where(flashed)
+    assert not flashed.os_up, _where(flashed)
+    print(f"\nguest (TCG): {sealed.text.removeprefix('heads: ')}")
+
+    after = boot_machine(m, answers=[MAIN, ("disk-key-passphrase", DUK)])
+    assert _dialogs(after) == ["main-menu", "disk-key-passphrase"], _where(after)
+    assert _has(after, "disk key: released by the pending copy"), _where(after)
+    assert _has(after, "disk key: pending copy promoted to 0x81000003"), _where(after)
+    assert after.os_up, _where(after)
+    assert _has(after, OS_LUKS_BY_KEY_FILE), _where(after)
+    assert not _has(after, OS_LUKS_PROMPT), _where(after)
+    assert not any(DUK in ln.text for r in (flashed, after) for ln in r.lines)
