@@ -110,6 +110,9 @@ def test_right_passphrase_opens_by_key_file(machine: Machine, tmp_path: Path) ->
     assert result.os_up, _where(result)
     assert _has(result, OS_LUKS_BY_KEY_FILE), _where(result)
     assert not _has(result, OS_LUKS_PROMPT), _where(result)
+    # The OS initrd's own crypttab came back rewritten (kexec_initrd_crypttab_overrides.txt):
+    # its mapping name, not the generic luks-UUID.
+    assert _has(result, "heads-demo-os: /dev/mapper/demo-luks: "), _where(result)
     released = [ln for ln in result.lines if "disk key: released in" in ln.text]
     assert released, _where(result)
     start = next(ln for ln in result.lines if "heads: default entry:" in ln.text)
