@@ -10,7 +10,9 @@ and each scenario boots a copy of that machine:
 * a LUKS header changed after sealing: no passphrase asked, the recovery key path;
 * the firmware's config.user changed (PCR 7): the TPM refuses the key, the recovery key path;
 * a firmware update flashed from the menu with the DUK passphrase typed: the next boot, on
-  the new firmware, releases the key from the pending copy sealed for it.
+  the new firmware, releases the key from the pending copy sealed for it;
+* after the recovery shell (PCR 4 holds "recovery"), the right passphrase is refused and the
+  OS opens its volume with the recovery passphrase.
 """
 
 from __future__ import annotations
@@ -227,3 +229,41 @@ def test_a_firmware_update_keeps_the_key(machine: Machine, tmp_path: Path) -> No
     assert _has(after, OS_LUKS_BY_KEY_FILE), _where(after)
     assert not _has(after, OS_LUKS_PROMPT), _where(after)
     assert not any(DUK in ln.text for r in (flashed, after) for ln in r.lines)
+
+
+# The recovery shell cannot return to the menus (/init keeps the shell until a power-off), so
+# the owner's path back to the OS is the runtime's boot run again from the shell: its own
+# code, scripted, with /boot already mounted and the firmware's user files already measured
+# (a second measurement would move PCR 7 too and hide what PCR 4 does).
+_BOOT_AGAIN = (
+    'python3 -c "import sys; from pathlib import Path; '
+    "from heads.runtime.boot import RuntimeEnv, run_boot; "
+    "a = (('totp-failed', 'i'), ('main-menu', 'd'), ('disk-key-passphrase', '{duk}'), "
+    "('disk-key-recovery', 'y')); "
+    "sys.exit(run_boot(RuntimeEnv(rom=Path('/no-rom'), boot_device='', answers=a), "
+    'sys.stdout))"'
+)
+
+
+def test_after_the_recovery_shell_the_key_is_refused(machine: Machine, tmp_path: Path) -> None:
+    """PCR 4 holds "recovery" until the next boot: the right passphrase does not release the
+    key, the recovery question comes, and the OS opens its volume with the DRK."""
+    m = _copy(machine, tmp_path)
+    result = boot_machine(
+        m,
+        answers=[("main-menu", "o"), ("options", "x"), ("recovery-confirm", "y")],
+        typed=[(r"^heads: recovery shell \(type", _BOOT_AGAIN.format(duk=DUK))],
+        replies=[(re.escape(OS_LUKS_PROMPT), DRK)],
+    )
+    dialogs = _dialogs(result)
+    assert dialogs[:3] == ["main-menu", "options", "recovery-confirm"], _where(result)
+    assert dialogs.count("disk-key-passphrase") == 1, _where(result)
+    assert dialogs[-2:] == ["disk-key-passphrase", "disk-key-recovery"], _where(result)
+    assert (4, "string", "recovery") in result.log, _where(result)
+    assert _has(result, "PCR 7 not extended"), _where(result)
+    refused = next((ln.text for ln in result.lines if "disk key: the TPM refused" in ln.text), "")
+    assert re.search(r"0x81000003: PCR 4 changed", refused), _where(result)
+    assert not _has(result, "disk key: released"), _where(result)
+    assert result.os_up, _where(result)
+    assert _has(result, OS_LUKS_BY_PASSPHRASE), _where(result)
+    assert not _has(result, OS_LUKS_BY_KEY_FILE), _where(result)
