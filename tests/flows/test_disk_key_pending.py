@@ -250,3 +250,39 @@ def test_a_promotion_cut_after_any_command_keeps_a_copy_that_releases(swtpm: Swt
         assert cuts > total // 2
     with open_tpm(swtpm.tcti) as tpm:
         assert not tpm.object_exists(PENDING_DISK_KEY_HANDLE)
+
+
+def test_a_refused_owner_passphrase_is_not_a_wrong_disk_key_passphrase(
+    tpm: Tpm, disk: DiskTarget, tmp_path: Path
+) -> None:
+    owner = Secret(b"owner passphrase")
+    tpm.reset(owner_auth=owner)
+    boot = tmp_path / "boot"
+    boot.mkdir()
+    seal_disk_key(
+        tpm,
+        targets=[disk],
+        recovery=DRK,
+        passphrase=DUK,
+        boot_dir=boot,
+        values=values_from_live(tpm, profile="coreboot", event_log=None),
+        profile="coreboot",
+        owner_auth=owner,
+    )
+    log = EventLogWriter(tmp_path / "log.jsonl")
+    prediction = _prediction(tpm, "new")
+    with pytest.raises(UsageError, match="the copy was not sealed"):
+        _reseal(tpm, disk, log, prediction)
+    assert not pending_disk_key_exists(tpm)
+    reseal_disk_key_for_update(
+        tpm,
+        DUK,
+        prediction,
+        profile="coreboot",
+        firmware_log=None,
+        targets=[disk],
+        log=log,
+        owner_auth=owner,
+    )
+    assert pending_disk_key_exists(tpm)
+    assert [r.pcr for r in log.records()] == [6]  # measured once across both tries

@@ -29,7 +29,7 @@ from heads.core.flash_image import FlashImage
 from heads.core.pcr_predict import Prediction
 from heads.core.sealing import SealRecord
 from heads.core.secret import Secret
-from heads.errors import UsageError
+from heads.errors import AuthError, UsageError
 from heads.flows.rom_predict import predict_pcrs
 from heads.flows.totp import seal_pending, unseal_totp
 
@@ -153,8 +153,8 @@ def reseal_disk_key_for_update(
     Raises:
         UsageError: the prediction is incomplete.
         FormatError, MeasurementError: a header or the firmware log does not parse.
-        AuthError: wrong passphrase; UnsealError, LockoutError, TpmError: not released or
-            the copy not sealed.
+        AuthError: wrong DUK passphrase (a refused owner passphrase is a UsageError).
+        UnsealError, LockoutError, TpmError: not released, or the copy not sealed.
     """
     from heads.flows.disk_key import (  # noqa: PLC0415 - only with a disk key
         firmware_pcrs,
@@ -180,7 +180,12 @@ def reseal_disk_key_for_update(
     values = pending_disk_key_values(
         prediction.values, profile=profile, listing=listing, firmware=firmware
     )
-    record = seal_pending_disk_key(
-        tpm, key, passphrase, values, profile=profile, owner_auth=owner_auth
-    )
+    try:
+        record = seal_pending_disk_key(
+            tpm, key, passphrase, values, profile=profile, owner_auth=owner_auth
+        )
+    except AuthError as err:
+        # The TPM owner's passphrase, not the DUK's: asking the DUK passphrase again would
+        # not help.
+        raise UsageError(f"the copy was not sealed: {err.message}", hint=err.hint) from None
     return DiskKeyReseal(record, extended, time.monotonic() - started)
