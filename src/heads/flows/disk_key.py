@@ -383,8 +383,6 @@ def unseal_disk_key(
         UnsealError: the PCRs moved (names them: PCR 6 when a header changed).
         TpmError: no key sealed.
     """
-    if say is None:
-        return unseal_with_pending(tpm, passphrase, owner_auth=owner_auth)
     return unseal_with_pending(tpm, passphrase, owner_auth=owner_auth, say=say)
 
 

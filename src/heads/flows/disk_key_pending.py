@@ -176,9 +176,10 @@ def unseal_with_pending(
     passphrase: Secret,
     *,
     owner_auth: Secret | None = None,
-    say: Callable[[str], None] = _log.info,
+    say: Callable[[str], None] | None = None,
 ) -> Secret:
     """Release the key at 0x81000003, else (its PCRs moved) the pending copy, promoting it.
+    ``say`` gets one line per step taken with a pending copy (default: the log).
 
     A pending copy left beside a current object that still releases the key (a promotion cut
     short, or a flash that did not happen) is dropped.
@@ -189,6 +190,7 @@ def unseal_with_pending(
         UnsealError: the PCRs moved for both objects (names the current object's PCRs).
         TpmError: no key sealed.
     """
+    say = say or _log.info
     try:
         key = tpm.unseal(DISK_KEY_HANDLE, auth=passphrase)
     except UnsealError as refused:
