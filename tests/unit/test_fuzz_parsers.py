@@ -13,7 +13,9 @@ for display, JSON output, rewriting.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import lzma
 import os
 import re
 import struct
@@ -41,7 +43,9 @@ from heads.core.bootcfg.syslinux import parse_syslinux
 from heads.core.bootcfg.tree import MemoryTree
 from heads.core.cbfs import COMPRESS_LZMA, HASH_SHA256, CbfsFile, build_cbfs, make_file, parse_cbfs
 from heads.core.cel import CelRecord, parse_cel
+from heads.core.cpio import CpioEntry, build_newc
 from heads.core.digest import HashAlg
+from heads.core.disk_key import crypttab_overrides, format_overrides, parse_overrides
 from heads.core.eventlog import (
     EventLog,
     decode_event,
@@ -54,6 +58,7 @@ from heads.core.eventlog import (
 from heads.core.flash_image import FlashImage, FlashLayout, new_flash_image
 from heads.core.fmap import FmapArea
 from heads.core.heads_config import parse_config
+from heads.core.initrd import read_initrd
 from heads.core.manifest import (
     EntryKind,
     HashManifest,
@@ -647,6 +652,39 @@ def test_damaged_config_files(data: bytes) -> None:
     config = _ours_or_result(lambda: parse_config(data, source="config.user"))
     if config is not None:
         assert config.to_bytes() == data
+
+
+# --- OS initrds and their crypttab files --------------------------------------------------
+
+
+@cache
+def _initrds() -> tuple[bytes, ...]:
+    main_archive = build_newc(
+        [
+            CpioEntry.file("etc/crypttab", b"a UUID=1 none luks\n# c\n"),
+            CpioEntry.file("cryptroot/crypttab", b"b\t/dev/sda2\n"),
+        ],
+        mtime=0,
+    )
+    early = build_newc([CpioEntry.file("kernel/x86/microcode/A.bin", b"\1" * 64)], mtime=0)
+    return (
+        main_archive,
+        early + bytes(-len(early) % 512) + gzip.compress(main_archive, mtime=0),
+        lzma.compress(main_archive, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32),
+        lzma.compress(main_archive, format=lzma.FORMAT_ALONE),
+    )
+
+
+@FUZZ
+@given(mutated(_initrds(), (b"070701", b"TRAILER!!!\0", b"\x1f\x8b", b"\xfd7zXZ\0", b"\0" * 16)))
+def test_damaged_initrds_and_their_crypttabs(data: bytes) -> None:
+    contents = _ours_or_result(lambda: read_initrd(data, source="initrd.img"))
+    if contents is None:
+        return
+    files = [(m.name, m.data) for m in contents.members if "crypttab" in m.name]
+    overrides = _ours_or_result(lambda: crypttab_overrides(files, source="initrd.img"))
+    if overrides:
+        assert parse_overrides(format_overrides(overrides)) == overrides
 
 
 def test_mutation_reaches_past_the_first_check() -> None:

@@ -59,6 +59,7 @@ def _new_passphrase(args: argparse.Namespace) -> Secret:
 
 def _seal(args: argparse.Namespace) -> int:
     from heads.flows.boot_signing import sign_boot
+    from heads.flows.crypttab_overrides import write_crypttab_overrides
     from heads.flows.disk_key import (
         DiskTarget,
         firmware_pcrs,
@@ -99,6 +100,7 @@ def _seal(args: argparse.Namespace) -> int:
             owner_auth=owner,
             say=lambda m: print(shown(m)),
         )
+        write_crypttab_overrides(boot, say=lambda m: print(shown(m)))
         if not args.no_sign:
             signed = sign_boot(
                 boot,

@@ -38,6 +38,7 @@ __all__ = [
     "Kind",
     "build_newc",
     "read_newc",
+    "read_newc_at",
     "write_newc",
 ]
 
@@ -269,8 +270,30 @@ def read_newc(
             NUL, a non-zero checksum field, too many members, a missing trailer, or non-zero
             bytes after it.
     """
+    members, end = read_newc_at(data, 0, source=source, max_members=max_members)
+    if data[end:].strip(b"\0"):
+        raise FormatError("non-zero bytes after the trailer", source=source, offset=end)
+    return members
+
+
+def read_newc_at(
+    data: bytes, start: int, *, source: str = "<cpio>", max_members: int = MAX_MEMBERS
+) -> tuple[list[CpioMember], int]:
+    """Parse the newc archive that starts at ``start`` of ``data``, up to its trailer.
+
+    An initrd is often several archives one after the other (an uncompressed early one with
+    CPU microcode, then a compressed one); this reads one of them and says where it ends.
+
+    Returns:
+        The members in archive order (without the trailer; offsets are within ``data``) and
+        the offset just after the trailer's body, 4-aligned from ``start`` as the kernel
+        reads it (capped at ``len(data)``).
+
+    Raises:
+        FormatError: as :func:`read_newc`, except that bytes after the trailer are not read.
+    """
     members: list[CpioMember] = []
-    pos = 0
+    pos = start
     end = len(data)
     while True:
         if pos + _HEADER_LEN > end:
@@ -311,12 +334,7 @@ def read_newc(
                 offset=pos,
             )
         if name == TRAILER:
-            rest = data[body_at + size :]
-            if rest.strip(b"\0"):
-                raise FormatError(
-                    "non-zero bytes after the trailer", source=source, offset=body_at + size
-                )
-            return members
+            return members, min(end, body_at + size + (-(body_at + size - start) % 4))
         if len(members) >= max_members:
             raise FormatError(f"more than {max_members} members", source=source, offset=pos)
         members.append(

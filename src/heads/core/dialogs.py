@@ -159,11 +159,18 @@ class DialogId(enum.StrEnum):
     DISK_DRK_CHANGED = "disk-drk-changed"
     DISK_REENCRYPT_CONFIRM = "disk-reencrypt-confirm"
     DISK_REENCRYPTED = "disk-reencrypted"
+    DISK_KEY_UPDATE_PASSPHRASE = "disk-key-update-passphrase"  # noqa: S105 - a dialog id
 
 
 #: Dialogs shown while an effect is performed (the disk key step of a boot), not by the
 #: menu state machine itself; they are scripted by id like the others.
-EFFECT_DIALOGS: Final = frozenset({DialogId.DISK_KEY_PASSPHRASE, DialogId.DISK_KEY_RECOVERY})
+EFFECT_DIALOGS: Final = frozenset(
+    {
+        DialogId.DISK_KEY_PASSPHRASE,
+        DialogId.DISK_KEY_RECOVERY,
+        DialogId.DISK_KEY_UPDATE_PASSPHRASE,
+    }
+)
 
 #: Dialogs whose answer is a secret: never given on a command line (``--answer`` refuses
 #: them; an answer file carries them).
@@ -183,6 +190,7 @@ PASSPHRASE_IDS: Final = frozenset(
         DialogId.DISK_KEY_NEW_AGAIN,
         DialogId.DISK_DRK_NEW,
         DialogId.DISK_DRK_NEW_AGAIN,
+        DialogId.DISK_KEY_UPDATE_PASSPHRASE,
     }
 )
 

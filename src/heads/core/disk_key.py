@@ -39,6 +39,7 @@ __all__ = [
     "CrypttabOverride",
     "KeyDevice",
     "check_passphrase",
+    "crypttab_overrides",
     "disk_key_selection",
     "format_devices",
     "format_overrides",
@@ -166,6 +167,42 @@ def parse_overrides(
 
 def format_overrides(overrides: Iterable[CrypttabOverride]) -> bytes:
     return "".join(f"{o.path}:{o.line}\n" for o in overrides).encode("ascii")
+
+
+def _with_key_file(line: str) -> str:
+    """A crypttab line (``name device [key-file [options]]``) with its key file replaced by
+    :data:`KEY_PATH` (added when the line has none), its fields joined by single spaces (the
+    overrides file holds no tabs)."""
+    fields = line.split()
+    if len(fields) < 2:
+        return " ".join(fields)
+    return " ".join([*fields[:2], KEY_PATH, *fields[3:]])
+
+
+def crypttab_overrides(
+    files: Iterable[tuple[str, bytes]], *, source: str
+) -> tuple[CrypttabOverride, ...]:
+    """The overrides for the crypttab files of an OS initrd (Heads' ``kexec-save-default.sh``:
+    every file whose name holds ``crypttab``, its comment and blank lines left out, each
+    line's key file set to :data:`KEY_PATH`).  ``files``: (path in the initrd, content).
+
+    Raises:
+        FormatError: a crypttab that is not ASCII text, or a path the overrides file cannot
+            name (both name the initrd and the file).
+    """
+    out: list[CrypttabOverride] = []
+    for name, data in files:
+        path = "/" + name.lstrip("./").lstrip("/")
+        where = f"{source}: {path}"
+        if not _OVERRIDE_PATH_RE.fullmatch(path) or ".." in path.split("/"):
+            raise FormatError("a crypttab path the overrides file cannot name", source=where)
+        # Tabs separate crypttab fields; any other control character is refused.
+        for line in _text_lines(data.replace(b"\t", b" "), where):
+            kept = line.strip(" ")
+            if not kept or kept.startswith("#"):
+                continue
+            out.append(CrypttabOverride(path, _with_key_file(kept)))
+    return tuple(out)
 
 
 def header_listing(digests: Mapping[str, bytes]) -> bytes:

@@ -52,6 +52,11 @@ from heads.core.platform import PCR_BOOT_MODE, PCR_LUKS_HEADERS
 from heads.core.sealing import SealRecord
 from heads.core.secret import Secret
 from heads.errors import AuthError, FormatError, MeasurementError, UsageError
+from heads.flows.disk_key_pending import (
+    PENDING_DISK_KEY_HANDLE,
+    pending_disk_key_exists,
+    unseal_with_pending,
+)
 from heads.flows.measure import EventLogWriter, measure_digests
 
 __all__ = [
@@ -62,7 +67,9 @@ __all__ = [
     "check_listing",
     "disk_key_exists",
     "firmware_pcrs",
+    "headers_measured",
     "measure_headers",
+    "measure_headers_once",
     "read_listing",
     "seal_disk_key",
     "unseal_disk_key",
@@ -74,6 +81,7 @@ __all__ = [
 _BASE_PCRS: Final = (0, 1, 2, 3, 7, 9)
 _FIRMWARE_REPLAYED: Final = (4, 5, 6)
 _CHUNK: Final = 1 << 20
+_HEADERS_EVENT: Final = "LUKS headers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,16 +331,51 @@ def measure_headers(tpm: Tpm, log: EventLogWriter | None, targets: Sequence[Disk
     """
     listing, _, _ = read_listing(targets)
     digests = {alg: alg.hash(listing) for alg in tpm.banks()}
-    measure_digests(tpm, log, PCR_LUKS_HEADERS, digests, description="LUKS headers")
+    measure_digests(tpm, log, PCR_LUKS_HEADERS, digests, description=_HEADERS_EVENT)
     return listing
+
+
+def headers_measured(log: EventLogWriter | None) -> bytes | None:
+    """The sha256 digest this boot already extended PCR 6 with for the headers (our event log
+    is the runtime's record of its own extends), or None."""
+    if log is None:
+        return None
+    for record in log.records():
+        if record.pcr == PCR_LUKS_HEADERS and record.description == _HEADERS_EVENT:
+            return record.digests.get(HashAlg.SHA256, b"")
+    return None
+
+
+def measure_headers_once(
+    tpm: Tpm, log: EventLogWriter | None, targets: Sequence[DiskTarget]
+) -> tuple[bytes, bool]:
+    """:func:`measure_headers` unless this boot already did (a reseal before a flash measures
+    them, then the kexec path would again): PCR 6 holds one listing, as the key is sealed to.
+    Returns the listing and whether PCR 6 was extended now.
+
+    Raises:
+        FormatError: a header does not parse, or the event log is damaged.
+    """
+    if headers_measured(log) is None:
+        return measure_headers(tpm, log, targets), True
+    listing, _, _ = read_listing(targets)
+    return listing, False
 
 
 def disk_key_exists(tpm: Tpm) -> bool:
     return tpm.object_exists(DISK_KEY_HANDLE)
 
 
-def unseal_disk_key(tpm: Tpm, passphrase: Secret) -> Secret:
-    """Release the key (the TPM checks the PCRs and the passphrase).
+def unseal_disk_key(
+    tpm: Tpm,
+    passphrase: Secret,
+    *,
+    owner_auth: Secret | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Secret:
+    """Release the key (the TPM checks the PCRs and the passphrase); after a firmware update,
+    from the pending copy sealed for it, which is then promoted
+    (:func:`heads.flows.disk_key_pending.unseal_with_pending`).
 
     Raises:
         AuthError: wrong passphrase (with the tries left before lockout).
@@ -340,11 +383,13 @@ def unseal_disk_key(tpm: Tpm, passphrase: Secret) -> Secret:
         UnsealError: the PCRs moved (names them: PCR 6 when a header changed).
         TpmError: no key sealed.
     """
-    return tpm.unseal(DISK_KEY_HANDLE, auth=passphrase)
+    return unseal_with_pending(tpm, passphrase, owner_auth=owner_auth, say=say)
 
 
 def wipe_disk_key(tpm: Tpm, *, owner_auth: Secret | None = None) -> bool:
-    """Remove the sealed key; False when there was none."""
+    """Remove the sealed key (and a pending copy); False when there was none."""
+    if pending_disk_key_exists(tpm):
+        tpm.evict(PENDING_DISK_KEY_HANDLE, owner_auth=owner_auth)
     if not tpm.object_exists(DISK_KEY_HANDLE):
         return False
     tpm.evict(DISK_KEY_HANDLE, owner_auth=owner_auth)

@@ -41,6 +41,7 @@ from heads.core.platform import MARK_FIRMWARE_PCR
 from heads.core.secret import Secret
 from heads.errors import ToolError, UsageError
 from heads.flows.boot_signing import sign_boot
+from heads.flows.crypttab_overrides import write_crypttab_overrides
 from heads.flows.disk_key import DiskTarget, SealResult, seal_disk_key, values_from_totp_record
 from heads.flows.qemu_platform import (
     LUKS_DISK_NAME,
@@ -253,6 +254,8 @@ def add_disk_key(
                 owner_auth=owner_auth,
                 say=tell,
             )
+            # The OS initrd's own crypttab, its key file set (kexec-save-default.sh).
+            write_crypttab_overrides(boot, say=tell)
             signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm, signer=signer)
     finally:
         if fpr is not None:

@@ -30,7 +30,7 @@ from heads.core.disk_key import (
 from heads.core.secret import Secret
 from heads.core.text import shown
 from heads.errors import AuthError, HeadsError, LockoutError, UnsealError
-from heads.flows.disk_key import DiskTarget, check_listing, measure_headers, unseal_disk_key
+from heads.flows.disk_key import DiskTarget, check_listing, measure_headers_once, unseal_disk_key
 from heads.flows.measure import EventLogWriter
 from heads.ui.renderer import Renderer
 
@@ -108,9 +108,10 @@ def disk_key_archive(
     if raw_overrides is not None:
         overrides = parse_overrides(raw_overrides, source=str(boot_dir / CRYPTTAB_OVERRIDES_FILE))
     targets = [DiskTarget(d.device, locate(d.device)) for d in devices]
-    listing = measure_headers(tpm, log, targets)
+    listing, extended = measure_headers_once(tpm, log, targets)
     names = ", ".join(shown(d.device) for d in devices)
-    tell(f"disk key: LUKS headers of {names} measured into PCR 6")
+    when = "measured into PCR 6" if extended else "already measured into PCR 6 in this boot"
+    tell(f"disk key: LUKS headers of {names} {when}")
     if check_listing(boot_dir, listing) is False:
         reason = (
             "Encrypted disk keys have changed since the TPM Disk Unlock Key was sealed "
@@ -138,7 +139,7 @@ def disk_key_archive(
             return None
         started = time.monotonic()
         try:
-            key = unseal_disk_key(tpm, answer)
+            key = unseal_disk_key(tpm, answer, say=tell)
         except AuthError as err:
             left = f" ({err.tries_left} before TPM lockout)" if err.tries_left is not None else ""
             tell(f"disk key: wrong passphrase{left}")

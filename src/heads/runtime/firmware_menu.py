@@ -10,7 +10,9 @@ are predicted and, when this boot passed the integrity gate (the TOTP secret was
 boot and /boot verifies now), a copy of the secret is sealed to them beside the current object
 (:func:`heads.flows.update_reseal.reseal_for_update`).  The next boot's unseal falls back to
 that copy and promotes it.  Without the gate, or when a PCR cannot be predicted, the flash goes
-ahead as in Heads and the console says the TOTP secret must be generated again.
+ahead as in Heads and the console says the TOTP secret must be generated again.  A disk
+unlock key, when one is sealed, is resealed the same way with its passphrase
+(:mod:`heads.runtime.disk_key_reseal`).
 
 The update file comes from a USB drive: the name the owner typed, looked up on every USB
 drive (top directory only), or the only ``*.rom``/``*.zip`` there when the name is empty.  A
@@ -35,7 +37,10 @@ from heads.errors import AuthError, HeadsError, UsageError
 
 if TYPE_CHECKING:
     from heads.core.flash_image import FlashImage
+    from heads.core.pcr_predict import Prediction
+    from heads.flows.measure import EventLogWriter
     from heads.runtime.boot import RuntimeEnv
+    from heads.ui.renderer import Renderer
 
 __all__ = ["FirmwareContext", "perform"]
 
@@ -56,6 +61,9 @@ class FirmwareContext:
         device: the flash device (None: the NVMe disk with the flash serial); host tests
             pass a file.
         media: a directory to take files from instead of the USB drives (host tests).
+        renderer: asks the disk unlock key passphrase (None: nobody to ask).
+        log: the runtime's event log (the LUKS headers are measured once per boot).
+        locate: where to read a LUKS device listed on /boot (host tests read image files).
     """
 
     env: RuntimeEnv
@@ -66,6 +74,11 @@ class FirmwareContext:
     owner: Secret | None = None
     device: Path | None = None
     media: Path | None = None
+    renderer: Renderer | None = None
+    log: EventLogWriter | None = None
+    locate: Callable[[str], Path] = Path
+    #: Whether /boot verifies, once checked in this effect.
+    boot_verified: bool | None = None
 
 
 class _OwnerAuthNeeded(Exception):  # noqa: N818 - a question for the owner, not a failure
@@ -106,7 +119,6 @@ def perform(ctx: FirmwareContext, effect: Flash | SaveConfig | AddKey) -> Outcom
 
 def _gate(ctx: FirmwareContext) -> str | None:
     """Why this boot may not reseal, or None when it passed the integrity gate."""
-    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415
     from heads.flows.totp import totp_exists  # noqa: PLC0415
 
     if ctx.recovered:
@@ -115,11 +127,18 @@ def _gate(ctx: FirmwareContext) -> str | None:
         return "no TOTP secret is sealed"
     if not ctx.totp_released:
         return "the TOTP secret was not released in this boot"
-    keyring = ctx.env.root / ".gnupg" / "pubring.kbx"
-    report = verify_boot(ctx.env.boot_dir, keyring=keyring, tpm=ctx.tpm)
-    if not report.ok:
+    if not _boot_verifies(ctx):
         return "/boot does not verify"
     return None
+
+
+def _boot_verifies(ctx: FirmwareContext) -> bool:
+    from heads.flows.boot_signing import verify_boot  # noqa: PLC0415
+
+    if ctx.boot_verified is None:
+        keyring = ctx.env.root / ".gnupg" / "pubring.kbx"
+        ctx.boot_verified = verify_boot(ctx.env.boot_dir, keyring=keyring, tpm=ctx.tpm).ok
+    return ctx.boot_verified
 
 
 def _firmware_log(ctx: FirmwareContext) -> bytes | None:
@@ -130,8 +149,52 @@ def _firmware_log(ctx: FirmwareContext) -> bytes | None:
         return None
 
 
-def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean: bool) -> str:
-    """Seal a pending copy for ``new`` when the gate allows; returns the line for the owner."""
+def _reseal(
+    ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean: bool
+) -> tuple[str, ...]:
+    """Seal pending copies (TOTP, disk key) for ``new``; returns the lines for the owner."""
+    from heads.runtime.disk_key_reseal import reseal_disk_key  # noqa: PLC0415
+
+    line, prediction = _reseal_totp(ctx, new, current, clean=clean)
+
+    def predicted() -> Prediction | None:
+        if prediction is not None:
+            return prediction
+        from heads.flows.update_reseal import predict_update  # noqa: PLC0415
+
+        try:
+            return predict_update(
+                new,
+                current,
+                profile=ctx.env.profile,
+                firmware_log=_firmware_log(ctx),
+                clean=clean,
+            )
+        except HeadsError as err:
+            ctx.say(f"disk key reseal: no prediction: {err.message}")
+            return None
+
+    def owner_needed() -> None:
+        if ctx.owner is None and ctx.tpm.lockout_state().owner_auth_set:
+            ctx.say("disk key reseal: the TPM owner passphrase is needed")
+            raise _OwnerAuthNeeded("Resealing the disk unlock key needs the TPM owner passphrase.")
+
+    duk = reseal_disk_key(
+        ctx,
+        predicted,
+        firmware_log=_firmware_log(ctx),
+        boot_verifies=lambda: _boot_verifies(ctx),
+        owner_needed=owner_needed,
+        locate=ctx.locate,
+    )
+    return (line,) if duk is None else (line, duk)
+
+
+def _reseal_totp(
+    ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean: bool
+) -> tuple[str, Prediction | None]:
+    """Seal a pending TOTP copy for ``new`` when the gate allows; returns the line for the
+    owner and the prediction (None when none was made)."""
     from heads.flows.update_reseal import reseal_for_update  # noqa: PLC0415
 
     refused = _gate(ctx)
@@ -139,7 +202,7 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         ctx.say(f"reseal: skipped: {refused}")
         line = f"No reseal ({refused}): the TOTP secret will not unseal after the restart."
         ctx.say(line)
-        return line
+        return line, None
     if ctx.owner is None and ctx.tpm.lockout_state().owner_auth_set:
         # Asked before trying: a try without it would cost a dictionary-attack try.
         ctx.say("reseal: the TPM owner passphrase is needed")
@@ -166,7 +229,7 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         line = f"No reseal ({shown(err.message)}): the TOTP secret will not unseal after the "
         line += "restart; generate a new one behind the integrity gate."
         ctx.say(line)
-        return line
+        return line, None
     prediction = result.prediction
     for pcr, value in sorted(prediction.values.items()):
         ctx.say(f"reseal: PCR {pcr} predicted {value.hex()} ({prediction.reasons.get(pcr, '')})")
@@ -176,12 +239,14 @@ def _reseal(ctx: FirmwareContext, new: FlashImage, current: FlashImage, *, clean
         line = "No reseal (a PCR cannot be predicted): the TOTP secret will not unseal after "
         line += "the restart; generate a new one behind the integrity gate."
         ctx.say(line)
-        return line
+        return line, prediction
     ctx.say(
         f"reseal: pending copy sealed (prediction {result.predict_s:.2f} s, unseal and seal "
         f"{result.seal_s:.2f} s)"
     )
-    return "The TOTP secret was resealed to the new firmware's PCRs: the code stays valid."
+    return "The TOTP secret was resealed to the new firmware's PCRs: the code stays valid.", (
+        prediction
+    )
 
 
 # -- Flash/Update the BIOS ------------------------------------------------------------------
@@ -266,7 +331,7 @@ def _flash_file(ctx: FirmwareContext, device: Path, path: Path, *, keep: bool) -
     check_replacement(current, new)
     final, carried = carry_user_files(current, new, clean=not keep)
     ctx.say(f"update: {'keeping ' + ', '.join(carried) if carried else 'no settings kept'}")
-    lines.append(_reseal(ctx, new, current, clean=not keep))
+    lines.extend(_reseal(ctx, new, current, clean=not keep))
     lines.append(_write(ctx, device, final))
     return Ok(tuple(lines))
 
@@ -307,7 +372,7 @@ def _save_config(ctx: FirmwareContext, device: Path, effect: SaveConfig) -> Outc
     new = with_config(current, config)
     for key, value in effect.changes:
         ctx.say(f'config.user: {key}="{shown(value)}"')
-    lines = [_reseal(ctx, new, current, clean=False), _write(ctx, device, new)]
+    lines = [*_reseal(ctx, new, current, clean=False), _write(ctx, device, new)]
     return Ok(tuple(lines))
 
 
@@ -333,7 +398,7 @@ def _flash_key(ctx: FirmwareContext, device: Path, path: Path) -> Outcome:
     ctx.say(f"keys: {shown(path.name)} added; the firmware keyring holds {count} key(s)")
     lines = [
         f"{shown(path.name)} added: {count} key(s) in the firmware keyring.",
-        _reseal(ctx, new, current, clean=False),
+        *_reseal(ctx, new, current, clean=False),
         _write(ctx, device, new),
     ]
     return Ok(tuple(lines))

@@ -286,6 +286,8 @@ class _Performer:
             totp_released=self.session.totp_released,
             recovered=self.session.recovered,
             owner=self.session.owner,
+            renderer=self.renderer,
+            log=self.log,
         )
         return perform(context, effect)
 
