@@ -7,12 +7,13 @@ parsers and the replay, not the comparison, prediction and `cbmem` code
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from heads.core.eventlog.model import MAX_LOG_BYTES
 from heads.core.eventlog.parse import parse_log
 from heads.core.platform import FIRMWARE_EVENT_LOG
 from heads.errors import UsageError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,11 +20,16 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass, field
-from typing import Final
 
 from heads.core.digest import HashAlg
 from heads.core.eventlog.model import MAX_LOG_BYTES, Event, EventLog, LogFormat, LogWarning
 from heads.errors import FormatError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["looks_like_cb_table", "looks_like_cbmem_text", "parse_cb_table", "parse_cbmem_text"]
 

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
 
-from heads.core.cel import CelRecord
 from heads.core.digest import HashAlg, zero_digest
 from heads.core.eventlog.events import decode_startup_locality, event_type_name
 from heads.core.eventlog.model import (
@@ -33,6 +31,14 @@ from heads.core.eventlog.model import (
     LogFormat,
     bank_hash,
 )
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
+
+    from heads.core.cel import CelRecord
 
 __all__ = [
     "DigestMismatch",
