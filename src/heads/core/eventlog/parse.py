@@ -51,8 +51,8 @@ def parse_log(data: bytes, source: str = "<event log>", fmt: str = "auto") -> Ev
         raise FormatError(f"log is larger than {MAX_LOG_BYTES} bytes", source=source)
     detected = detect_format(data)
     if fmt == "cel" or (fmt == "auto" and detected is LogFormat.CEL):
-        # Only our own log needs the CEL parser (and json): firmware logs skip loading it.
-        from heads.core.cel import parse_cel
+        # Only our own log needs the CEL parser (and json): firmware logs do not load it.
+        from heads.core.cel import parse_cel  # noqa: PLC0415 - CEL logs only
 
         return cel_to_log(parse_cel(data, source), source)
     if fmt == "coreboot" or (
