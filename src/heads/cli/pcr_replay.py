@@ -44,15 +44,14 @@ def notes(replay: Replay) -> None:
 
 
 def replay(args: Namespace) -> int:
-    from pathlib import Path
-
     from heads.core.eventlog.replay import replay_logs
+    from heads.core.path_text import posix_path_text
     from heads.flows.log_files import read_log
 
     several = len(args.log) > 1
     results: list[dict[str, object]] = []
     for path in args.log:
-        log = read_log(Path(path), args.format)
+        log = read_log(posix_path_text(path), args.format)
         warn(log)
         replayed = replay_logs([log], record_steps=False)
         notes(replayed)
