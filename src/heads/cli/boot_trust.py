@@ -182,4 +182,6 @@ def register_boot(boot_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     add_tcti_option(verify)
     add_json_option(verify)
-    verify.set_defaults(func=cmd_verify)
+    # Nothing on the verify path logs at the WARNING level logging is set up with; only
+    # --debug shows the records (heads.cli.main sets logging up for it).
+    verify.set_defaults(func=cmd_verify, uses_logging=False)

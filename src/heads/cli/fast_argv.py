@@ -107,6 +107,7 @@ def _boot_verify(words: Sequence[str], debug: bool) -> Namespace | None:
         tcti=valued["--tcti"],
         json=flags["--json"],
         func=cmd_verify,
+        uses_logging=False,
     )
 
 

@@ -49,15 +49,13 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
-import logging
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from heads.adapters.atomic import fsync_dir, write_atomic
 from heads.adapters.gpg import (
@@ -98,7 +96,6 @@ from heads.core.manifest import (
     signed_payload,
 )
 from heads.core.rollback import ROLLBACK_NAME, RollbackBinding, RollbackState, check_rollback
-from heads.core.secret import Secret
 from heads.core.text import shown
 from heads.errors import FormatError, HeadsError, TpmError, UsageError
 
@@ -114,7 +111,19 @@ __all__ = [
     "verify_boot",
 ]
 
-_log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+    from heads.core.secret import Secret
+
+
+def _log() -> logging.Logger:
+    # Imported here: only signing and its recovery log, and verifying need not pay for it
+    # (docs/architecture.md §Command start-up).
+    import logging  # noqa: PLC0415
+
+    return logging.getLogger(__name__)
+
 
 STAGING_NAME: Final = "kexec.staging"
 COMMIT_NAME: Final = "COMMIT"
@@ -210,6 +219,8 @@ def _read_pending(root_fd: int) -> _Pending | None:
         if exc.errno in {errno.ELOOP, errno.ENOTDIR} and not _staging_is_dir(root_fd):
             return None
         raise _BadCommitError(f"cannot read {shown}: {_why(exc)}") from None
+    import json  # noqa: PLC0415 - only a COMMIT left by an interrupted signing
+
     try:
         record = json.loads(data)
         files = tuple(os.fsencode(str(n)) for n in record["files"])
@@ -317,20 +328,20 @@ def recover_boot(bootdir: Path, tpm: RollbackCounter | None) -> str | None:
     except _BadCommitError as exc:
         # Not a record a signing wrote: nothing to finish.  The owner is signing anew, so the
         # directory is discarded like any uncommitted one.
-        _log.warning("%s; discarding it", exc.message)
+        _log().warning("%s; discarding it", exc.message)
         pending = None
     finally:
         os.close(root_fd)
     if pending is not None and _is_committed(bootdir, pending, tpm):
         _roll_forward(bootdir, pending, _no_fault)
-        _log.warning("completed an interrupted signing of %s", bootdir)
+        _log().warning("completed an interrupted signing of %s", bootdir)
         return "completed"
     if staged.is_dir() and not staged.is_symlink():
         shutil.rmtree(staged)
     else:
         staged.unlink()
     fsync_dir(bootdir)
-    _log.warning("discarded an interrupted signing of %s", bootdir)
+    _log().warning("discarded an interrupted signing of %s", bootdir)
     return "discarded"
 
 
@@ -510,6 +521,8 @@ def _sign_locked(
             if counter_index is None
             else {"index": counter_index, "from": counter_from, "to": counter_to},
         }
+        import json  # noqa: PLC0415 - signing only
+
         write_atomic(staged / COMMIT_NAME, json.dumps(record, sort_keys=True).encode() + b"\n")
         fsync_dir(bootdir)
     except BaseException:
@@ -524,7 +537,7 @@ def _sign_locked(
         except BaseException:
             # The increment may or may not have reached the TPM: recovery decides from the
             # counter's value, so the staging directory is left in place.
-            _log.error("counter increment failed; run heads boot sign again to recover")
+            _log().error("counter increment failed; run heads boot sign again to recover")
             raise
         if value != counter_to:
             shutil.rmtree(staged, ignore_errors=True)
