@@ -38,7 +38,7 @@ def test_equality_hash_and_repr_are_the_dataclass_ones(
 def test_fields_cannot_be_assigned_or_deleted() -> None:
     warning = LogWarning("odd", 3)
     with pytest.raises(AttributeError):
-        warning.message = "other"
+        warning.message = "other"  # type: ignore[misc]  # what is tested
     with pytest.raises(AttributeError):
         del warning.offset
     assert warning.message == "odd"
