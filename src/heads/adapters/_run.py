@@ -13,9 +13,9 @@ import shutil
 import subprocess  # noqa: TID251 - this module is the sanctioned subprocess caller
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from heads.core.frozen_record import FrozenRecord
 from heads.errors import ToolError
 
 __all__ = ["RunResult", "require_tool", "run"]
@@ -36,8 +36,7 @@ def _debug(message: str, *args: object) -> None:
         logging.getLogger(__name__).debug(message, *args)
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
+class RunResult(FrozenRecord):
     returncode: int
     stdout: bytes
     stderr: bytes

@@ -25,10 +25,10 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.core.manifest import EntryKind, is_excluded
 from heads.errors import HeadsError
 
@@ -48,22 +48,28 @@ Progress = Callable[[int, int], None]
 _Hashed = tuple[bytes, bytes | None, str | None]  # path, digest, why it could not be read
 
 
-@dataclass(frozen=True, slots=True)
-class TreeScan:
+class TreeScan(FrozenRecord):
     """Every path under a root (root excluded, ``./kexec*`` excluded), as ``lstat`` sees it."""
 
     kinds: Mapping[bytes, EntryKind]
     sizes: Mapping[bytes, int]
     # Directories that could not be listed (e.g. lost+found without permission): their
     # contents are unknown, so a caller must not claim the tree is complete.
-    unlisted: Mapping[bytes, str] = field(default_factory=dict)
+    unlisted: Mapping[bytes, str]
+
+    def __init__(
+        self,
+        kinds: Mapping[bytes, EntryKind],
+        sizes: Mapping[bytes, int],
+        unlisted: Mapping[bytes, str] | None = None,
+    ) -> None:
+        super().__init__(kinds, sizes, {} if unlisted is None else unlisted)
 
     def files(self) -> list[bytes]:
         return [p for p, k in self.kinds.items() if k is EntryKind.FILE]
 
 
-@dataclass(frozen=True, slots=True)
-class HashResults:
+class HashResults(FrozenRecord):
     digests: Mapping[bytes, bytes]
     errors: Mapping[bytes, str]
 
