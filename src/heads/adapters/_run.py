@@ -8,24 +8,35 @@ stderr.  Secrets never go in argv: pass them through ``stdin`` or ``pass_fds``.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess  # noqa: TID251 - this module is the sanctioned subprocess caller
+import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from heads.core.frozen_record import FrozenRecord
 from heads.errors import ToolError
 
 __all__ = ["RunResult", "require_tool", "run"]
 
-_log = logging.getLogger(__name__)
 _STDERR_TAIL = 800
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
+def _debug(message: str, *args: object) -> None:
+    """A debug record, if logging is in use at all.
+
+    Until something imports logging (heads.cli.main does for --debug and for the commands
+    that log) no handler exists and a debug record goes nowhere; importing logging only to
+    drop it cost short commands such as `heads boot verify` about 10 ms
+    (docs/architecture.md §Command start-up).
+    """
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger(__name__).debug(message, *args)
+
+
+class RunResult(FrozenRecord):
     returncode: int
     stdout: bytes
     stderr: bytes
@@ -77,7 +88,7 @@ def run(
     full_env["LC_ALL"] = "C"
     if env:
         full_env.update(env)
-    _log.debug("run (%s): %s", desc, " ".join(args))
+    _debug("run (%s): %s", desc, " ".join(args))
     try:
         proc = subprocess.run(
             [tool, *args[1:]],

@@ -16,12 +16,12 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Final, Protocol
 
 from heads.adapters._run import RunResult, run
+from heads.core.frozen_record import FrozenRecord
 from heads.core.keyring import MAX_KEYRING_BYTES, KeyringSummary, parse_keyring
 from heads.core.secret import Secret
 from heads.errors import AuthError, FormatError, GpgError, ToolError, UsageError
@@ -64,8 +64,7 @@ class GpgVerdict(Enum):
     ERROR = "error"  # ERRSIG for another reason (unsupported algorithm, ...)
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureCheck:
+class SignatureCheck(FrozenRecord):
     """gpgv's verdict on one signature of the file (one ``NEWSIG`` block), in file order."""
 
     verdict: GpgVerdict
@@ -73,8 +72,7 @@ class SignatureCheck:
     fingerprint: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class GpgVerifyResult:
+class GpgVerifyResult(FrozenRecord):
     """gpgv's verdict, the signer as far as known, and the raw status lines (for --debug).
 
     ``fingerprint`` and ``key_id`` are those of the signature the verdict is about: the good
@@ -106,15 +104,17 @@ _SEVERITY: Final[tuple[GpgVerdict, ...]] = (
 )
 
 
-@dataclass(slots=True)
 class _Sig:
     """What the status lines of one NEWSIG block said so far."""
 
-    problems: list[GpgVerdict] = field(default_factory=list)
-    good: int = 0  # GOODSIG lines: exactly one per good signature
-    valid: int = 0  # VALIDSIG lines: likewise
-    key_id: str | None = None
-    fingerprint: str | None = None
+    __slots__ = ("fingerprint", "good", "key_id", "problems", "valid")
+
+    def __init__(self) -> None:
+        self.problems: list[GpgVerdict] = []
+        self.good = 0  # GOODSIG lines: exactly one per good signature
+        self.valid = 0  # VALIDSIG lines: likewise
+        self.key_id: str | None = None
+        self.fingerprint: str | None = None
 
     def check(self) -> SignatureCheck:
         problem = next((v for v in _SEVERITY if v in self.problems), None)
@@ -433,8 +433,7 @@ def _error_code(line: bytes) -> int:
     return int(last) & 0xFFFF if last.isdigit() else -1
 
 
-@dataclass(frozen=True, slots=True)
-class GpgSigner:
+class GpgSigner(FrozenRecord):
     """:class:`Signer` backed by ``gpg`` and a GNUPGHOME (see :func:`sign_detached`)."""
 
     gnupghome: Path | None

@@ -24,12 +24,11 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.core.manifest import EntryKind, is_excluded
 from heads.errors import HeadsError
 
@@ -46,24 +45,31 @@ __all__ = [
 _CHUNK: Final = 1 << 20
 MAX_TREE_ENTRIES: Final = 200_000
 Progress = Callable[[int, int], None]
+_Hashed = tuple[bytes, bytes | None, str | None]  # path, digest, why it could not be read
 
 
-@dataclass(frozen=True, slots=True)
-class TreeScan:
+class TreeScan(FrozenRecord):
     """Every path under a root (root excluded, ``./kexec*`` excluded), as ``lstat`` sees it."""
 
     kinds: Mapping[bytes, EntryKind]
     sizes: Mapping[bytes, int]
     # Directories that could not be listed (e.g. lost+found without permission): their
     # contents are unknown, so a caller must not claim the tree is complete.
-    unlisted: Mapping[bytes, str] = field(default_factory=dict)
+    unlisted: Mapping[bytes, str]
+
+    def __init__(
+        self,
+        kinds: Mapping[bytes, EntryKind],
+        sizes: Mapping[bytes, int],
+        unlisted: Mapping[bytes, str] | None = None,
+    ) -> None:
+        super().__init__(kinds, sizes, {} if unlisted is None else unlisted)
 
     def files(self) -> list[bytes]:
         return [p for p, k in self.kinds.items() if k is EntryKind.FILE]
 
 
-@dataclass(frozen=True, slots=True)
-class HashResults:
+class HashResults(FrozenRecord):
     digests: Mapping[bytes, bytes]
     errors: Mapping[bytes, str]
 
@@ -200,6 +206,38 @@ def read_file_beneath(root: Path, rel: bytes, limit: int) -> bytes:
         os.close(root_fd)
 
 
+def _in_threads(work: Callable[[bytes], _Hashed], items: list[bytes], count: int) -> list[_Hashed]:
+    """``[work(i) for i in items]`` on ``count`` threads, in order; the first error re-raised.
+
+    Plain threads rather than concurrent.futures, whose import (it loads logging) cost
+    `heads boot verify` more than starting the threads (docs/architecture.md §Command start-up).
+    """
+    results: list[_Hashed | None] = [None] * len(items)
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+    todo: Iterator[tuple[int, bytes]] = enumerate(items)
+
+    def worker() -> None:
+        while not failures:
+            with lock:
+                item = next(todo, None)
+            if item is None:
+                return
+            try:
+                results[item[0]] = work(item[1])
+            except BaseException as exc:  # handed to the caller below
+                failures.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"sha256-{n}") for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return [r for r in results if r is not None]
+
+
 def hash_files(
     root: Path,
     paths: Iterable[bytes],
@@ -277,8 +315,7 @@ def hash_files(
             results = map(one, todo)
             collected = list(results)
         else:
-            with ThreadPoolExecutor(max_workers=count, thread_name_prefix="sha256") as pool:
-                collected = list(pool.map(one, todo))
+            collected = _in_threads(one, todo, min(count, len(todo)))
     finally:
         os.close(root_fd)
     for rel, digest, err in collected:

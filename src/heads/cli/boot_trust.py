@@ -6,11 +6,9 @@ Exit status of ``verify``: 0 when the signature, every file and the rollback cou
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from heads.cli.common import add_json_option, add_tcti_option, print_json, read_secret_fd, tcti_from
@@ -20,11 +18,13 @@ from heads.errors import ExitCode, TpmNotFoundError
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator
     from typing import Final
 
     from heads.flows.boot_signing import Progress, RollbackCounter
 
-__all__ = ["register_boot"]
+__all__ = ["cmd_verify", "register_boot"]
 
 _PROGRESS_AFTER_S: Final = 0.5
 _BAR_WIDTH: Final = 30
@@ -118,7 +118,8 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _cmd_verify(args: argparse.Namespace) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
+    """`heads boot verify` (also run by :mod:`heads.cli.fast_argv`, without argparse)."""
     from heads.flows.boot_signing import verify_boot
 
     bar = _ProgressBar("verifying /boot")
@@ -181,4 +182,6 @@ def register_boot(boot_sub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     add_tcti_option(verify)
     add_json_option(verify)
-    verify.set_defaults(func=_cmd_verify)
+    # Nothing on the verify path logs at the WARNING level logging is set up with; only
+    # --debug shows the records (heads.cli.main sets logging up for it).
+    verify.set_defaults(func=cmd_verify, uses_logging=False)

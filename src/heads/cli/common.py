@@ -10,10 +10,10 @@ none of them).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from heads.cli.json_output import print_json
 from heads.core import platform
 from heads.errors import UsageError
 
@@ -21,6 +21,7 @@ from heads.errors import UsageError
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import argparse
     from contextlib import AbstractContextManager
     from typing import Final
 
@@ -69,13 +70,6 @@ def tcti_from(args: argparse.Namespace) -> str:
     return str(value)
 
 
-def print_json(obj: object) -> None:
-    import json
-
-    json.dump(obj, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
-
-
 def _read_all(fd: int, what: str) -> bytes:
     chunks: list[bytes] = []
     total = 0
@@ -119,6 +113,8 @@ def read_secret_stdin(what: str = "secret") -> Secret:
 
 def pcr_index(text: str) -> int:
     """argparse type: a PCR index 0-23."""
+    import argparse
+
     from heads.core.pcr import PCR_COUNT
 
     try:

@@ -2,20 +2,23 @@
 
 This is the only place that prints an error or chooses an exit status (docs/architecture.md
 §Errors).  Start-up is kept short (docs/architecture.md §Performance targets): the group
-list below is all ``heads --help`` needs, and only the group being run is imported.
+list below is all ``heads --help`` needs, and only the group being run is imported.  The
+plain command lines of `heads pcr replay` and `heads boot verify`, which are timed against
+single-purpose tools, skip argparse altogether (:mod:`heads.cli.fast_argv`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from heads import __version__
+from heads.cli.fast_argv import parse_fast
 
 # As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
 TYPE_CHECKING = False
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
 
     from heads.errors import HeadsError
@@ -60,6 +63,8 @@ def _build_parser(wanted: str | None = None) -> argparse.ArgumentParser:
     Only ``wanted``'s module is imported.  Each parser argparse creates costs a fraction of a
     millisecond (it looks up translations), so a command does not create the others.
     """
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="heads",
         description="Tamper-evident boot: TPM measurements, owner attestation, signed /boot.",
@@ -93,8 +98,11 @@ def _render(err: HeadsError) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = _build_parser(_wanted_group(args_list))
-    args = parser.parse_args(args_list)
+    parser: argparse.ArgumentParser | None = None
+    args = parse_fast(args_list)
+    if args is None:
+        parser = _build_parser(_wanted_group(args_list))
+        args = parser.parse_args(args_list)
     from heads.errors import ExitCode, HeadsError
 
     # Importing logging takes longer than some commands' whole work (`heads pcr replay`): a
@@ -109,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     func: Handler | None = getattr(args, "func", None)
     if func is None:
-        parser.print_help(sys.stderr)
+        # Only argparse leaves a command without a handler (`heads` alone).
+        if parser is not None:
+            parser.print_help(sys.stderr)
         return ExitCode.USAGE
     try:
         return func(args)

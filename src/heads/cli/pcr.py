@@ -66,14 +66,13 @@ Errors name the file, the byte offset (or line) and the event number.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from heads.cli import pcr_replay
 from heads.cli.common import add_json_option, add_tcti_option, pcr_index, print_json, tcti_from
 from heads.core.log_formats import FORMAT_CHOICES
 from heads.core.platform import FIRMWARE_EVENT_LOG
-from heads.core.text import shown
 from heads.errors import ExitCode, MeasurementError, UsageError
 
 # As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
@@ -85,7 +84,6 @@ if TYPE_CHECKING:
     from heads.core.digest import HashAlg
     from heads.core.eventlog.model import EventLog
     from heads.core.eventlog.predict import Measurement
-    from heads.core.eventlog.replay import Replay
 
 # The event-log modules are imported by each command from their own submodules, not from the
 # heads.core.eventlog package: `replay` needs neither the comparison nor the prediction code.
@@ -102,55 +100,6 @@ def _bank(text: str) -> HashAlg:
         return HashAlg.from_name(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _warn(log: EventLog) -> None:
-    for w in log.warnings:
-        print(f"warning: {log.source}: {w}", file=sys.stderr)
-
-
-def _notes(replay: Replay) -> None:
-    """Digests that do not match their payload, and events the replay left out."""
-    seen: set[tuple[str, int]] = set()
-    for m in replay.mismatches:
-        key = (m.event.source, m.event.number)
-        if key in seen:
-            continue
-        seen.add(key)
-        print(f"note: {m}", file=sys.stderr)
-    for notice in replay.notices:
-        print(f"note: {notice}", file=sys.stderr)
-
-
-# -- replay --------------------------------------------------------------------------------
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from heads.core.eventlog.replay import replay_logs
-    from heads.flows.log_files import read_log
-
-    several = len(args.log) > 1
-    results: list[dict[str, object]] = []
-    for path in args.log:
-        log = read_log(Path(path), args.format)
-        _warn(log)
-        replay = replay_logs([log], record_steps=False)
-        _notes(replay)
-        if args.json:
-            results.append({"path": path, "pcrs": replay.to_json()})
-            continue
-        if several:
-            print(f"== {shown(path)}")
-        if not log.events:
-            print(f"{shown(log.source)}: no events")
-        for alg, bank in replay.pcrs.items():
-            for pcr, value in bank.items():
-                print(f"{alg.value:<8} PCR {pcr:>2}: {value.hex()}")
-        for alg, pcr in sorted(replay.incomplete, key=lambda x: (x[0].value, x[1])):
-            print(f"{alg.value:<8} PCR {pcr:>2}: (some events carry no {alg.value} digest)")
-    if args.json:
-        print_json({"logs": results} if several else results[0]["pcrs"])
-    return ExitCode.OK
 
 
 # -- log -----------------------------------------------------------------------------------
@@ -231,8 +180,8 @@ def _log(args: argparse.Namespace) -> int:
     if args.json:
         print_json(_log_json(log))
         return ExitCode.OK
-    _warn(log)
-    _notes(replay_logs([log]))
+    pcr_replay.warn(log)
+    pcr_replay.notes(replay_logs([log]))
     print(f"{log.source}: {log.format.value}, {len(log.events)} events, banks "
           f"{', '.join(a.value for a in log.banks) or 'none'}")  # fmt: skip
     primary = HashAlg.SHA256 if HashAlg.SHA256 in log.banks else None
@@ -269,8 +218,8 @@ def _check(args: argparse.Namespace) -> int:
         print_json(result.to_json())
         return ExitCode.OK if not result.comparison.differing else ExitCode.VERIFICATION_FAILED
     for log in result.logs:
-        _warn(log)
-    _notes(result.replay)
+        pcr_replay.warn(log)
+    pcr_replay.notes(result.replay)
     for r in result.comparison.results:
         mark = "ok " if r.matches else "BAD"
         print(f"{mark} {r.alg.value:<7} PCR {r.pcr:>2} {r.tpm.hex()[:16]}  {r.explanation}")
@@ -345,7 +294,7 @@ def _predict(args: argparse.Namespace) -> int:
                 )
             logs = [firmware]
         for log in logs:
-            _warn(log)
+            pcr_replay.warn(log)
     prediction = predict_from_logs(
         logs, args.bank, args.pcr, _measurements(getattr(args, "extends", None) or [])
     )
@@ -398,7 +347,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     _add_format(p)
     add_json_option(p)
     # Neither replay nor log logs anything: they skip setting up logging (heads.cli.main).
-    p.set_defaults(func=_replay, uses_logging=False)
+    p.set_defaults(func=pcr_replay.replay, uses_logging=False)
 
     p = pcr_sub.add_parser("log", help="the events of a log, decoded")
     p.add_argument("log", metavar="LOG")

@@ -39,10 +39,10 @@ and symlinks that are unchanged are not listed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.core.manifest import (
     FileStatus,
     HashManifest,
@@ -95,8 +95,7 @@ class RollbackReportState(Enum):
     NOT_CHECKED = "not checked"
 
 
-@dataclass(frozen=True, slots=True)
-class SignatureReport:
+class SignatureReport(FrozenRecord):
     state: SignatureState
     fingerprint: str | None = None
     form: SignedForm | None = None
@@ -104,14 +103,12 @@ class SignatureReport:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestReport:
+class ManifestReport(FrozenRecord):
     state: ManifestState
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackReport:
+class RollbackReport(FrozenRecord):
     state: RollbackReportState
     counter_id: str | None = None
     tpm_value: int | None = None
@@ -130,8 +127,7 @@ _SIGNATURE_TEXT: Final = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class BootVerification:
+class BootVerification(FrozenRecord):
     """Everything ``verify_boot`` found; build it only through that flow."""
 
     bootdir: str

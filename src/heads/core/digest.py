@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from enum import Enum
-from typing import Final
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["HashAlg", "extend", "extend_string", "zero_digest"]
 

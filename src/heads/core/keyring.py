@@ -19,9 +19,9 @@ Two formats are accepted, the two gpgv reads:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.core.openpgp.packets import packet_header
 from heads.errors import FormatError
 
@@ -38,8 +38,7 @@ _KBX_MAGIC: Final = b"KBXf"
 _KBX_MIN_BLOB: Final = 5  # length field and type byte
 
 
-@dataclass(frozen=True, slots=True)
-class KeyringSummary:
+class KeyringSummary(FrozenRecord):
     """What the framing says: the format and how many primary public keys it holds."""
 
     format: str  # "openpgp" or "keybox"

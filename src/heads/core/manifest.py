@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.core.text import shown_bytes
 from heads.errors import FormatError, HeadsError
 
@@ -155,8 +155,7 @@ def _relative_name(raw: bytes, *, source: str, line: int | None) -> bytes:
     return rel
 
 
-@dataclass(frozen=True, slots=True)
-class HashEntry:
+class HashEntry(FrozenRecord):
     """One ``sha256sum`` line: the digest and the name exactly as written."""
 
     digest: bytes
@@ -218,8 +217,7 @@ def _split_lines(data: bytes, source: str) -> list[bytes]:
     return data[:-1].split(b"\n")
 
 
-@dataclass(frozen=True, slots=True)
-class HashManifest:
+class HashManifest(FrozenRecord):
     """A parsed ``kexec_hashes.txt``; ``raw`` keeps the exact bytes that were read or written."""
 
     entries: tuple[HashEntry, ...]
@@ -264,8 +262,7 @@ class HashManifest:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class TreeList:
+class TreeList(FrozenRecord):
     """A parsed ``kexec_tree.txt``: the set of paths (``b""`` is the root ``./``)."""
 
     paths: frozenset[bytes]
@@ -338,15 +335,13 @@ class FileStatus(Enum):
     NEW = "new"
 
 
-@dataclass(frozen=True, slots=True)
-class FileCheck:
+class FileCheck(FrozenRecord):
     path: bytes
     status: FileStatus
     reason: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestCheck:
+class ManifestCheck(FrozenRecord):
     """Result of comparing a scan of /boot with the signed manifests (no ``__bool__``)."""
 
     files: tuple[FileCheck, ...]

@@ -35,7 +35,7 @@ import encodings.utf_16_le  # noqa: F401
 import hashlib
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final
 
 from heads.core.authenticode import authenticode_sha256
@@ -296,8 +296,8 @@ def predict(
             digest, what = found
             if digest != event.digests.get(_SHA256):
                 reasons[event.pcr] = (reasons.get(event.pcr, "") + f"; new {what}").lstrip("; ")
-            events.append(replace(event, digests={**event.digests, _SHA256: digest}))
-        replay = replay_logs([replace(firmware_log, events=tuple(events))], [_SHA256])
+            events.append(event.replace(digests={**event.digests, _SHA256: digest}))
+        replay = replay_logs([firmware_log.replace(events=tuple(events))], [_SHA256])
         for pcr in selection:
             try:
                 values[pcr] = replay.value(_SHA256, pcr)

@@ -49,15 +49,12 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import json
-import logging
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from heads.adapters.atomic import fsync_dir, write_atomic
 from heads.adapters.gpg import (
@@ -79,6 +76,7 @@ from heads.core.boot_trust import (
     SignatureReport,
     SignatureState,
 )
+from heads.core.frozen_record import FrozenRecord
 from heads.core.manifest import (
     HASHES_NAME,
     MAX_MANIFEST_BYTES,
@@ -97,8 +95,6 @@ from heads.core.manifest import (
     shown_path,
     signed_payload,
 )
-from heads.core.rollback import ROLLBACK_NAME, RollbackBinding, RollbackState, check_rollback
-from heads.core.secret import Secret
 from heads.core.text import shown
 from heads.errors import FormatError, HeadsError, TpmError, UsageError
 
@@ -114,7 +110,19 @@ __all__ = [
     "verify_boot",
 ]
 
-_log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+    from heads.core.secret import Secret
+
+
+def _log() -> logging.Logger:
+    # Imported here: only signing and its recovery log, and verifying need not pay for it
+    # (docs/architecture.md §Command start-up).
+    import logging  # noqa: PLC0415
+
+    return logging.getLogger(__name__)
+
 
 STAGING_NAME: Final = "kexec.staging"
 COMMIT_NAME: Final = "COMMIT"
@@ -133,8 +141,21 @@ class RollbackCounter(Protocol):
     def nv_counter_increment(self, index: int) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SignResult:
+_set = object.__setattr__
+
+
+# Value classes here are FrozenRecords, not dataclasses: each decorated class compiles its
+# methods when `heads boot verify` starts (docs/architecture.md §Command start-up).
+class SignResult(FrozenRecord):
+    __slots__ = (  # noqa: RUF023 - the fields in order, as compared and printed
+        "bootdir",
+        "fingerprint",
+        "files_hashed",
+        "signed_files",
+        "counter_index",
+        "counter_value",
+        "recovered",
+    )
     bootdir: Path
     fingerprint: str
     files_hashed: int
@@ -142,6 +163,24 @@ class SignResult:
     counter_index: int | None
     counter_value: int | None
     recovered: str | None
+
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self,
+        bootdir: Path,
+        fingerprint: str,
+        files_hashed: int,
+        signed_files: tuple[str, ...],
+        counter_index: int | None,
+        counter_value: int | None,
+        recovered: str | None,
+    ) -> None:
+        _set(self, "bootdir", bootdir)
+        _set(self, "fingerprint", fingerprint)
+        _set(self, "files_hashed", files_hashed)
+        _set(self, "signed_files", signed_files)
+        _set(self, "counter_index", counter_index)
+        _set(self, "counter_value", counter_value)
+        _set(self, "recovered", recovered)
 
 
 def _no_fault(step: str) -> None:
@@ -179,12 +218,24 @@ def _read_beneath(root_fd: int, name: bytes, what: str) -> bytes:
         raise HeadsError(f"cannot read {what}: {_why(exc)}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class _Pending:
+class _Pending(FrozenRecord):
+    __slots__ = ("files", "counter_index", "counter_from", "counter_to")  # noqa: RUF023 - in order
     files: tuple[bytes, ...]
     counter_index: int | None
     counter_from: int | None
     counter_to: int | None
+
+    def __init__(
+        self,
+        files: tuple[bytes, ...],
+        counter_index: int | None,
+        counter_from: int | None,
+        counter_to: int | None,
+    ) -> None:
+        _set(self, "files", files)
+        _set(self, "counter_index", counter_index)
+        _set(self, "counter_from", counter_from)
+        _set(self, "counter_to", counter_to)
 
 
 class _BadCommitError(HeadsError):
@@ -210,6 +261,8 @@ def _read_pending(root_fd: int) -> _Pending | None:
         if exc.errno in {errno.ELOOP, errno.ENOTDIR} and not _staging_is_dir(root_fd):
             return None
         raise _BadCommitError(f"cannot read {shown}: {_why(exc)}") from None
+    import json  # noqa: PLC0415 - only a COMMIT left by an interrupted signing
+
     try:
         record = json.loads(data)
         files = tuple(os.fsencode(str(n)) for n in record["files"])
@@ -317,20 +370,20 @@ def recover_boot(bootdir: Path, tpm: RollbackCounter | None) -> str | None:
     except _BadCommitError as exc:
         # Not a record a signing wrote: nothing to finish.  The owner is signing anew, so the
         # directory is discarded like any uncommitted one.
-        _log.warning("%s; discarding it", exc.message)
+        _log().warning("%s; discarding it", exc.message)
         pending = None
     finally:
         os.close(root_fd)
     if pending is not None and _is_committed(bootdir, pending, tpm):
         _roll_forward(bootdir, pending, _no_fault)
-        _log.warning("completed an interrupted signing of %s", bootdir)
+        _log().warning("completed an interrupted signing of %s", bootdir)
         return "completed"
     if staged.is_dir() and not staged.is_symlink():
         shutil.rmtree(staged)
     else:
         staged.unlink()
     fsync_dir(bootdir)
-    _log.warning("discarded an interrupted signing of %s", bootdir)
+    _log().warning("discarded an interrupted signing of %s", bootdir)
     return "discarded"
 
 
@@ -437,6 +490,8 @@ def _sign_locked(
     progress: Progress | None = None,
     fault: Callable[[str], None] | None = None,
 ) -> SignResult:
+    from heads.core.rollback import ROLLBACK_NAME, RollbackBinding  # noqa: PLC0415 - see _check_counter
+
     step = fault or _no_fault
     if rollback and tpm is None:
         raise UsageError(
@@ -510,6 +565,8 @@ def _sign_locked(
             if counter_index is None
             else {"index": counter_index, "from": counter_from, "to": counter_to},
         }
+        import json  # noqa: PLC0415 - signing only
+
         write_atomic(staged / COMMIT_NAME, json.dumps(record, sort_keys=True).encode() + b"\n")
         fsync_dir(bootdir)
     except BaseException:
@@ -524,7 +581,7 @@ def _sign_locked(
         except BaseException:
             # The increment may or may not have reached the TPM: recovery decides from the
             # counter's value, so the staging directory is left in place.
-            _log.error("counter increment failed; run heads boot sign again to recover")
+            _log().error("counter increment failed; run heads boot sign again to recover")
             raise
         if value != counter_to:
             shutil.rmtree(staged, ignore_errors=True)
@@ -552,6 +609,8 @@ def _sign_locked(
 
 def _counter_for(binding_bytes: bytes | None, tpm: RollbackCounter) -> int:
     """The counter of the current binding if the TPM still has it, else a new one."""
+    from heads.core.rollback import RollbackBinding  # noqa: PLC0415 - see _check_counter
+
     if binding_bytes is not None:
         try:
             index = RollbackBinding.from_bytes(binding_bytes).nv_index
@@ -708,6 +767,15 @@ def verify_boot(
 def _check_counter(files: Mapping[bytes, bytes], tpm: RollbackCounter | None) -> RollbackReport:
     if tpm is None:
         return RollbackReport(RollbackReportState.NOT_CHECKED, detail="no TPM given")
+    # heads.core.rollback is imported by the code that has a counter to check: verifying
+    # without a TPM need not compile its classes (docs/architecture.md §Command start-up).
+    from heads.core.rollback import (  # noqa: PLC0415
+        ROLLBACK_NAME,
+        RollbackBinding,
+        RollbackState,
+        check_rollback,
+    )
+
     data = files.get(ROLLBACK_NAME.encode())
     if data is None:
         return RollbackReport(
@@ -754,6 +822,8 @@ def preflight_rollback(bootdir: Path, tpm: RollbackCounter) -> RollbackReport:
     Raises:
         HeadsError: /boot cannot be read.
     """
+    from heads.core.rollback import ROLLBACK_NAME  # noqa: PLC0415 - see _check_counter
+
     files = _signed_set(bootdir, tpm)
     has_metadata = any(
         n in files for n in (_SIG_NAME_B, ROLLBACK_NAME.encode(), b"kexec_default_hashes.txt")

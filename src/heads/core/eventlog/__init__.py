@@ -7,7 +7,9 @@ and the TPM; ``heads.cli.pcr`` presents the results.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from heads.core.eventlog.compare import PcrComparison, PcrResult, compare_pcrs

@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass, field
-from typing import Final
 
 from heads.core.digest import HashAlg
 from heads.core.eventlog.model import MAX_LOG_BYTES, Event, EventLog, LogFormat, LogWarning
 from heads.errors import FormatError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["looks_like_cb_table", "looks_like_cbmem_text", "parse_cb_table", "parse_cbmem_text"]
 
@@ -174,15 +178,17 @@ def looks_like_cbmem_text(data: bytes) -> bool:
     return any(head.startswith(h.encode()) for h in _TEXT_HEADS) or b"\n PCR-" in data[:4096]
 
 
-@dataclass
 class _Entry:
     """One `TCPA/TPM2 log entry N:` block being collected."""
 
-    line: int
-    pcr: int | None = None
-    etype: int | None = None
-    digests: dict[HashAlg, bytes] = field(default_factory=dict)
-    data: bytes = b""
+    __slots__ = ("data", "digests", "etype", "line", "pcr")
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+        self.pcr: int | None = None
+        self.etype: int | None = None
+        self.digests: dict[HashAlg, bytes] = {}
+        self.data = b""
 
 
 class _TextParser:

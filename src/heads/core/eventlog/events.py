@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Final
 
 from heads.core.eventlog.model import EV_EFI_HCRTM_EVENT, EV_NO_ACTION, Event
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "EVENT_TYPE_NAMES",

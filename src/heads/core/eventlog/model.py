@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
 
 from heads.core.digest import HashAlg
+from heads.core.frozen_record import FrozenRecord
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = [
     "EV_EFI_HCRTM_EVENT",
@@ -76,8 +81,10 @@ class LogFormat(Enum):
     CEL = "cel"  # our own measurement log (heads.core.cel)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+_set = object.__setattr__
+
+
+class Event(FrozenRecord):
     """One measurement as a log records it.
 
     Attributes:
@@ -94,16 +101,52 @@ class Event:
         source: the log's name, for messages.
     """
 
+    __slots__ = (  # noqa: RUF023 - the fields in order, as compared and printed
+        "number",
+        "pcr",
+        "event_type",
+        "digests",
+        "data",
+        "offset",
+        "line",
+        "description",
+        "other_digests",
+        "source",
+    )
     number: int
     pcr: int
     event_type: int | None
     digests: Mapping[HashAlg, bytes]
-    data: bytes = b""
-    offset: int | None = None
-    line: int | None = None
-    description: str = ""
-    other_digests: tuple[tuple[int, bytes], ...] = ()
-    source: str = ""
+    data: bytes
+    offset: int | None
+    line: int | None
+    description: str
+    other_digests: tuple[tuple[int, bytes], ...]
+    source: str
+
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self,
+        number: int,
+        pcr: int,
+        event_type: int | None,
+        digests: Mapping[HashAlg, bytes],
+        data: bytes = b"",
+        offset: int | None = None,
+        line: int | None = None,
+        description: str = "",
+        other_digests: tuple[tuple[int, bytes], ...] = (),
+        source: str = "",
+    ) -> None:
+        _set(self, "number", number)
+        _set(self, "pcr", pcr)
+        _set(self, "event_type", event_type)
+        _set(self, "digests", digests)
+        _set(self, "data", data)
+        _set(self, "offset", offset)
+        _set(self, "line", line)
+        _set(self, "description", description)
+        _set(self, "other_digests", other_digests)
+        _set(self, "source", source)
 
     @property
     def where(self) -> str:
@@ -115,13 +158,20 @@ class Event:
         return f"event {self.number}"
 
 
-@dataclass(frozen=True, slots=True)
-class LogWarning:
+class LogWarning(FrozenRecord):
     """Something odd in a log that did not stop the parse (truncation, malformed header)."""
 
+    __slots__ = ("message", "offset", "event_number")  # noqa: RUF023 - fields in order
     message: str
-    offset: int | None = None
-    event_number: int | None = None
+    offset: int | None
+    event_number: int | None
+
+    def __init__(
+        self, message: str, offset: int | None = None, event_number: int | None = None
+    ) -> None:
+        _set(self, "message", message)
+        _set(self, "offset", offset)
+        _set(self, "event_number", event_number)
 
     def __str__(self) -> str:
         where = []
@@ -132,10 +182,17 @@ class LogWarning:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
-@dataclass(frozen=True, slots=True)
-class SpecIdEvent:
+class SpecIdEvent(FrozenRecord):
     """The TCG_EfiSpecIDEvent (PFP §10.4.5.1) or the TCG 1.2 Spec ID Event00 header."""
 
+    __slots__ = (  # noqa: RUF023 - the fields in order, as compared and printed
+        "signature",
+        "platform_class",
+        "version",
+        "uintn_size",
+        "algorithms",
+        "vendor_info",
+    )
     signature: str
     platform_class: int
     version: tuple[int, int, int]  # major, minor, errata
@@ -143,21 +200,69 @@ class SpecIdEvent:
     algorithms: tuple[tuple[int, int], ...]  # (TPM_ALG_ID, digest size)
     vendor_info: bytes
 
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self,
+        signature: str,
+        platform_class: int,
+        version: tuple[int, int, int],
+        uintn_size: int,
+        algorithms: tuple[tuple[int, int], ...],
+        vendor_info: bytes,
+    ) -> None:
+        _set(self, "signature", signature)
+        _set(self, "platform_class", platform_class)
+        _set(self, "version", version)
+        _set(self, "uintn_size", uintn_size)
+        _set(self, "algorithms", algorithms)
+        _set(self, "vendor_info", vendor_info)
 
-@dataclass(frozen=True, slots=True)
-class EventLog:
+
+class EventLog(FrozenRecord):
     """A parsed log: its events in order, the banks it records, and what looked wrong.
 
     Attributes:
         truncated: the log stops inside an event (the events before it are kept).
     """
 
+    __slots__ = (  # noqa: RUF023 - the fields in order, as compared and printed
+        "format",
+        "source",
+        "events",
+        "banks",
+        "spec_id",
+        "warnings",
+        "truncated",
+        "size_bytes",
+        "extra",
+    )
     format: LogFormat
     source: str
     events: tuple[Event, ...]
     banks: tuple[HashAlg, ...]
-    spec_id: SpecIdEvent | None = None
-    warnings: tuple[LogWarning, ...] = ()
-    truncated: bool = False
-    size_bytes: int = 0
-    extra: Mapping[str, str] = field(default_factory=dict)
+    spec_id: SpecIdEvent | None
+    warnings: tuple[LogWarning, ...]
+    truncated: bool
+    size_bytes: int
+    extra: Mapping[str, str]
+
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self,
+        format: LogFormat,
+        source: str,
+        events: tuple[Event, ...],
+        banks: tuple[HashAlg, ...],
+        spec_id: SpecIdEvent | None = None,
+        warnings: tuple[LogWarning, ...] = (),
+        truncated: bool = False,
+        size_bytes: int = 0,
+        extra: Mapping[str, str] | None = None,
+    ) -> None:
+        _set(self, "format", format)
+        _set(self, "source", source)
+        _set(self, "events", events)
+        _set(self, "banks", banks)
+        _set(self, "spec_id", spec_id)
+        _set(self, "warnings", warnings)
+        _set(self, "truncated", truncated)
+        _set(self, "size_bytes", size_bytes)
+        _set(self, "extra", {} if extra is None else extra)

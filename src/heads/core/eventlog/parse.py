@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from heads.core.cel import parse_cel
 from heads.core.eventlog.coreboot import (
     looks_like_cb_table,
     looks_like_cbmem_text,
@@ -52,6 +51,9 @@ def parse_log(data: bytes, source: str = "<event log>", fmt: str = "auto") -> Ev
         raise FormatError(f"log is larger than {MAX_LOG_BYTES} bytes", source=source)
     detected = detect_format(data)
     if fmt == "cel" or (fmt == "auto" and detected is LogFormat.CEL):
+        # Only our own log needs the CEL parser (and json): firmware logs do not load it.
+        from heads.core.cel import parse_cel  # noqa: PLC0415 - CEL logs only
+
         return cel_to_log(parse_cel(data, source), source)
     if fmt == "coreboot" or (
         fmt == "auto" and detected in (LogFormat.COREBOOT_CB, LogFormat.COREBOOT_TEXT)

@@ -19,10 +19,7 @@ An event that lacks a digest for a replayed bank makes that PCR of that bank unk
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final
 
-from heads.core.cel import CelRecord
 from heads.core.digest import HashAlg, zero_digest
 from heads.core.eventlog.events import decode_startup_locality, event_type_name
 from heads.core.eventlog.model import (
@@ -33,6 +30,15 @@ from heads.core.eventlog.model import (
     LogFormat,
     bank_hash,
 )
+from heads.core.frozen_record import FrozenRecord
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
+
+    from heads.core.cel import CelRecord
 
 __all__ = [
     "DigestMismatch",
@@ -66,10 +72,13 @@ _EV_IPL: Final = 0x0000000D
 _EV_EFI_VARIABLE_BOOT: Final = 0x80000002
 
 
-@dataclass(frozen=True, slots=True)
-class ExtendStep:
+_set = object.__setattr__
+
+
+class ExtendStep(FrozenRecord):
     """One extend of one bank: which event, the value before and after."""
 
+    __slots__ = ("event", "alg", "pcr", "digest", "before", "after")  # noqa: RUF023 - in order
     event: Event
     alg: HashAlg
     pcr: int
@@ -77,15 +86,31 @@ class ExtendStep:
     before: bytes
     after: bytes
 
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self, event: Event, alg: HashAlg, pcr: int, digest: bytes, before: bytes, after: bytes
+    ) -> None:
+        _set(self, "event", event)
+        _set(self, "alg", alg)
+        _set(self, "pcr", pcr)
+        _set(self, "digest", digest)
+        _set(self, "before", before)
+        _set(self, "after", after)
 
-@dataclass(frozen=True, slots=True)
-class DigestMismatch:
+
+class DigestMismatch(FrozenRecord):
     """An event whose logged digest is not the hash of its own payload."""
 
+    __slots__ = ("event", "alg", "logged", "computed")  # noqa: RUF023 - in order
     event: Event
     alg: HashAlg
     logged: bytes
     computed: bytes
+
+    def __init__(self, event: Event, alg: HashAlg, logged: bytes, computed: bytes) -> None:
+        _set(self, "event", event)
+        _set(self, "alg", alg)
+        _set(self, "logged", logged)
+        _set(self, "computed", computed)
 
     def __str__(self) -> str:
         return (
@@ -94,8 +119,7 @@ class DigestMismatch:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Replay:
+class Replay(FrozenRecord):
     """PCR values replayed from one or more logs.
 
     Attributes:
@@ -111,6 +135,17 @@ class Replay:
             the TPM extended the digest, not the payload).
     """
 
+    __slots__ = (  # noqa: RUF023 - the fields in order, as compared and printed
+        "banks",
+        "pcrs",
+        "start",
+        "steps",
+        "skipped",
+        "incomplete",
+        "startup_locality",
+        "hcrtm",
+        "mismatches",
+    )
     banks: tuple[HashAlg, ...]
     pcrs: Mapping[HashAlg, Mapping[int, bytes]]
     start: Mapping[HashAlg, Mapping[int, bytes]]
@@ -120,6 +155,28 @@ class Replay:
     startup_locality: int | None
     hcrtm: bool
     mismatches: tuple[DigestMismatch, ...]
+
+    def __init__(  # noqa: PLR0917 - positional, as the dataclass it was
+        self,
+        banks: tuple[HashAlg, ...],
+        pcrs: Mapping[HashAlg, Mapping[int, bytes]],
+        start: Mapping[HashAlg, Mapping[int, bytes]],
+        steps: tuple[ExtendStep, ...],
+        skipped: tuple[tuple[Event, str], ...],
+        incomplete: frozenset[tuple[HashAlg, int]],
+        startup_locality: int | None,
+        hcrtm: bool,
+        mismatches: tuple[DigestMismatch, ...],
+    ) -> None:
+        _set(self, "banks", banks)
+        _set(self, "pcrs", pcrs)
+        _set(self, "start", start)
+        _set(self, "steps", steps)
+        _set(self, "skipped", skipped)
+        _set(self, "incomplete", incomplete)
+        _set(self, "startup_locality", startup_locality)
+        _set(self, "hcrtm", hcrtm)
+        _set(self, "mismatches", mismatches)
 
     def value(self, alg: HashAlg, pcr: int) -> bytes:
         """The replayed value, or the starting value of a PCR no event extended.

@@ -22,7 +22,6 @@ first event cannot be read is not a log: :class:`FormatError` names the offset.
 from __future__ import annotations
 
 import struct
-from typing import Final
 
 from heads.core.digest import HashAlg
 from heads.core.eventlog.model import (
@@ -35,6 +34,12 @@ from heads.core.eventlog.model import (
     SpecIdEvent,
 )
 from heads.errors import FormatError
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from typing import Final
 
 __all__ = ["parse_tcg"]
 

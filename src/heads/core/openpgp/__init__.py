@@ -11,16 +11,22 @@ update on the owner's machine.
 
 from __future__ import annotations
 
-from heads.core.openpgp.backup import export_secret, import_secret
-from heads.core.openpgp.key import (
-    OwnerKey,
-    export_public,
-    export_public_armored,
-    generate_owner_key,
-    sign_detached,
-)
-from heads.core.openpgp.signer import OwnerKeySigner
-from heads.core.openpgp.transferable import PublicKey, read_public
+import importlib
+
+# As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
+TYPE_CHECKING = False
+
+if TYPE_CHECKING:
+    from heads.core.openpgp.backup import export_secret, import_secret
+    from heads.core.openpgp.key import (
+        OwnerKey,
+        export_public,
+        export_public_armored,
+        generate_owner_key,
+        sign_detached,
+    )
+    from heads.core.openpgp.signer import OwnerKeySigner
+    from heads.core.openpgp.transferable import PublicKey, read_public
 
 __all__ = [
     "OwnerKey",
@@ -34,3 +40,28 @@ __all__ = [
     "read_public",
     "sign_detached",
 ]
+
+# Each name is imported from its submodule on first use (PEP 562): `heads boot verify` reads
+# keyring packets (heads.core.keyring imports .packets, which runs this file first) and needs
+# none of key generation, backup or signing (docs/architecture.md §Command start-up).
+_SUBMODULE = {
+    "export_secret": "backup",
+    "import_secret": "backup",
+    "OwnerKey": "key",
+    "export_public": "key",
+    "export_public_armored": "key",
+    "generate_owner_key": "key",
+    "sign_detached": "key",
+    "OwnerKeySigner": "signer",
+    "PublicKey": "transferable",
+    "read_public": "transferable",
+}
+
+
+def __getattr__(name: str) -> object:
+    submodule = _SUBMODULE.get(name)
+    if submodule is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value: object = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
+    globals()[name] = value
+    return value

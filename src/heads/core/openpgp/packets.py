@@ -8,9 +8,9 @@ refuses (docs/openpgp.md §What is checked).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
+from heads.core.frozen_record import FrozenRecord
 from heads.errors import FormatError
 
 __all__ = [
@@ -30,8 +30,7 @@ __all__ = [
 MAX_PACKET_BYTES: Final = 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(FrozenRecord):
     """One packet: its tag, body, and the offset of its header in the source."""
 
     tag: int
