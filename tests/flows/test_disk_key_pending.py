@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from disk_key_support import DRK, DUK, luks_image, seal_test_key
 from heads.adapters import cryptsetup
 from heads.adapters.tpm import DISK_KEY_HANDLE, Tpm, open_tpm
 from heads.core.digest import HashAlg, extend_string
@@ -45,8 +45,6 @@ from heads.testing.tpm_proxy import TpmProxy
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.cryptsetup]
 
-DRK = Secret(b"recovery passphrase")
-DUK = Secret(b"disk unlock passphrase")
 WRONG = Secret(b"not the passphrase")
 SELECTION = disk_key_selection("coreboot")
 
@@ -59,25 +57,7 @@ def tpm(swtpm: Swtpm) -> Iterator[Tpm]:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> DiskTarget:
-    require_tools("cryptsetup")
-    path = tmp_path / "os-luks.img"
-    with path.open("wb") as f:
-        f.truncate(20 << 20)
-    cryptsetup.format_luks(path, DRK)
-    return DiskTarget("/dev/nvme1n1", path)
-
-
-def _seal(tpm: Tpm, disk: DiskTarget, boot: Path) -> None:
-    boot.mkdir(exist_ok=True)
-    seal_disk_key(
-        tpm,
-        targets=[disk],
-        recovery=DRK,
-        passphrase=DUK,
-        boot_dir=boot,
-        values=values_from_live(tpm, profile="coreboot", event_log=None),
-        profile="coreboot",
-    )
+    return luks_image(tmp_path)
 
 
 def _prediction(tpm: Tpm, text: str) -> Prediction:
@@ -107,7 +87,7 @@ def _reseal(tpm: Tpm, disk: DiskTarget, log: EventLogWriter, prediction: Predict
 def test_the_copy_releases_the_key_after_the_update_and_is_promoted(
     tpm: Tpm, disk: DiskTarget, tmp_path: Path
 ) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     log = EventLogWriter(tmp_path / "log.jsonl")
     _reseal(tpm, disk, log, _prediction(tpm, "new config.user"))
     assert pending_disk_key_exists(tpm)
@@ -139,7 +119,7 @@ def test_headers_are_measured_once_per_boot(tpm: Tpm, disk: DiskTarget, tmp_path
 
 
 def test_a_wrong_passphrase_seals_no_copy(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     with pytest.raises(AuthError):
         reseal_disk_key_for_update(
             tpm,
@@ -156,7 +136,7 @@ def test_a_wrong_passphrase_seals_no_copy(tpm: Tpm, disk: DiskTarget, tmp_path: 
 def test_a_wrong_passphrase_at_the_new_boot_keeps_both(
     tpm: Tpm, disk: DiskTarget, tmp_path: Path
 ) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     _reseal(tpm, disk, EventLogWriter(tmp_path / "log.jsonl"), _prediction(tpm, "new"))
     _new_boot(tpm, "new")
     with pytest.raises(AuthError):
@@ -170,7 +150,7 @@ def test_a_wrong_passphrase_at_the_new_boot_keeps_both(
 def test_a_wrong_prediction_is_refused_like_any_change(
     tpm: Tpm, disk: DiskTarget, tmp_path: Path
 ) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     _reseal(tpm, disk, EventLogWriter(tmp_path / "log.jsonl"), _prediction(tpm, "predicted"))
     _new_boot(tpm, "what was really flashed")
     said: list[str] = []
@@ -186,7 +166,7 @@ def test_a_wrong_prediction_is_refused_like_any_change(
 def test_a_copy_for_a_flash_that_did_not_happen_is_dropped(
     tpm: Tpm, disk: DiskTarget, tmp_path: Path
 ) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     _reseal(tpm, disk, EventLogWriter(tmp_path / "log.jsonl"), _prediction(tpm, "never"))
     said: list[str] = []
     unseal_disk_key(tpm, DUK, say=said.append)
@@ -195,7 +175,7 @@ def test_a_copy_for_a_flash_that_did_not_happen_is_dropped(
 
 
 def test_an_incomplete_prediction_seals_nothing(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     prediction = _prediction(tpm, "x")
     incomplete = Prediction("coreboot", prediction.values, {}, {2: "not in the log"})
     with pytest.raises(UsageError, match="cannot be predicted"):
@@ -206,7 +186,7 @@ def test_an_incomplete_prediction_seals_nothing(tpm: Tpm, disk: DiskTarget, tmp_
 
 
 def test_wiping_the_key_removes_the_copy_too(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     _reseal(tpm, disk, EventLogWriter(tmp_path / "log.jsonl"), _prediction(tpm, "x"))
     assert wipe_disk_key(tpm)
     assert not pending_disk_key_exists(tpm)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from disk_key_support import DRK, DUK, luks_image, seal_test_key
 from heads.adapters import cryptsetup
 from heads.adapters.tpm import DISK_KEY_HANDLE, Tpm, open_tpm
 from heads.core.disk_key import parse_devices
@@ -30,9 +30,6 @@ from heads.testing.swtpm import Swtpm
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.cryptsetup]
 
-DRK = Secret(b"recovery passphrase")
-DUK = Secret(b"disk unlock passphrase")
-
 
 @pytest.fixture
 def tpm(swtpm: Swtpm) -> Iterator[Tpm]:
@@ -42,30 +39,12 @@ def tpm(swtpm: Swtpm) -> Iterator[Tpm]:
 
 @pytest.fixture
 def disk(tmp_path: Path) -> DiskTarget:
-    require_tools("cryptsetup")
-    path = tmp_path / "os-luks.img"
-    with path.open("wb") as f:
-        f.truncate(20 << 20)
-    cryptsetup.format_luks(path, DRK)
-    return DiskTarget("/dev/nvme1n1", path)
-
-
-def _seal(tpm: Tpm, disk: DiskTarget, boot: Path) -> None:
-    boot.mkdir(exist_ok=True)
-    seal_disk_key(
-        tpm,
-        targets=[disk],
-        recovery=DRK,
-        passphrase=DUK,
-        boot_dir=boot,
-        values=values_from_live(tpm, profile="coreboot", event_log=None),
-        profile="coreboot",
-    )
+    return luks_image(tmp_path)
 
 
 def test_seal_measure_unseal_round_trip(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
     boot = tmp_path / "boot"
-    _seal(tpm, disk, boot)
+    seal_test_key(tpm, disk, boot)
     devices = parse_devices((boot / "kexec_key_devices.txt").read_bytes())
     assert [d.device for d in devices] == ["/dev/nvme1n1"]
     assert devices[0].uuid == cryptsetup.luks_uuid(disk.path)
@@ -80,7 +59,7 @@ def test_seal_measure_unseal_round_trip(tpm: Tpm, disk: DiskTarget, tmp_path: Pa
 
 
 def test_unsealed_only_after_pcr6_is_measured(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     with pytest.raises(UnsealError) as exc:
         unseal_disk_key(tpm, DUK)
     assert exc.value.changed_pcrs == (6,)
@@ -88,7 +67,7 @@ def test_unsealed_only_after_pcr6_is_measured(tpm: Tpm, disk: DiskTarget, tmp_pa
 
 def test_changed_header_moves_pcr6(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -> None:
     boot = tmp_path / "boot"
-    _seal(tpm, disk, boot)
+    seal_test_key(tpm, disk, boot)
     # Someone adds a key slot of their own: the header changes.
     cryptsetup.add_key(disk.path, DRK, Secret(b"attacker's key"), slot=5)
     listing = measure_headers(tpm, None, [disk])
@@ -101,7 +80,7 @@ def test_changed_header_moves_pcr6(tpm: Tpm, disk: DiskTarget, tmp_path: Path) -
 def test_wrong_passphrase_counts_down_to_lockout(
     tpm: Tpm, disk: DiskTarget, tmp_path: Path
 ) -> None:
-    _seal(tpm, disk, tmp_path / "boot")
+    seal_test_key(tpm, disk, tmp_path / "boot")
     measure_headers(tpm, None, [disk])
     with pytest.raises(AuthError, match="wrong passphrase") as first:
         unseal_disk_key(tpm, Secret(b"not the passphrase"))
@@ -149,7 +128,7 @@ def test_key_and_passphrases_never_in_argv_files_or_logs(
     thread = threading.Thread(target=sample)
     thread.start()
     try:
-        _seal(tpm, disk, tmp_path / "boot")
+        seal_test_key(tpm, disk, tmp_path / "boot")
     finally:
         stop.set()
         thread.join()
