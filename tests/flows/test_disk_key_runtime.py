@@ -8,44 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from conftest import require_tools
+from disk_key_support import DRK, luks_image, seal_test_key
 from heads.adapters import cryptsetup
 from heads.adapters.tpm import Tpm, open_tpm
 from heads.core.answers import ScriptedAnswers
 from heads.core.cpio import read_newc
 from heads.core.secret import Secret
-from heads.flows.disk_key import DiskTarget, seal_disk_key, values_from_live
 from heads.runtime.disk_key import DiskKeyDeclinedError, disk_key_archive
 from heads.testing.swtpm import Swtpm
 from heads.ui.line import LineRenderer
 
 pytestmark = [pytest.mark.swtpm, pytest.mark.cryptsetup]
 
-DRK = Secret(b"recovery passphrase")
-DUK = "disk unlock passphrase"
-DEVICE = "/dev/nvme1n1"
+DUK = "disk unlock passphrase"  # as the owner types it: disk_key_support.DUK
 
 
 @pytest.fixture
 def sealed(swtpm: Swtpm, tmp_path: Path) -> Iterator[tuple[Tpm, Path, Path]]:
-    require_tools("cryptsetup")
-    image = tmp_path / "luks.img"
-    with image.open("wb") as f:
-        f.truncate(20 << 20)
-    cryptsetup.format_luks(image, DRK)
+    disk = luks_image(tmp_path)
     boot = tmp_path / "boot"
-    boot.mkdir()
     with open_tpm(swtpm.tcti) as tpm:
-        seal_disk_key(
-            tpm,
-            targets=[DiskTarget(DEVICE, image)],
-            recovery=DRK,
-            passphrase=Secret(DUK.encode()),
-            boot_dir=boot,
-            values=values_from_live(tpm, profile="coreboot", event_log=None),
-            profile="coreboot",
-        )
-        yield tpm, boot, image
+        seal_test_key(tpm, disk, boot)
+        yield tpm, boot, disk.path
 
 
 def _run(
