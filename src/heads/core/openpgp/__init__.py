@@ -11,7 +11,7 @@ update on the owner's machine.
 
 from __future__ import annotations
 
-import importlib
+from heads.core.lazy_exports import lazy_getattr
 
 # As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
 TYPE_CHECKING = False
@@ -58,10 +58,4 @@ _SUBMODULE = {
 }
 
 
-def __getattr__(name: str) -> object:
-    submodule = _SUBMODULE.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value: object = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _SUBMODULE, globals())
