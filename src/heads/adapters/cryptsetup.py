@@ -180,24 +180,28 @@ def kill_slot(device: Path, slot: int, existing: Secret) -> bool:
     raise _fail(desc, result)
 
 
-def add_key(
-    device: Path, existing: Secret, new_key: Secret, *, slot: int, extra: Sequence[str] = FAST_PBKDF
+def _replace_key(
+    verb: str,
+    device: Path,
+    existing: Secret,
+    new: Secret,
+    *,
+    desc: str,
+    options: Sequence[str] = (),
 ) -> None:
-    """``luksAddKey`` ``new_key`` into ``slot``, authorised by ``existing`` (the recovery
-    passphrase).  The slot must be free (:func:`kill_slot` first).
+    """``luksAddKey``/``luksChangeKey``: ``new`` in a slot, authorised by ``existing``, both
+    through pipes.
 
     Raises:
         AuthError: ``existing`` opens no key slot.
-        CryptsetupError: cryptsetup failed (slot in use, not LUKS...).
+        CryptsetupError: cryptsetup failed otherwise.
     """
-    desc = f"add the disk unlock key to key slot {slot} of {device}"
-    with _fed(existing, new_key) as (old_fd, new_fd):
+    with _fed(existing, new) as (old_fd, new_fd):
         result = _run(
             [
-                "luksAddKey",
+                verb,
                 "--batch-mode",
-                *extra,
-                f"--key-slot={slot}",
+                *options,
                 f"--key-file=/dev/fd/{old_fd}",
                 str(device),
                 f"/dev/fd/{new_fd}",
@@ -210,6 +214,26 @@ def add_key(
     if result.returncode == _NO_KEY_RC:
         raise AuthError(f"{desc}: the recovery passphrase opens no key slot")
     raise _fail(desc, result)
+
+
+def add_key(
+    device: Path, existing: Secret, new_key: Secret, *, slot: int, extra: Sequence[str] = FAST_PBKDF
+) -> None:
+    """``luksAddKey`` ``new_key`` into ``slot``, authorised by ``existing`` (the recovery
+    passphrase).  The slot must be free (:func:`kill_slot` first).
+
+    Raises:
+        AuthError: ``existing`` opens no key slot.
+        CryptsetupError: cryptsetup failed (slot in use, not LUKS...).
+    """
+    _replace_key(
+        "luksAddKey",
+        device,
+        existing,
+        new_key,
+        desc=f"add the disk unlock key to key slot {slot} of {device}",
+        options=(*extra, f"--key-slot={slot}"),
+    )
 
 
 def slot_of(device: Path, key: Secret) -> int | None:
@@ -266,24 +290,9 @@ def change_key(device: Path, existing: Secret, new: Secret) -> None:
         AuthError: ``existing`` opens no key slot.
         CryptsetupError: cryptsetup failed.
     """
-    desc = f"change the recovery passphrase of {device}"
-    with _fed(existing, new) as (old_fd, new_fd):
-        result = _run(
-            [
-                "luksChangeKey",
-                "--batch-mode",
-                f"--key-file=/dev/fd/{old_fd}",
-                str(device),
-                f"/dev/fd/{new_fd}",
-            ],
-            desc=desc,
-            fds=(old_fd, new_fd),
-        )
-    if result.returncode == 0:
-        return
-    if result.returncode == _NO_KEY_RC:
-        raise AuthError(f"{desc}: the recovery passphrase opens no key slot")
-    raise _fail(desc, result)
+    _replace_key(
+        "luksChangeKey", device, existing, new, desc=f"change the recovery passphrase of {device}"
+    )
 
 
 def reencrypt(device: Path, existing: Secret, *, slot: int, extra: Sequence[str] = ()) -> None:
