@@ -29,7 +29,6 @@ from heads.flows.qemu_luks import (
     DEMO_DISK_KEY_PASSPHRASE,
     DEMO_DISK_RECOVERY_PASSPHRASE,
     OS_LUKS_BY_KEY_FILE,
-    OS_LUKS_BY_PASSPHRASE,
     OS_LUKS_PROMPT,
     dialogs_of,
     disk_key_timing,
@@ -112,6 +111,8 @@ def test_demo_then_changed_initramfs(tmp_path: Path) -> None:
         "update: pending copy sealed before the flash",
         "update: every predicted PCR matched the new boot",
         "update: TOTP code after the update matches the secret",
+        "update: disk unlock key kept for the new firmware",
+        "update: new firmware's boot: OS opened its LUKS volume by key file (no DRK prompt)",
     ):
         assert wanted in names, names
     assert owned.returncode == 0, _where(owned)
@@ -156,14 +157,17 @@ def test_demo_then_changed_initramfs(tmp_path: Path) -> None:
 
     # The update: flashed from the guest's menu; the new firmware's boot shows a code of the
     # same secret (the pending copy sealed to the predicted PCRs) and boots the OS, which
-    # opens its volume with the recovery passphrase (an unattended boot releases no disk key).
+    # opens its volume by key file: the disk key was resealed for the new firmware too.
     assert any("flash: done" in ln.text for ln in flashed.lines), _where(flashed)
     assert not flashed.os_up, _where(flashed)
     assert updated.totp is not None, _where(updated)
     assert updated.totp[0] == _expected_code(first.otpauth_uri, updated.totp[1]), _where(updated)
     assert updated.os_up, _where(updated)
-    assert _has(updated, OS_LUKS_BY_PASSPHRASE), _where(updated)
-    assert DEMO_DISK_RECOVERY_PASSPHRASE not in updated.transcript.read_text(encoding="utf-8")
+    assert _has(updated, OS_LUKS_BY_KEY_FILE), _where(updated)
+    assert not _has(updated, OS_LUKS_PROMPT), _where(updated)
+    updated_transcript = updated.transcript.read_text(encoding="utf-8")
+    assert DEMO_DISK_KEY_PASSPHRASE not in updated_transcript
+    assert DEMO_DISK_KEY_PASSPHRASE not in flashed.transcript.read_text(encoding="utf-8")
 
     # Boot 3: one byte of the OS kernel flipped on the disk: refused, file named, no OS, and
     # nothing of the disk key (no header measured, no passphrase asked, no key archive).

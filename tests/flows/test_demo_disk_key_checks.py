@@ -53,7 +53,7 @@ def _boot(lines: list[tuple[float, str]]) -> BootResult:
 
 
 def _failed(boot: BootResult) -> list[str]:
-    return [name for name, passed in unlock_checks(2, boot) if not passed]
+    return [name for name, passed in unlock_checks("boot 2", boot) if not passed]
 
 
 def test_the_good_boot_passes_and_is_timed() -> None:

@@ -496,23 +496,24 @@ def _has(boot: BootResult, text: str) -> bool:
     return any(text in line.text for line in boot.lines)
 
 
-def unlock_checks(n: int, boot: BootResult) -> list[tuple[str, bool]]:
-    """The demo's checks of boot ``n``, typing the DUK passphrase (:func:`disk_key_answers`)."""
+def unlock_checks(label: str, boot: BootResult) -> list[tuple[str, bool]]:
+    """The demo's checks of a boot typing the DUK passphrase (:func:`disk_key_answers`);
+    ``label`` names the boot in them ("boot 2")."""
     return [
         (
-            f"boot {n}: DUK passphrase asked once (dialog disk-key-passphrase)",
+            f"{label}: DUK passphrase asked once (dialog disk-key-passphrase)",
             dialogs_of(boot).count("disk-key-passphrase") == 1,
         ),
         (
-            f"boot {n}: disk key released and handed to the OS initrd",
+            f"{label}: disk key released and handed to the OS initrd",
             disk_key_timing(boot) is not None,
         ),
         (
-            f"boot {n}: OS opened its LUKS volume by key file (no DRK prompt)",
+            f"{label}: OS opened its LUKS volume by key file (no DRK prompt)",
             _has(boot, OS_LUKS_BY_KEY_FILE) and not _has(boot, OS_LUKS_PROMPT),
         ),
         (
-            f"boot {n}: DUK passphrase never on the console",
+            f"{label}: DUK passphrase never on the console",
             not _has(boot, DEMO_DISK_KEY_PASSPHRASE),
         ),
     ]

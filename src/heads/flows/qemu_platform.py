@@ -984,7 +984,7 @@ def run_demo(
         ("boot 2: TOTP code matches the provisioned secret", totp_matches(uri, second.totp))
     )
     checks.append(("boot 2: OS booted (marker seen)", second.os_up))
-    checks.extend(luks.unlock_checks(2, second))
+    checks.extend(luks.unlock_checks("boot 2", second))
     luks.say_timing(second, first, say)
     # A firmware update from a USB drive in the guest, the TOTP resealed to the new PCRs
     # (docs/firmware-update.md); before the tamper step, which would close the gate.
@@ -997,12 +997,20 @@ def run_demo(
         echo=echo,
         owner_passphrase=blank.DEMO_OWNER_PASSPHRASE,
         signer=update.backup_signer(backup, blank.DEMO_BACKUP_PASSPHRASE),
-        # Unattended, the new firmware's boot asks no disk-key passphrase: the OS asks for the
-        # recovery passphrase, which the host types.
-        replies=((re.escape(luks.OS_LUKS_PROMPT), luks.DEMO_DISK_RECOVERY_PASSPHRASE),),
+        # The flash boot keeps the disk unlock key (a copy sealed to the new firmware's
+        # PCRs); the new firmware's boot releases it, and the OS opens its volume by key file.
+        flash_answers=(("disk-key-update-passphrase", luks.DEMO_DISK_KEY_PASSPHRASE),),
+        after_answers=luks.disk_key_answers(),
     )
     boots.extend(update_boots)
     checks.extend(update_checks)
+    checks.append(
+        (
+            "update: disk unlock key kept for the new firmware",
+            any("disk key reseal: pending copy sealed" in ln.text for ln in update_boots[0].lines),
+        )
+    )
+    checks.extend(luks.unlock_checks("update: new firmware's boot", update_boots[1]))
     tampered = tamper_os_kernel(machine)
     say(f"tamper: flipped one byte of {tampered} on the OS disk")
     third = boot(3, "third boot: the tampered kernel must be refused")

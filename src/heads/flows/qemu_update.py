@@ -159,13 +159,17 @@ def demo_update(
     echo: Callable[[ConsoleLine], None] | None = None,
     owner_passphrase: str | None = None,
     signer: Signer | None = None,
+    flash_answers: Sequence[tuple[str, str]] = (),
+    after_answers: Sequence[tuple[str, str]] = (),
     replies: Sequence[tuple[str, str]] = (),
 ) -> tuple[list[BootResult], list[tuple[str, bool]]]:
     """The demo's update: flash a signed package from a USB drive inside the guest (the TOTP
     secret resealed to the predicted PCRs first), then boot the new firmware and check that
     it shows a code of the same secret.  ``owner_passphrase``: the TPM owner passphrase the
     reseal asks for on a machine whose TPM has one; ``signer``: the owner's key (default:
-    gpg's in the machine directory); ``replies``: lines typed on the new firmware's boot
+    gpg's in the machine directory); ``flash_answers``: more answers for the flash boot (the
+    disk unlock key passphrase, which keeps the key across the update); ``after_answers`` and
+    ``replies``: the answers and the lines typed on the new firmware's boot
     (:func:`heads.flows.qemu_platform.boot_machine`).  Returns the boots and the checks.
 
     Raises:
@@ -179,10 +183,11 @@ def demo_update(
     answers = list(UPDATE_ANSWERS)
     if owner_passphrase is not None:
         answers.append(("tpm-owner-auth", owner_passphrase))
+    answers.extend(flash_answers)
     flashed = boot_machine(machine, echo=echo, answers=answers, usb_disks=[drive])
     say(f"update: flash boot done; console: {flashed.transcript}")
     say("update: booting the new firmware")
-    after = boot_machine(machine, echo=echo, replies=replies)
+    after = boot_machine(machine, echo=echo, answers=after_answers, replies=replies)
     say(f"update: next boot done; console: {after.transcript}")
     compared = pcr_comparisons(after)
     checks = [
