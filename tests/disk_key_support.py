@@ -6,7 +6,9 @@ from pathlib import Path
 
 from conftest import require_tools
 from heads.adapters import cryptsetup
+from heads.adapters.pinned import sha256_file
 from heads.adapters.tpm import Tpm
+from heads.core.bootcfg.entry import BootEntry, EntryKind
 from heads.core.secret import Secret
 from heads.flows.disk_key import DiskTarget, seal_disk_key, values_from_live
 
@@ -38,3 +40,15 @@ def seal_test_key(tpm: Tpm, disk: DiskTarget, boot: Path) -> None:
         values=values_from_live(tpm, profile="coreboot", event_log=None),
         profile="coreboot",
     )
+
+
+def default_entry(boot: Path, initrd: bytes) -> None:
+    """Make ``boot`` hold a default entry (kernel ``/vmlinuz``, initrd ``/initrd.img``)."""
+    (boot / "vmlinuz").write_bytes(b"kernel")
+    (boot / "initrd.img").write_bytes(initrd)
+    entry = BootEntry(
+        title="OS", kind=EntryKind.ELF, kernel="/vmlinuz", initrds=("/initrd.img",), cmdline="ro"
+    )
+    (boot / "kexec_default.1.txt").write_text(entry.to_line() + "\n")
+    hashes = "".join(f"{sha256_file(boot / p.lstrip('/'))}  .{p}\n" for p in entry.files)
+    (boot / "kexec_default_hashes.txt").write_text(hashes)

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_tools
-from heads.adapters.pinned import sha256_file
-from heads.core.bootcfg.entry import BootEntry, EntryKind
+from disk_key_support import default_entry
 from heads.core.cpio import CpioEntry, build_newc
 from heads.core.disk_key import CRYPTTAB_OVERRIDES_FILE, key_initrd, parse_overrides
 from heads.core.secret import Secret
@@ -23,14 +22,7 @@ CRYPTTAB = b"luks-1234 UUID=1234 none luks,discard\n"
 def _boot(tmp_path: Path, initrd: bytes) -> Path:
     boot = tmp_path / "boot"
     boot.mkdir()
-    (boot / "vmlinuz").write_bytes(b"kernel")
-    (boot / "initrd.img").write_bytes(initrd)
-    entry = BootEntry(
-        title="OS", kind=EntryKind.ELF, kernel="/vmlinuz", initrds=("/initrd.img",), cmdline="ro"
-    )
-    (boot / "kexec_default.1.txt").write_text(entry.to_line() + "\n")
-    hashes = "".join(f"{sha256_file(boot / p.lstrip('/'))}  .{p}\n" for p in entry.files)
-    (boot / "kexec_default_hashes.txt").write_text(hashes)
+    default_entry(boot, initrd)
     return boot
 
 

@@ -4,15 +4,19 @@ the other slots leaves only the recovery key's and the disk key's."""
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
 import pytest
 
 from conftest import require_tools
+from disk_key_support import default_entry
 from heads.adapters import cryptsetup
 from heads.adapters.tpm import open_tpm
 from heads.core.answers import ScriptedAnswers
+from heads.core.cpio import CpioEntry, build_newc
+from heads.core.disk_key import CRYPTTAB_OVERRIDES_FILE
 from heads.core.gui import (
     ChangeRecoveryKey,
     CheckRecoveryKey,
@@ -69,9 +73,16 @@ def test_scan_finds_luks_devices_only(image: Path, tmp_path: Path) -> None:
     assert found == LuksDevices(("/dev/nvme1n1", "/dev/\\x1b[2J"), ())
 
 
+def _default_entry(boot: Path) -> None:
+    """A default entry whose gzip initrd has the OS's own crypttab."""
+    crypttab = CpioEntry.file("etc/crypttab", b"cryptos UUID=1234 none luks\n")
+    default_entry(boot, gzip.compress(build_newc([crypttab], mtime=0), mtime=0))
+
+
 def test_seal_then_the_boot_releases_it(swtpm: Swtpm, image: Path, tmp_path: Path) -> None:
     boot = tmp_path / "boot"
     boot.mkdir()
+    _default_entry(boot)
     cryptsetup.add_key(image, DRK, Secret(b"someone else's passphrase"), slot=3)
     locate = {DEVICE: image}.__getitem__
     wrong = CheckRecoveryKey((DEVICE,), Secret(b"not it"))
@@ -92,6 +103,10 @@ def test_seal_then_the_boot_releases_it(swtpm: Swtpm, image: Path, tmp_path: Pat
         )
         assert isinstance(outcome, Ok), outcome
         assert f"{DEVICE}: key slot 3 wiped" in outcome.lines
+        # The OS initrd's own crypttab, its key file set to the one the boot appends.
+        overrides = (boot / CRYPTTAB_OVERRIDES_FILE).read_bytes()
+        assert overrides == b"/etc/crypttab:cryptos UUID=1234 /secret.key luks\n"
+        assert "The key file replaces the OS initrd's own in /etc/crypttab." in outcome.lines
         assert cryptsetup.active_slots(image) == (0, cryptsetup.DUK_SLOT_LUKS2)
         assert find_disks(boot, scan=lambda: [DEVICE]) == LuksDevices((DEVICE,), (DEVICE,))
         assert DUK not in "\n".join(lines)
@@ -105,6 +120,7 @@ def test_seal_then_the_boot_releases_it(swtpm: Swtpm, image: Path, tmp_path: Pat
             locate=lambda _d: image,
         )
         assert archive is not None, "\n".join(lines)
+        assert b"cryptos UUID=1234 /secret.key luks\n" in archive.reveal()
 
 
 def test_changed_header_is_told_apart(swtpm: Swtpm, image: Path, tmp_path: Path) -> None:

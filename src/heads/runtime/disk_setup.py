@@ -13,8 +13,10 @@ effects on the machine:
 * :func:`seal`: optionally wipe the key slots that are neither the recovery key's nor the disk
   key's, then :func:`heads.flows.disk_key.seal_disk_key` with this boot's PCRs
   (:func:`heads.flows.disk_key.values_from_live`: PCR 4 at its firmware value, 5 and 6
-  replayed from the firmware's event log) and the owner's passphrase; /boot must be
-  writable, and signed afterwards;
+  replayed from the firmware's event log) and the owner's passphrase, and write the crypttab
+  overrides of the default entry's initrd (:mod:`heads.flows.crypttab_overrides`; a zstd
+  initrd gets none here: the payload has no ``zstd``); /boot must be writable, and signed
+  afterwards;
 * :func:`change_recovery`, :func:`reencrypt`: ``luksChangeKey`` and an offline ``reencrypt``.
 
 Passphrases reach cryptsetup through pipes only (:mod:`heads.adapters.cryptsetup`).
@@ -44,6 +46,7 @@ from heads.core.luks import FIRST_READ, header_bytes_needed
 from heads.core.secret import Secret
 from heads.core.text import shown
 from heads.errors import AuthError, FormatError
+from heads.flows.crypttab_overrides import write_crypttab_overrides
 from heads.flows.disk_key import DiskTarget, seal_disk_key, values_from_live
 
 __all__ = [
@@ -185,6 +188,11 @@ def seal(
     names = ", ".join(shown(d.device) for d in result.devices)
     lines.append(f"Disk unlock key added to key slot {result.slot} of {names}.")
     lines.append(f"Sealed to PCRs {result.record.selection} of this boot ({values.source}).")
+    # As the host's `heads disk seal`: the OS keeps its own crypttab names and options.
+    overrides = write_crypttab_overrides(boot_dir, say=lambda m: say(f"disk key: {shown(m)}"))
+    if overrides:
+        paths = ", ".join(sorted({shown(o.path) for o in overrides}))
+        lines.append(f"The key file replaces the OS initrd's own in {paths}.")
     say(f"disk key: sealed for {names}; key files written to /boot")
     return Ok(tuple(lines))
 
