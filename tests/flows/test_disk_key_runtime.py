@@ -97,3 +97,35 @@ def test_unattended_boot_uses_the_recovery_key(sealed: tuple[Tpm, Path, Path]) -
     )
     assert archive is None
     assert any("unattended" in x for x in lines)
+
+
+def test_volume_group_that_cannot_be_activated_offers_the_recovery_key(
+    sealed: tuple[Tpm, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The payload has no LVM tools: the boot says so and asks no passphrase.
+    (sealed[1] / "kexec_key_lvm.txt").write_text("vg0\n")
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    archive, text, scripted = _run(sealed, ("disk-key-recovery", "y"), ("disk-key-passphrase", DUK))
+    assert archive is None
+    assert "volume group vg0 was not activated: no lvm tool" in text
+    assert "LUKS headers" not in text
+    assert scripted.left() == {"disk-key-passphrase": 1}
+
+
+def test_unreadable_device_offers_the_recovery_key(sealed: tuple[Tpm, Path, Path]) -> None:
+    tpm, boot, image = sealed
+    image.unlink()
+    lines: list[str] = []
+    scripted = ScriptedAnswers([("disk-key-recovery", "n")])
+    with pytest.raises(DiskKeyDeclinedError, match="could not be read"):
+        disk_key_archive(
+            boot_dir=boot,
+            tpm=tpm,
+            log=None,
+            say=lines.append,
+            renderer=LineRenderer(io.StringIO(), None, scripted),
+            locate=lambda _dev: image,
+        )
+    assert any("cannot read" in x for x in lines), lines

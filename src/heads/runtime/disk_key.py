@@ -17,19 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
+from heads.adapters.lvm import activate_volume_group
 from heads.adapters.tpm import Tpm
 from heads.core.dialogs import YES, DialogId, Tone, passphrase, yesno
 from heads.core.disk_key import (
     CRYPTTAB_OVERRIDES_FILE,
     DEVICES_FILE,
+    LVM_FILE,
     CrypttabOverride,
     key_initrd,
     parse_devices,
+    parse_lvm,
     parse_overrides,
 )
 from heads.core.secret import Secret
 from heads.core.text import shown
-from heads.errors import AuthError, HeadsError, LockoutError, UnsealError
+from heads.errors import AuthError, HeadsError, LockoutError, ToolError, UnsealError, UsageError
 from heads.flows.disk_key import DiskTarget, check_listing, measure_headers_once, unseal_disk_key
 from heads.flows.measure import EventLogWriter
 from heads.ui.renderer import Renderer
@@ -107,8 +110,29 @@ def disk_key_archive(
     overrides: tuple[CrypttabOverride, ...] = ()
     if raw_overrides is not None:
         overrides = parse_overrides(raw_overrides, source=str(boot_dir / CRYPTTAB_OVERRIDES_FILE))
+    raw_lvm = _read(boot_dir / LVM_FILE)
+    group = parse_lvm(raw_lvm, source=str(boot_dir / LVM_FILE)) if raw_lvm is not None else None
+    if group is not None:
+        try:
+            activate_volume_group(group)
+        except ToolError as err:
+            # The devices may not exist yet; nothing is released without their headers.
+            reason = (
+                f"The disk key's volume group {shown(group)} was not activated: "
+                f"{shown(err.message)}."
+            )
+            tell(f"disk key: {reason}")
+            _fallback(renderer, reason)
+            return None
+        tell(f"disk key: LVM volume group {shown(group)} activated")
     targets = [DiskTarget(d.device, locate(d.device)) for d in devices]
-    listing, extended = measure_headers_once(tpm, log, targets)
+    try:
+        listing, extended = measure_headers_once(tpm, log, targets)
+    except UsageError as err:
+        reason = f"The disk key's LUKS headers could not be read: {shown(err.message)}."
+        tell(f"disk key: {reason}")
+        _fallback(renderer, reason)
+        return None
     names = ", ".join(shown(d.device) for d in devices)
     when = "measured into PCR 6" if extended else "already measured into PCR 6 in this boot"
     tell(f"disk key: LUKS headers of {names} {when}")
