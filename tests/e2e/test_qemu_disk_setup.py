@@ -131,6 +131,8 @@ def test_set_up_reseal_and_release_in_the_guest(tmp_path: Path) -> None:
     )
     assert "disk-key-add" in _dialogs(a), _where(a)
     assert _has(a, "disk key: sealed for /dev/nvme1n1"), _where(a)
+    # The OS initrd's own crypttab (uncompressed archive) with the key file set.
+    assert _has(a, "kexec_initrd_crypttab_overrides.txt: 1 line(s) for /etc/crypttab"), _where(a)
     assert _has(a, "disk key: released in"), _where(a)
     assert _has(a, OS_LUKS_BY_KEY_FILE), _where(a)
     assert not _has(a, OS_LUKS_PROMPT), _where(a)
@@ -191,6 +193,9 @@ def test_set_up_reseal_and_release_in_the_guest(tmp_path: Path) -> None:
     assert volume_key_before != _volume_key_digest(volume)
     boot = os_boot_files(m, tmp_path / "boot-b")
     assert (boot / "kexec_key_devices.txt").read_text().startswith("/dev/nvme1n1 ")
+    overrides = (boot / "kexec_initrd_crypttab_overrides.txt").read_text()
+    assert overrides.startswith("/etc/crypttab:"), overrides
+    assert " /secret.key " in overrides, overrides
 
     # C: the resealed key is released (the old passphrase no longer is the key's).
     c = boot_machine(
