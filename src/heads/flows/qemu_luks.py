@@ -53,6 +53,7 @@ from heads.flows.qemu_platform import (
     _make_disk,
     _owner_key,
     _write_default_entry,
+    stop_owner_agent,
 )
 
 __all__ = [
@@ -259,11 +260,7 @@ def add_disk_key(
             signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm, signer=signer)
     finally:
         if fpr is not None:
-            run(
-                ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-                desc="stop the owner's gpg-agent",
-                check=False,
-            )
+            stop_owner_agent(machine)
     _make_disk(machine)
     tell(f"/boot signed again (rollback counter {signed.counter_value}); OS disk rebuilt")
     return result
@@ -315,11 +312,7 @@ def add_luks_volume(
         with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
             signed = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
     finally:
-        run(
-            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-            desc="stop the owner's gpg-agent",
-            check=False,
-        )
+        stop_owner_agent(machine)
     _make_disk(machine)
     tell(f"/boot signed again (rollback counter {signed.counter_value}); OS disk rebuilt")
     return uuid
@@ -344,11 +337,7 @@ def owner_backup_drive(
             desc="export the owner's key (unprotected on this demo machine)",
         ).stdout
     finally:
-        run(
-            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-            desc="stop the owner's gpg-agent",
-            check=False,
-        )
+        stop_owner_agent(machine)
     key = import_secret(clear, Secret(b""), source=f"{machine.gnupghome} ({fpr})")
     # A low S2K count: the guest runs the S2K under emulation (this protects a test key).
     armored = export_secret(key, passphrase, rng=os.urandom, s2k_count=0)

@@ -98,6 +98,7 @@ __all__ = [
     "provision_machine",
     "redact_console",
     "run_demo",
+    "stop_owner_agent",
     "tamper_os_kernel",
     "totp_matches",
     "write_os_disk",
@@ -377,6 +378,16 @@ def _grub_cfg(append: str) -> str:
     )
 
 
+def stop_owner_agent(machine: Machine) -> None:
+    """Stop the gpg-agent that signing with the owner's key in ``machine`` started (a test
+    or demo must leave no daemon behind)."""
+    run(
+        ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
+        desc="stop the owner's gpg-agent",
+        check=False,
+    )
+
+
 def _make_disk(machine: Machine) -> None:
     require_tool("mkfs.ext4", package="e2fsprogs")
     tmp = machine.os_disk.with_suffix(".tmp")
@@ -476,11 +487,7 @@ def provision_machine(
         with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
             result = sign_boot(boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
     finally:
-        run(
-            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-            desc="stop the owner's gpg-agent",
-            check=False,
-        )
+        stop_owner_agent(machine)
     _make_disk(machine)
     tell(
         f"OS disk {machine.os_disk.name}: /boot signed ({result.files_hashed} files, "
@@ -526,11 +533,7 @@ def write_os_disk(machine: Machine, *, sign: bool) -> None:
         with serve_tcp(machine.tpm_state) as server, open_tpm(server.tcti) as tpm:
             sign_boot(machine.os_boot, gnupghome=machine.gnupghome, key=fpr, tpm=tpm)
     finally:
-        run(
-            ["gpgconf", "--homedir", str(machine.gnupghome), "--kill", "gpg-agent"],
-            desc="stop the owner's gpg-agent",
-            check=False,
-        )
+        stop_owner_agent(machine)
     _make_disk(machine)
 
 

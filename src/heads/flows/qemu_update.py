@@ -37,7 +37,13 @@ from heads.core.openpgp import OwnerKeySigner, import_secret
 from heads.core.qemu_flash import build_flash, payload_of
 from heads.core.secret import Secret
 from heads.flows.firmware import make_package, write_image_file
-from heads.flows.qemu_platform import BootResult, Machine, boot_machine, totp_matches
+from heads.flows.qemu_platform import (
+    BootResult,
+    Machine,
+    boot_machine,
+    stop_owner_agent,
+    totp_matches,
+)
 
 __all__ = [
     "UPDATE_ANSWERS",
@@ -100,8 +106,12 @@ def update_package(
     with tempfile.TemporaryDirectory(prefix="heads-update-") as tmp:
         rom = Path(tmp) / "qemu-heads-update.rom"
         write_image_file(rom, image)
-        _name, fingerprint = make_package(rom, out, signer or GpgSigner(machine.gnupghome))
-    return fingerprint
+        if signer is not None:
+            return make_package(rom, out, signer)[1]
+        try:
+            return make_package(rom, out, GpgSigner(machine.gnupghome))[1]
+        finally:
+            stop_owner_agent(machine)
 
 
 def backup_signer(backup_drive: Path, passphrase: str) -> Signer:
