@@ -28,7 +28,9 @@ def luks_image(directory: Path) -> DiskTarget:
     return DiskTarget(DEVICE, path)
 
 
-def seal_test_key(tpm: Tpm, disk: DiskTarget, boot: Path) -> None:
+def seal_test_key(
+    tpm: Tpm, disk: DiskTarget, boot: Path, *, owner_auth: Secret | None = None
+) -> None:
     """Seal a key for ``disk`` with :data:`DUK` to this boot's PCRs; key files go to ``boot``."""
     boot.mkdir(exist_ok=True)
     seal_disk_key(
@@ -39,6 +41,7 @@ def seal_test_key(tpm: Tpm, disk: DiskTarget, boot: Path) -> None:
         boot_dir=boot,
         values=values_from_live(tpm, profile="coreboot", event_log=None),
         profile="coreboot",
+        owner_auth=owner_auth,
     )
 
 

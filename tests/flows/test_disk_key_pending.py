@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from disk_key_support import DRK, DUK, luks_image, seal_test_key
+from disk_key_support import DUK, luks_image, seal_test_key
 from heads.adapters import cryptsetup
 from heads.adapters.tpm import DISK_KEY_HANDLE, Tpm, open_tpm
 from heads.core.digest import HashAlg, extend_string
@@ -28,9 +28,7 @@ from heads.flows.disk_key import (
     DiskTarget,
     headers_measured,
     measure_headers_once,
-    seal_disk_key,
     unseal_disk_key,
-    values_from_live,
     wipe_disk_key,
 )
 from heads.flows.disk_key_pending import (
@@ -238,17 +236,7 @@ def test_a_refused_owner_passphrase_is_not_a_wrong_disk_key_passphrase(
     owner = Secret(b"owner passphrase")
     tpm.reset(owner_auth=owner)
     boot = tmp_path / "boot"
-    boot.mkdir()
-    seal_disk_key(
-        tpm,
-        targets=[disk],
-        recovery=DRK,
-        passphrase=DUK,
-        boot_dir=boot,
-        values=values_from_live(tpm, profile="coreboot", event_log=None),
-        profile="coreboot",
-        owner_auth=owner,
-    )
+    seal_test_key(tpm, disk, boot, owner_auth=owner)
     log = EventLogWriter(tmp_path / "log.jsonl")
     prediction = _prediction(tpm, "new")
     with pytest.raises(UsageError, match="the copy was not sealed"):
