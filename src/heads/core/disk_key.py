@@ -25,6 +25,7 @@ from heads.core.cpio import CpioEntry, Kind, build_newc
 from heads.core.digest import HashAlg, extend, zero_digest
 from heads.core.pcr import PcrIndex, PcrSelection
 from heads.core.platform import PCR_BOOT_MODE, PCR_LUKS_HEADERS, PCR_MODULES, PROFILES
+from heads.core.sealing import pcr_values_for
 from heads.core.secret import Secret
 from heads.errors import FormatError, UsageError
 
@@ -255,10 +256,7 @@ def predicted_values(
     values[PCR_BOOT_MODE] = pcr4_firmware
     values[PCR_MODULES] = pcr5 if pcr5 is not None else zero_digest(HashAlg.SHA256)
     values[PCR_LUKS_HEADERS] = pcr6_after(listing, previous=pcr6_firmware)
-    missing = [i for i in selection.indices if i not in values]
-    if missing:
-        raise UsageError(f"no value to seal PCR {', '.join(map(str, missing))} to")
-    return {i: values[i] for i in selection.indices}
+    return pcr_values_for(selection, values, missing="no value to seal PCR {pcrs} to")
 
 
 def check_passphrase(first: Secret, again: Secret) -> None:

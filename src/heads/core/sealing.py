@@ -23,11 +23,12 @@ from typing import Final
 
 from heads.core.digest import HashAlg
 from heads.core.pcr import PcrIndex, PcrSelection
-from heads.errors import FormatError
+from heads.errors import FormatError, UsageError
 
 __all__ = [
     "SealRecord",
     "changed_pcrs",
+    "pcr_values_for",
     "policy_auth_value",
     "policy_pcr",
     "prediction_lines",
@@ -38,6 +39,21 @@ _TPM_CC_POLICY_PCR: Final = 0x0000017F
 _TPM_CC_POLICY_AUTH_VALUE: Final = 0x0000016B
 _MAGIC: Final = b"HSR1"
 _POLICY_SIZE: Final = 32  # sha256 policy sessions
+
+
+def pcr_values_for(
+    selection: PcrSelection, values: Mapping[int, bytes], *, missing: str
+) -> dict[int, bytes]:
+    """The values of the selected PCRs, to seal to.
+
+    Raises:
+        UsageError: a selected PCR has no value; ``missing`` is the message, its ``{pcrs}``
+            replaced by their numbers.
+    """
+    absent = [i for i in selection.indices if i not in values]
+    if absent:
+        raise UsageError(missing.format(pcrs=", ".join(map(str, absent))))
+    return {i: values[i] for i in selection.indices}
 
 
 def _tpml_pcr_selection(selection: PcrSelection) -> bytes:

@@ -20,7 +20,7 @@ from heads.adapters.tpm import DISK_KEY_HANDLE, Tpm
 from heads.core.digest import HashAlg, zero_digest
 from heads.core.disk_key import disk_key_selection, predicted_values
 from heads.core.platform import PCR_BOOT_MODE
-from heads.core.sealing import SealRecord
+from heads.core.sealing import SealRecord, pcr_values_for
 from heads.core.secret import Secret
 from heads.errors import HeadsError, TpmError, UnsealError, UsageError
 
@@ -90,16 +90,14 @@ def seal_pending_disk_key(
         TpmError: the TPM failed (AuthError when the owner passphrase is needed).
     """
     selection = disk_key_selection(profile)
-    missing = [i for i in selection.indices if i not in values]
-    if missing:
-        raise UsageError(
-            f"no predicted value for PCR {', '.join(map(str, missing))}: not sealing a copy"
-        )
+    expected = pcr_values_for(
+        selection, values, missing="no predicted value for PCR {pcrs}: not sealing a copy"
+    )
     record = tpm.seal(
         PENDING_DISK_KEY_HANDLE,
         key,
         selection,
-        pcr_values={i: values[i] for i in selection.indices},
+        pcr_values=expected,
         auth=passphrase,
         owner_auth=owner_auth,
     )

@@ -66,7 +66,7 @@ from heads.core.otp import (
 )
 from heads.core.pcr import PcrIndex, PcrSelection
 from heads.core.platform import FIRMWARE_EVENT_LOG, PCR_BOOT_MODE, PROFILES
-from heads.core.sealing import SealRecord, prediction_lines
+from heads.core.sealing import SealRecord, pcr_values_for, prediction_lines
 from heads.core.secret import Secret
 from heads.errors import (
     FormatError,
@@ -370,16 +370,14 @@ def seal_pending(
         TpmError: the TPM failed (AuthError when the owner passphrase is needed).
     """
     selection = totp_selection(profile)
-    missing = [i for i in selection.indices if i not in values]
-    if missing:
-        raise UsageError(
-            f"no predicted value for PCR {', '.join(map(str, missing))}: not sealing a copy"
-        )
+    expected = pcr_values_for(
+        selection, values, missing="no predicted value for PCR {pcrs}: not sealing a copy"
+    )
     record = tpm.seal(
         PENDING_HANDLE,
         secret,
         selection,
-        pcr_values={i: values[i] for i in selection.indices},
+        pcr_values=expected,
         owner_auth=owner_auth,
     )
     _log.info("sealed a pending TOTP copy at 0x%08x to %s", PENDING_HANDLE, selection)
