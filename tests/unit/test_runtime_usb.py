@@ -48,3 +48,17 @@ def test_only_usb_disks_with_their_partitions(tmp_path: Path) -> None:
 
 def test_no_sysfs_no_disks(tmp_path: Path) -> None:
     assert usb_disks(tmp_path / "missing") == []
+
+
+def test_disks_in_port_order_whatever_their_names(tmp_path: Path) -> None:
+    """Two drives probed in either order keep their menu numbers: the port decides, not sdX."""
+    sys_block = tmp_path / "block"
+    sys_block.mkdir()
+    devices = tmp_path / "devices"
+    usb = "pci0000:00/0000:00:04.0/usb2"
+    _disk(sys_block, devices, "sda", f"{usb}/2-10/2-10:1.0/host0", sectors=8, parts=0)
+    _disk(sys_block, devices, "sdb", f"{usb}/2-2/2-2:1.0/host1", sectors=8, parts=0)
+    _disk(sys_block, devices, "sdc", f"{usb}/2-1/2-1:1.0/host2", sectors=8, parts=11)
+    found = usb_disks(sys_block)
+    assert [d.device.name for d in found] == ["sdc", "sdb", "sda"]
+    assert [p.name for p in found[0].partitions][-3:] == ["sdc9", "sdc10", "sdc11"]

@@ -8,6 +8,7 @@ unless writing is the point, and always unmounts, even when the caller fails.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from heads.adapters._run import run
 __all__ = ["UsbDisk", "mounted", "usb_disks"]
 
 _SYS_BLOCK: Final = Path("/sys/block")
+_NUMBER: Final = re.compile(r"([0-9]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,27 +45,41 @@ class UsbDisk:
 
 
 def usb_disks(sys_block: Path = _SYS_BLOCK) -> list[UsbDisk]:
-    """The USB disks the kernel sees, by name."""
-    found: list[UsbDisk] = []
+    """The USB disks the kernel sees, in the order of the ports they are plugged into.
+
+    ``sdX`` names follow the order in which the kernel finished probing the drives, which
+    changes from boot to boot when two drives are plugged in; the sysfs path names the
+    controller and port (``usb2/2-1`` before ``usb2/2-2``), so a menu built from this list
+    numbers the same drive the same way at every boot.
+    """
+    found: list[tuple[tuple[str | int, ...], UsbDisk]] = []
     try:
-        names = sorted(p.name for p in sys_block.iterdir() if p.name.startswith("sd"))
+        names = [p.name for p in sys_block.iterdir() if p.name.startswith("sd")]
     except OSError:
         return []
     for name in names:
         node = sys_block / name
         try:
-            if "/usb" not in str(node.resolve()):
+            where = str(node.resolve())
+            if "/usb" not in where:
                 continue
             sectors = int((node / "size").read_text().strip() or "0")
             parts = sorted(
-                p.name for p in node.iterdir() if p.name.startswith(name) and p.name != name
+                (p.name for p in node.iterdir() if p.name.startswith(name) and p.name != name),
+                key=_natural,
             )
         except (OSError, ValueError):
             continue
-        found.append(
-            UsbDisk(Path("/dev") / name, tuple(Path("/dev") / p for p in parts), sectors * 512)
-        )
-    return found
+        disk = UsbDisk(Path("/dev") / name, tuple(Path("/dev") / p for p in parts), sectors * 512)
+        found.append((_natural(where), disk))
+    return [disk for _, disk in sorted(found, key=lambda pair: pair[0])]
+
+
+def _natural(text: str) -> tuple[str | int, ...]:
+    """``text`` as a sort key in which digit runs compare as numbers (port 2-10 after 2-9)."""
+    # split() with a group alternates text and digit runs, so position i holds the same kind
+    # in every key and the tuples compare without mixing str and int.
+    return tuple(int(piece) if i % 2 else piece for i, piece in enumerate(_NUMBER.split(text)))
 
 
 @contextmanager
