@@ -6,7 +6,6 @@ TPM 2.0 Part 1 §17.2: extend is ``new = H(old || digest)``; every PCR starts at
 
 from __future__ import annotations
 
-import hashlib
 from enum import Enum
 
 # As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
@@ -60,6 +59,10 @@ class HashAlg(Enum):
 
     def hash(self, data: bytes) -> bytes:
         """Digest of ``data``.  Raises ValueError for SM3 when OpenSSL lacks it."""
+        # Imported here: the event-log replay never calls this and must not load OpenSSL
+        # (heads.core.eventlog.model._HASHERS).
+        import hashlib  # noqa: PLC0415
+
         try:
             return hashlib.new(_OPENSSL_NAMES[self], data).digest()
         except ValueError as exc:  # pragma: no cover - depends on the OpenSSL build

@@ -7,7 +7,6 @@ from.  Every event remembers its place (byte offset or line) so messages can poi
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from enum import Enum
 
@@ -41,21 +40,43 @@ EV_NO_ACTION: Final = 0x00000003
 EV_EFI_HCRTM_EVENT: Final = 0x80000010
 
 
-def _hasher(name: str) -> Callable[[bytes], bytes]:
+def _builtin_hasher(module: str, name: str) -> Callable[[bytes], bytes] | None:
+    try:
+        constructor = getattr(__import__(module), name)
+    except (ImportError, AttributeError):
+        return None
+
     def run(data: bytes) -> bytes:
+        digest: bytes = constructor(data).digest()
+        return digest
+
+    return run
+
+
+def _openssl_hasher(name: str) -> Callable[[bytes], bytes]:
+    def run(data: bytes) -> bytes:
+        import hashlib  # noqa: PLC0415 - loads OpenSSL; see _HASHERS
+
         return hashlib.new(name, data).digest()
 
     return run
 
 
-# OpenSSL names; HashAlg.hash() asks for "sm3256", which OpenSSL does not know, so the
-# event-log code hashes through this table (it is also faster than hashlib.new per call).
+def _hasher(alg: HashAlg, module: str, name: str) -> Callable[[bytes], bytes]:
+    return _builtin_hasher(module, name) or _openssl_hasher(alg.value)
+
+
+# A replay hashes a few hundred short values.  CPython's own SHA code (``_sha256`` and
+# friends, compiled into Debian's interpreter) needs nothing loaded, where ``hashlib`` loads
+# OpenSSL first, which costs a short command more than all its hashing
+# (docs/architecture.md §Command start-up); OpenSSL is loaded only for SM3, which only it has,
+# and for an interpreter built without the SHA modules.
 _HASHERS: Final[dict[HashAlg, Callable[[bytes], bytes]]] = {
-    HashAlg.SHA1: lambda b: hashlib.sha1(b).digest(),  # noqa: S324 - the TPM's SHA-1 bank
-    HashAlg.SHA256: lambda b: hashlib.sha256(b).digest(),
-    HashAlg.SHA384: lambda b: hashlib.sha384(b).digest(),
-    HashAlg.SHA512: lambda b: hashlib.sha512(b).digest(),
-    HashAlg.SM3_256: _hasher("sm3"),
+    HashAlg.SHA1: _hasher(HashAlg.SHA1, "_sha1", "sha1"),
+    HashAlg.SHA256: _hasher(HashAlg.SHA256, "_sha256", "sha256"),
+    HashAlg.SHA384: _hasher(HashAlg.SHA384, "_sha512", "sha384"),
+    HashAlg.SHA512: _hasher(HashAlg.SHA512, "_sha512", "sha512"),
+    HashAlg.SM3_256: _openssl_hasher("sm3"),
 }
 
 
