@@ -6,7 +6,7 @@ them more than their own work (docs/architecture.md §Command start-up).
 
 from __future__ import annotations
 
-import importlib
+import sys
 
 # As typing.TYPE_CHECKING, without importing typing (docs/architecture.md §Command start-up)
 TYPE_CHECKING = False
@@ -27,7 +27,11 @@ def lazy_getattr(
         submodule = submodules.get(name)
         if submodule is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value: object = getattr(importlib.import_module(f"{package}.{submodule}"), name)
+        # __import__ and sys.modules, not importlib: importing importlib costs a short command
+        # about as much as the submodule itself (docs/architecture.md §Command start-up).
+        module_name = f"{package}.{submodule}"
+        __import__(module_name)
+        value: object = getattr(sys.modules[module_name], name)
         namespace[name] = value
         return value
 
