@@ -158,3 +158,7 @@ def test_replaying_a_log_never_loads_the_tpm_stack() -> None:
     # The replay needs neither the PCR comparison nor the prediction code.
     assert "heads.core.eventlog.compare" not in imported
     assert "heads.core.eventlog.predict" not in imported
+    # Nor OpenSSL for a log without an SM3 bank, nor json for its --json output.
+    assert not {"hashlib", "_hashlib", "json"} & set(imported)
+    json_out = _imported("pcr", "replay", "--json", str(log))
+    assert not {"hashlib", "_hashlib", "json"} & set(json_out)
