@@ -59,8 +59,8 @@ class HashAlg(Enum):
 
     def hash(self, data: bytes) -> bytes:
         """Digest of ``data``.  Raises ValueError for SM3 when OpenSSL lacks it."""
-        # Imported here: the event-log replay never calls this and must not load OpenSSL
-        # (heads.core.eventlog.model._HASHERS).
+        # Imported here: the event-log replay calls this only for SM3 and must not load
+        # OpenSSL otherwise (heads.core.eventlog.model._HASHERS).
         import hashlib  # noqa: PLC0415
 
         try:

@@ -40,30 +40,19 @@ EV_NO_ACTION: Final = 0x00000003
 EV_EFI_HCRTM_EVENT: Final = 0x80000010
 
 
-def _builtin_hasher(module: str, name: str) -> Callable[[bytes], bytes] | None:
+def _hasher(alg: HashAlg, module: str, name: str) -> Callable[[bytes], bytes]:
+    """CPython's own ``module.name`` constructor as a hash function; :meth:`HashAlg.hash`
+    (hashlib, OpenSSL) where this interpreter lacks it."""
     try:
         constructor = getattr(__import__(module), name)
     except (ImportError, AttributeError):
-        return None
+        return alg.hash
 
     def run(data: bytes) -> bytes:
         digest: bytes = constructor(data).digest()
         return digest
 
     return run
-
-
-def _openssl_hasher(name: str) -> Callable[[bytes], bytes]:
-    def run(data: bytes) -> bytes:
-        import hashlib  # noqa: PLC0415 - loads OpenSSL; see _HASHERS
-
-        return hashlib.new(name, data).digest()
-
-    return run
-
-
-def _hasher(alg: HashAlg, module: str, name: str) -> Callable[[bytes], bytes]:
-    return _builtin_hasher(module, name) or _openssl_hasher(alg.value)
 
 
 # A replay hashes a few hundred short values.  CPython's own SHA code (``_sha256`` and
@@ -76,7 +65,7 @@ _HASHERS: Final[dict[HashAlg, Callable[[bytes], bytes]]] = {
     HashAlg.SHA256: _hasher(HashAlg.SHA256, "_sha256", "sha256"),
     HashAlg.SHA384: _hasher(HashAlg.SHA384, "_sha512", "sha384"),
     HashAlg.SHA512: _hasher(HashAlg.SHA512, "_sha512", "sha512"),
-    HashAlg.SM3_256: _openssl_hasher("sm3"),
+    HashAlg.SM3_256: HashAlg.SM3_256.hash,
 }
 
 
@@ -86,10 +75,7 @@ def bank_hash(alg: HashAlg, data: bytes) -> bytes:
     Raises:
         ValueError: this Python's OpenSSL lacks the algorithm (SM3 on some builds).
     """
-    try:
-        return _HASHERS[alg](data)
-    except ValueError as exc:  # pragma: no cover - depends on the OpenSSL build
-        raise ValueError(f"{alg.value} is not available in this Python's OpenSSL") from exc
+    return _HASHERS[alg](data)
 
 
 class LogFormat(Enum):
